@@ -1,0 +1,202 @@
+//! The payload of a verified token.
+//!
+//! [`Claims`] keeps every claim as JSON so identity rules, pool rules and
+//! header mappings can name any claim, and offers typed accessors for the
+//! registered ones. Parsing refuses a payload that names a claim twice: JSON
+//! parsers disagree on which duplicate wins, and a token whose `sub` means one
+//! thing to the issuer and another to us is an attack, not a token.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The claims of a token, keyed by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Claims(BTreeMap<String, Value>);
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UniqueKeys;
+
+        impl<'de> Visitor<'de> for UniqueKeys {
+            type Value = Claims;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+                let mut claims = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if claims.contains_key(&name) {
+                        return Err(de::Error::custom(format_args!("claim `{name}` appears twice")));
+                    }
+                    claims.insert(name, value);
+                }
+                Ok(Claims(claims))
+            }
+        }
+
+        deserializer.deserialize_map(UniqueKeys)
+    }
+}
+
+impl Claims {
+    /// Claims from a JSON object (tests, the devkit).
+    pub fn from_map(map: serde_json::Map<String, Value>) -> Self {
+        Claims(map.into_iter().collect())
+    }
+
+    /// A claim by name; a dotted name (`realm_access.roles`) also walks into
+    /// nested objects when no claim has that exact name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        if let Some(v) = self.0.get(name) {
+            return Some(v);
+        }
+        let mut parts = name.split('.');
+        let mut current = self.0.get(parts.next()?)?;
+        for part in parts {
+            current = current.as_object()?.get(part)?;
+        }
+        Some(current)
+    }
+
+    /// A string claim.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(Value::as_str)
+    }
+
+    /// The values of a claim for matching and headers: a string, the strings
+    /// of an array, or the text of a number or boolean.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        match self.get(name) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
+            Some(v) => scalar_text(v).into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether the claim exists (and is not JSON `null`).
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| !v.is_null())
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> Option<&str> {
+        self.str("iss")
+    }
+
+    /// `sub`.
+    pub fn subject(&self) -> Option<&str> {
+        self.str("sub")
+    }
+
+    /// The OAuth client: `client_id`, else `azp`.
+    pub fn client(&self) -> Option<&str> {
+        self.str("client_id").or_else(|| self.str("azp"))
+    }
+
+    /// `jti`.
+    pub fn token_id(&self) -> Option<&str> {
+        self.str("jti")
+    }
+
+    /// A NumericDate claim in whole seconds (fractions are truncated).
+    /// `Err` if present but not a number.
+    pub fn numeric_date(&self, name: &str) -> Result<Option<i64>, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .map(Some)
+                .ok_or_else(|| format!("claim `{name}` is not a valid date")),
+            Some(_) => Err(format!("claim `{name}` must be a number of seconds")),
+        }
+    }
+
+    /// `aud` as a list (a single string is a list of one).
+    pub fn audiences(&self) -> Vec<&str> {
+        match self.0.get("aud") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Granted scopes: the space-separated `scope` string, or `scp` as a
+    /// string or array (Azure AD style).
+    pub fn scopes(&self) -> Vec<&str> {
+        let mut scopes: Vec<&str> = Vec::new();
+        for name in ["scope", "scp"] {
+            match self.0.get(name) {
+                Some(Value::String(s)) => scopes.extend(s.split_ascii_whitespace()),
+                Some(Value::Array(items)) => scopes.extend(items.iter().filter_map(Value::as_str)),
+                _ => {}
+            }
+        }
+        scopes
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Claims, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused() {
+        let err = parse(r#"{"sub":"alice","sub":"root"}"#).unwrap_err();
+        assert!(err.to_string().contains("claim `sub` appears twice"), "{err}");
+    }
+
+    #[test]
+    fn non_object_payloads_are_refused() {
+        assert!(parse("[1,2]").is_err());
+        assert!(parse("\"sub\"").is_err());
+    }
+
+    #[test]
+    fn accessors_read_registered_claims() {
+        let c = parse(
+            r#"{"iss":"https://idp","sub":"alice","azp":"erp-web","aud":["a","b"],
+                "exp":1700000000.9,"scope":"erp.read erp.write","scp":["x"],
+                "realm_access":{"roles":["cfo","user"]},"n":3}"#,
+        )
+        .unwrap();
+        assert_eq!(c.issuer(), Some("https://idp"));
+        assert_eq!(c.subject(), Some("alice"));
+        assert_eq!(c.client(), Some("erp-web"));
+        assert_eq!(c.audiences(), vec!["a", "b"]);
+        assert_eq!(c.numeric_date("exp"), Ok(Some(1_700_000_000)));
+        assert_eq!(c.numeric_date("nbf"), Ok(None));
+        assert_eq!(c.scopes(), vec!["erp.read", "erp.write", "x"]);
+        assert_eq!(c.values("realm_access.roles"), vec!["cfo", "user"]);
+        assert_eq!(c.values("n"), vec!["3"]);
+        assert!(c.values("missing").is_empty());
+    }
+
+    #[test]
+    fn client_id_wins_over_azp_and_bad_dates_are_errors() {
+        let c = parse(r#"{"client_id":"svc","azp":"web","iat":"yesterday","aud":"one"}"#).unwrap();
+        assert_eq!(c.client(), Some("svc"));
+        assert!(c.numeric_date("iat").is_err());
+        assert_eq!(c.audiences(), vec!["one"]);
+    }
+}

@@ -1,0 +1,310 @@
+//! The configuration file as written: serde structs that mirror the TOML.
+//!
+//! Nothing here is interpreted. Durations are still strings, addresses still
+//! text; [`super::validate`] turns this into the typed runtime values, naming
+//! the key path of anything it refuses. Every struct denies unknown keys, so
+//! a typo is an error instead of a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub issuers: Vec<IssuerSection>,
+    #[serde(default)]
+    pub tokens: TokensSection,
+    #[serde(default)]
+    pub sessions: SessionsSection,
+    #[serde(default)]
+    pub pools: Vec<PoolSection>,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamSection>,
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+    #[serde(default)]
+    pub headers: HeadersSection,
+    #[serde(default)]
+    pub logging: LoggingSection,
+}
+
+/// `[server]`: listeners and process behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: Vec<String>,
+    pub admin_listen: String,
+    pub tls: Option<TlsSection>,
+    pub threads: Option<usize>,
+    pub grace_period: String,
+    pub shutdown_timeout: String,
+    pub realm: String,
+    pub gateway_prefix: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: vec!["0.0.0.0:8080".into()],
+            admin_listen: "127.0.0.1:9190".into(),
+            tls: None,
+            threads: None,
+            grace_period: "5s".into(),
+            shutdown_timeout: "5s".into(),
+            realm: "session-gateway".into(),
+            gateway_prefix: "/.gateway".into(),
+        }
+    }
+}
+
+/// `[server.tls]`: certificate and key files for the proxy listeners.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `[[issuers]]`: one trusted OpenID Connect provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: String,
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch: String,
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout: String,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_jwks_refresh() -> String {
+    "5m".into()
+}
+fn default_jwks_min_refetch() -> String {
+    "10s".into()
+}
+fn default_http_timeout() -> String {
+    "5s".into()
+}
+
+/// `[tokens]`: how access tokens are judged.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensSection {
+    pub leeway: String,
+    pub max_lifetime: Option<String>,
+    pub max_auth_age: Option<String>,
+    pub required_claims: Vec<String>,
+    pub cache_size: usize,
+    pub max_token_bytes: usize,
+}
+
+impl Default for TokensSection {
+    fn default() -> Self {
+        Self {
+            leeway: "30s".into(),
+            max_lifetime: None,
+            max_auth_age: None,
+            required_claims: Vec::new(),
+            cache_size: 100_000,
+            max_token_bytes: 8192,
+        }
+    }
+}
+
+/// `[sessions]`: where sessions live and how long.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    pub store: String,
+    pub idle_timeout: String,
+    pub absolute_timeout: String,
+    pub identity: Vec<String>,
+    pub touch_interval: String,
+    pub sweep_interval: String,
+    pub license_unavailable_status: u16,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        Self {
+            store: "memory".into(),
+            idle_timeout: "20m".into(),
+            absolute_timeout: "8h".into(),
+            identity: vec!["iss".into(), "sub".into(), "client_id|azp".into()],
+            touch_interval: "1s".into(),
+            sweep_interval: "10s".into(),
+            license_unavailable_status: 429,
+        }
+    }
+}
+
+/// A claim test: the claim's value (or one of its values, for arrays) is one of `any_of`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMatchSection {
+    pub claim: String,
+    pub any_of: Vec<String>,
+}
+
+/// `[[pools]]`: one license pool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    pub name: String,
+    pub limit: u32,
+    #[serde(default, rename = "match")]
+    pub matcher: Option<ClaimMatchSection>,
+    #[serde(default)]
+    pub per_subject_limit: Option<u32>,
+    #[serde(default = "default_on_subject_limit")]
+    pub on_subject_limit: String,
+    #[serde(default)]
+    pub reserved: Vec<ReservedSection>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub absolute_timeout: Option<String>,
+}
+
+fn default_on_subject_limit() -> String {
+    "deny".into()
+}
+
+/// `[[pools.reserved]]`: seats only matching tokens may take.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservedSection {
+    pub claim: String,
+    pub any_of: Vec<String>,
+    pub seats: u32,
+}
+
+/// `[[upstreams]]`: a named group of backend servers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub name: String,
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSection>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_io_timeout")]
+    pub read_timeout: String,
+    #[serde(default = "default_io_timeout")]
+    pub write_timeout: String,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+fn default_connect_timeout() -> String {
+    "2s".into()
+}
+fn default_io_timeout() -> String {
+    "30s".into()
+}
+
+/// `[upstreams.health_check]`: an HTTP probe per server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    pub path: String,
+    #[serde(default = "default_health_interval")]
+    pub interval: String,
+    #[serde(default = "default_health_timeout")]
+    pub timeout: String,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+fn default_health_interval() -> String {
+    "5s".into()
+}
+fn default_health_timeout() -> String {
+    "1s".into()
+}
+
+/// `[[routes]]`: a request matcher and what to do with matching requests.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    pub upstream: String,
+    pub policy: String,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default = "default_authorization")]
+    pub authorization: String,
+    #[serde(default)]
+    pub authorization_env: Option<String>,
+}
+
+fn default_path_prefix() -> String {
+    "/".into()
+}
+fn default_authorization() -> String {
+    "pass".into()
+}
+
+/// `[headers]`: names of the identity headers sent to upstreams.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersSection {
+    pub session_id: String,
+    pub subject: String,
+    pub client: String,
+    pub pool: String,
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Default for HeadersSection {
+    fn default() -> Self {
+        Self {
+            session_id: "X-Session-Id".into(),
+            subject: "X-Auth-Subject".into(),
+            client: "X-Auth-Client".into(),
+            pool: "X-License-Pool".into(),
+            claims: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[logging]`: log level and format.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    pub level: String,
+    pub format: String,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "json".into(),
+        }
+    }
+}

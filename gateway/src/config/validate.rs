@@ -1,0 +1,634 @@
+//! [`FileConfig`] → [`Config`]: every check that needs more than a type.
+//!
+//! Each refusal names its key path (`routes[2].upstream`) and says what would
+//! be accepted, so an operator can fix the file from the message alone.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use super::file::{ClaimMatchSection, FileConfig, IssuerSection, PoolSection, RouteSection};
+use super::*;
+use crate::licensing::{ClaimMatch, Pool, ReservedSeats, SubjectLimit, SubjectLimitPolicy};
+use crate::session::identity::IdentityRule;
+
+/// Collects the origin so every error can name the file.
+struct Check<'a> {
+    origin: &'a str,
+}
+
+impl Check<'_> {
+    fn fail<T>(&self, key: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            key: key.into(),
+            message: message.into(),
+        })
+    }
+
+    fn duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => Ok(d),
+            Err(e) => self.fail(
+                key,
+                format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"20m\", \"8h\""),
+            ),
+        }
+    }
+
+    fn positive_duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, text)?;
+        if d.is_zero() {
+            return self.fail(key, "must be longer than zero");
+        }
+        Ok(d)
+    }
+
+    fn socket_addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        SocketAddr::from_str(text.trim()).or_else(|_| {
+            self.fail(
+                key,
+                format!("`{text}` is not an IP address with a port, e.g. \"0.0.0.0:8080\" or \"[::1]:8080\""),
+            )
+        })
+    }
+
+    fn header_name(&self, key: &str, text: &str) -> Result<HeaderName, ConfigError> {
+        let name = HeaderName::from_str(text)
+            .or_else(|_| self.fail(key, format!("`{text}` is not a valid HTTP header name")))?;
+        const RESERVED: &[&str] = &[
+            "authorization",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+            "cookie",
+            "keep-alive",
+            "proxy-authorization",
+        ];
+        if RESERVED.contains(&name.as_str()) {
+            return self.fail(key, format!("`{text}` is a protocol header and cannot carry identity"));
+        }
+        Ok(name)
+    }
+
+    fn claim_match(&self, key: &str, section: &ClaimMatchSection) -> Result<ClaimMatch, ConfigError> {
+        self.claim_rule(key, &section.claim, &section.any_of)
+    }
+
+    fn claim_rule(&self, key: &str, claim: &str, any_of: &[String]) -> Result<ClaimMatch, ConfigError> {
+        if claim.trim().is_empty() {
+            return self.fail(format!("{key}.claim"), "must name a claim");
+        }
+        if any_of.is_empty() {
+            return self.fail(format!("{key}.any_of"), "must list at least one value");
+        }
+        Ok(ClaimMatch::new(claim.to_string(), any_of.iter().cloned()))
+    }
+}
+
+pub(super) fn validate(
+    file: FileConfig,
+    origin: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let c = Check { origin };
+
+    let server = server(&c, &file)?;
+    let tokens = tokens(&c, &file)?;
+    let sessions = sessions(&c, &file)?;
+    let issuers = file
+        .issuers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| issuer(&c, &format!("issuers[{i}]"), s, base_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = HashSet::new();
+    for (i, s) in issuers.iter().enumerate() {
+        if !seen.insert(s.issuer.clone()) {
+            return c.fail(format!("issuers[{i}].issuer"), format!("`{}` is configured twice", s.issuer));
+        }
+    }
+    let pools = pools(&c, &file, &sessions)?;
+    let upstreams = upstreams(&c, &file)?;
+    let routes = file
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route(&c, &format!("routes[{i}]"), r, &upstreams, &server, env))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = HashSet::new();
+    for (i, r) in routes.iter().enumerate() {
+        if !seen.insert(r.name.clone()) {
+            return c.fail(format!("routes[{i}].name"), format!("route `{}` is defined twice", r.name));
+        }
+    }
+    if routes.is_empty() {
+        return c.fail("routes", "at least one [[routes]] entry is needed");
+    }
+    if routes.iter().any(|r| r.policy != RoutePolicy::Public) && issuers.is_empty() {
+        return c.fail("issuers", "routes with policy `session` or `token` need at least one [[issuers]] entry");
+    }
+    if routes.iter().any(|r| r.policy == RoutePolicy::Session) && pools.is_empty() {
+        return c.fail("pools", "routes with policy `session` need at least one [[pools]] entry");
+    }
+    let headers = headers(&c, &file)?;
+    let logging = logging(&c, &file)?;
+
+    Ok(Config {
+        server,
+        issuers,
+        tokens,
+        sessions,
+        pools,
+        upstreams,
+        routes,
+        headers,
+        logging,
+        effective: file,
+    })
+}
+
+fn server(c: &Check, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
+    let s = &file.server;
+    if s.listen.is_empty() {
+        return c.fail("server.listen", "must list at least one address");
+    }
+    let listen = s
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| c.socket_addr(&format!("server.listen[{i}]"), a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let admin_listen = c.socket_addr("server.admin_listen", &s.admin_listen)?;
+    if listen.contains(&admin_listen) {
+        return c.fail("server.admin_listen", "must differ from every proxy listener in server.listen");
+    }
+    let threads = match s.threads {
+        Some(0) => return c.fail("server.threads", "must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if s.realm.is_empty() || s.realm.chars().any(|ch| ch == '"' || ch == '\\' || ch.is_control()) {
+        return c.fail("server.realm", "must be non-empty, without quotes, backslashes or control characters");
+    }
+    let prefix = s.gateway_prefix.as_str();
+    if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') || prefix.contains(['?', '#']) {
+        return c.fail("server.gateway_prefix", "must be a path like \"/.gateway\" (leading slash, no trailing slash)");
+    }
+    let tls = s.tls.as_ref().map(|t| TlsFiles {
+        cert: t.cert.clone().into(),
+        key: t.key.clone().into(),
+    });
+    Ok(ServerConfig {
+        listen,
+        admin_listen,
+        tls,
+        threads,
+        grace_period: c.duration("server.grace_period", &s.grace_period)?,
+        shutdown_timeout: c.duration("server.shutdown_timeout", &s.shutdown_timeout)?,
+        realm: s.realm.clone(),
+        gateway_prefix: prefix.to_string(),
+    })
+}
+
+/// `http://` is accepted only for loopback hosts (development, tests).
+fn secure_url(c: &Check, key: &str, text: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(text).or_else(|e| c.fail(key, format!("`{text}` is not a URL ({e})")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => c.fail(key, "must use https (plain http is accepted only for loopback hosts)"),
+        other => c.fail(key, format!("scheme `{other}` is not supported; use https")),
+    }
+}
+
+fn issuer(c: &Check, key: &str, s: &IssuerSection, base_dir: &Path) -> Result<IssuerConfig, ConfigError> {
+    if s.issuer.trim().is_empty() {
+        return c.fail(format!("{key}.issuer"), "must be the issuer's `iss` value");
+    }
+    if s.audiences.is_empty() || s.audiences.iter().any(|a| a.is_empty()) {
+        return c.fail(format!("{key}.audiences"), "must list at least one non-empty audience");
+    }
+    if s.algorithms.is_empty() {
+        return c.fail(format!("{key}.algorithms"), "must list at least one algorithm");
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in s.algorithms.iter().enumerate() {
+        let akey = format!("{key}.algorithms[{i}]");
+        if name.eq_ignore_ascii_case("none") {
+            return c.fail(akey, "`none` means unsigned tokens and is never accepted");
+        }
+        let alg = Algorithm::from_str(name).or_else(|_| {
+            c.fail(
+                akey.clone(),
+                format!("`{name}` is not a supported algorithm; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"),
+            )
+        })?;
+        if alg.family() == AlgorithmFamily::Hmac {
+            return c.fail(akey, format!("`{name}` is a shared-secret (HMAC) algorithm; an issuer's JWKS holds public keys, so only asymmetric algorithms are accepted"));
+        }
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    let keys = match (&s.jwks_uri, &s.jwks_file) {
+        (Some(_), Some(_)) => return c.fail(key, "set either jwks_uri or jwks_file, not both"),
+        (Some(uri), None) => KeySource::JwksUri(secure_url(c, &format!("{key}.jwks_uri"), uri)?),
+        (None, Some(path)) => {
+            let path = base_dir.join(path);
+            if let Err(e) = std::fs::metadata(&path) {
+                return c.fail(format!("{key}.jwks_file"), format!("cannot read {}: {e}", path.display()));
+            }
+            KeySource::JwksFile(path)
+        }
+        (None, None) => {
+            let base = secure_url(c, &format!("{key}.issuer"), &s.issuer)?;
+            let discovery = format!("{}/.well-known/openid-configuration", base.as_str().trim_end_matches('/'));
+            KeySource::Discovery(secure_url(c, &format!("{key}.issuer"), &discovery)?)
+        }
+    };
+    Ok(IssuerConfig {
+        issuer: s.issuer.clone(),
+        audiences: s.audiences.clone(),
+        algorithms,
+        keys,
+        jwks_refresh: c.positive_duration(&format!("{key}.jwks_refresh"), &s.jwks_refresh)?,
+        jwks_min_refetch: c.duration(&format!("{key}.jwks_min_refetch"), &s.jwks_min_refetch)?,
+        http_timeout: c.positive_duration(&format!("{key}.http_timeout"), &s.http_timeout)?,
+    })
+}
+
+fn tokens(c: &Check, file: &FileConfig) -> Result<TokenPolicy, ConfigError> {
+    let t = &file.tokens;
+    let optional = |key: &str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+        v.as_deref().map(|text| c.positive_duration(key, text)).transpose()
+    };
+    if !(256..=65_536).contains(&t.max_token_bytes) {
+        return c.fail("tokens.max_token_bytes", "must be between 256 and 65536");
+    }
+    if let Some(i) = t.required_claims.iter().position(|n| n.trim().is_empty()) {
+        return c.fail(format!("tokens.required_claims[{i}]"), "must name a claim");
+    }
+    Ok(TokenPolicy {
+        leeway: c.duration("tokens.leeway", &t.leeway)?,
+        max_lifetime: optional("tokens.max_lifetime", &t.max_lifetime)?,
+        max_auth_age: optional("tokens.max_auth_age", &t.max_auth_age)?,
+        required_claims: t.required_claims.clone(),
+        cache_size: t.cache_size,
+        max_token_bytes: t.max_token_bytes,
+    })
+}
+
+fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, ConfigError> {
+    let s = &file.sessions;
+    let store = match s.store.as_str() {
+        "memory" => StoreKind::Memory,
+        other => return c.fail("sessions.store", format!("`{other}` is not a store; use \"memory\"")),
+    };
+    let idle_timeout = c.positive_duration("sessions.idle_timeout", &s.idle_timeout)?;
+    let absolute_timeout = c.positive_duration("sessions.absolute_timeout", &s.absolute_timeout)?;
+    let touch_interval = c.positive_duration("sessions.touch_interval", &s.touch_interval)?;
+    if touch_interval >= idle_timeout {
+        return c.fail("sessions.touch_interval", "must be shorter than sessions.idle_timeout");
+    }
+    if s.identity.is_empty() {
+        return c.fail("sessions.identity", "must list at least one claim, e.g. [\"iss\", \"sub\"]");
+    }
+    let mut components = Vec::new();
+    for (i, entry) in s.identity.iter().enumerate() {
+        let alternatives: Vec<String> = entry.split('|').map(|a| a.trim().to_string()).collect();
+        if alternatives.iter().any(|a| a.is_empty()) {
+            return c.fail(
+                format!("sessions.identity[{i}]"),
+                format!("`{entry}` must be a claim name or alternatives like \"client_id|azp\""),
+            );
+        }
+        components.push(alternatives);
+    }
+    if !(400..=599).contains(&s.license_unavailable_status) {
+        return c.fail("sessions.license_unavailable_status", "must be an HTTP error status (400-599)");
+    }
+    Ok(SessionSettings {
+        store,
+        idle_timeout,
+        absolute_timeout,
+        identity: IdentityRule::new(components),
+        touch_interval,
+        sweep_interval: c.positive_duration("sessions.sweep_interval", &s.sweep_interval)?,
+        license_unavailable_status: s.license_unavailable_status,
+    })
+}
+
+fn pools(c: &Check, file: &FileConfig, sessions: &SessionSettings) -> Result<Vec<Pool>, ConfigError> {
+    let mut pools = Vec::new();
+    let mut names = HashSet::new();
+    for (i, p) in file.pools.iter().enumerate() {
+        let key = format!("pools[{i}]");
+        pools.push(pool(c, &key, p, sessions)?);
+        if !names.insert(p.name.clone()) {
+            return c.fail(format!("{key}.name"), format!("pool `{}` is defined twice", p.name));
+        }
+        if p.matcher.is_none() && i + 1 != file.pools.len() {
+            return c.fail(
+                format!("{key}.match"),
+                "only the last pool may omit `match` (it catches every token the pools before it did not)",
+            );
+        }
+    }
+    Ok(pools)
+}
+
+fn pool(c: &Check, key: &str, p: &PoolSection, sessions: &SessionSettings) -> Result<Pool, ConfigError> {
+    let valid_name = !p.name.is_empty()
+        && p.name.len() <= 64
+        && p.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+    if !valid_name {
+        return c.fail(format!("{key}.name"), "must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'");
+    }
+    if p.limit == 0 {
+        return c.fail(format!("{key}.limit"), "must be at least 1");
+    }
+    let rule = p
+        .matcher
+        .as_ref()
+        .map(|m| c.claim_match(&format!("{key}.match"), m))
+        .transpose()?;
+    let policy = match p.on_subject_limit.as_str() {
+        "deny" => SubjectLimitPolicy::Deny,
+        "replace_oldest" => SubjectLimitPolicy::ReplaceOldest,
+        other => {
+            return c.fail(
+                format!("{key}.on_subject_limit"),
+                format!("`{other}` is not a policy; use \"deny\" or \"replace_oldest\""),
+            );
+        }
+    };
+    let subject_limit = match p.per_subject_limit {
+        Some(0) => return c.fail(format!("{key}.per_subject_limit"), "must be at least 1"),
+        Some(max) => Some(SubjectLimit { max, policy }),
+        None => None,
+    };
+    let mut reserved = Vec::new();
+    let mut total_reserved: u64 = 0;
+    for (j, r) in p.reserved.iter().enumerate() {
+        let rkey = format!("{key}.reserved[{j}]");
+        if r.seats == 0 {
+            return c.fail(format!("{rkey}.seats"), "must be at least 1");
+        }
+        total_reserved += u64::from(r.seats);
+        reserved.push(ReservedSeats {
+            rule: c.claim_rule(&rkey, &r.claim, &r.any_of)?,
+            seats: r.seats,
+        });
+    }
+    if total_reserved >= u64::from(p.limit) {
+        return c.fail(
+            format!("{key}.reserved"),
+            format!(
+                "reserved seats ({total_reserved}) must leave at least one shared seat of limit ({})",
+                p.limit
+            ),
+        );
+    }
+    let idle_timeout = match &p.idle_timeout {
+        Some(t) => c.positive_duration(&format!("{key}.idle_timeout"), t)?,
+        None => sessions.idle_timeout,
+    };
+    let absolute_timeout = match &p.absolute_timeout {
+        Some(t) => c.positive_duration(&format!("{key}.absolute_timeout"), t)?,
+        None => sessions.absolute_timeout,
+    };
+    Ok(Pool {
+        name: p.name.clone(),
+        limit: p.limit,
+        rule,
+        subject_limit,
+        reserved,
+        idle_timeout,
+        absolute_timeout,
+    })
+}
+
+fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConfig>, ConfigError> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, u) in file.upstreams.iter().enumerate() {
+        let key = format!("upstreams[{i}]");
+        if u.name.is_empty() {
+            return c.fail(format!("{key}.name"), "must not be empty");
+        }
+        if !names.insert(u.name.clone()) {
+            return c.fail(format!("{key}.name"), format!("upstream `{}` is defined twice", u.name));
+        }
+        if u.servers.is_empty() {
+            return c.fail(format!("{key}.servers"), "must list at least one \"host:port\"");
+        }
+        for (j, s) in u.servers.iter().enumerate() {
+            let has_port = s.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+            if !has_port {
+                return c.fail(format!("{key}.servers[{j}]"), format!("`{s}` must be \"host:port\""));
+            }
+            if let Err(e) = s.to_socket_addrs() {
+                return c.fail(format!("{key}.servers[{j}]"), format!("cannot resolve `{s}`: {e}"));
+            }
+        }
+        let first_host = u.servers[0].rsplit_once(':').map_or("", |(h, _)| h).to_string();
+        let health_check = match &u.health_check {
+            None => None,
+            Some(h) => {
+                if !h.path.starts_with('/') {
+                    return c.fail(format!("{key}.health_check.path"), "must start with '/'");
+                }
+                Some(HealthCheckConfig {
+                    path: h.path.clone(),
+                    interval: c.positive_duration(&format!("{key}.health_check.interval"), &h.interval)?,
+                    timeout: c.positive_duration(&format!("{key}.health_check.timeout"), &h.timeout)?,
+                    host: h.host.clone().unwrap_or_else(|| first_host.clone()),
+                })
+            }
+        };
+        out.push(UpstreamConfig {
+            name: u.name.clone(),
+            servers: u.servers.clone(),
+            health_check,
+            connect_timeout: c.positive_duration(&format!("{key}.connect_timeout"), &u.connect_timeout)?,
+            read_timeout: c.positive_duration(&format!("{key}.read_timeout"), &u.read_timeout)?,
+            write_timeout: c.positive_duration(&format!("{key}.write_timeout"), &u.write_timeout)?,
+            tls: u.tls,
+            sni: u.sni.clone().unwrap_or(first_host),
+        });
+    }
+    Ok(out)
+}
+
+fn route(
+    c: &Check,
+    key: &str,
+    r: &RouteSection,
+    upstreams: &[UpstreamConfig],
+    server: &ServerConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RouteConfig, ConfigError> {
+    if r.name.is_empty() {
+        return c.fail(format!("{key}.name"), "must not be empty");
+    }
+    let upstream = upstreams.iter().position(|u| u.name == r.upstream).map_or_else(
+        || {
+            let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+            c.fail(
+                format!("{key}.upstream"),
+                format!("no upstream named `{}` (defined: {})", r.upstream, known.join(", ")),
+            )
+        },
+        Ok,
+    )?;
+    let policy = match r.policy.as_str() {
+        "session" => RoutePolicy::Session,
+        "token" => RoutePolicy::Token,
+        "public" => RoutePolicy::Public,
+        other => {
+            return c.fail(
+                format!("{key}.policy"),
+                format!("`{other}` is not a policy; use \"session\", \"token\" or \"public\""),
+            );
+        }
+    };
+    if !r.path_prefix.starts_with('/') || r.path_prefix.contains(['?', '#']) {
+        return c.fail(format!("{key}.path_prefix"), "must be a path starting with '/'");
+    }
+    let gateway = &server.gateway_prefix;
+    if r.path_prefix == *gateway || r.path_prefix.starts_with(&format!("{gateway}/")) {
+        return c.fail(
+            format!("{key}.path_prefix"),
+            format!("`{gateway}` is reserved for the gateway's own endpoints"),
+        );
+    }
+    let host = match &r.host {
+        None => None,
+        Some(h) => {
+            let h = h.trim().to_ascii_lowercase();
+            let body = h.strip_prefix("*.").unwrap_or(&h);
+            let valid = !body.is_empty()
+                && body.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.'))
+                && !body.starts_with('.')
+                && !body.ends_with('.');
+            if !valid {
+                return c.fail(
+                    format!("{key}.host"),
+                    "must be a host name like \"erp.example.com\" or \"*.example.com\" (no port)",
+                );
+            }
+            Some(h)
+        }
+    };
+    if policy == RoutePolicy::Public && !r.required_scopes.is_empty() {
+        return c.fail(format!("{key}.required_scopes"), "a public route has no token to carry scopes");
+    }
+    let authorization = match (r.authorization.as_str(), &r.authorization_env) {
+        ("pass", None) => UpstreamAuthorization::Pass,
+        ("strip", None) => UpstreamAuthorization::Strip,
+        ("replace", Some(var)) => {
+            let value = env(var).filter(|v| !v.is_empty()).map_or_else(
+                || {
+                    c.fail(
+                        format!("{key}.authorization_env"),
+                        format!("environment variable `{var}` is not set (it must hold the upstream Authorization value)"),
+                    )
+                },
+                Ok,
+            )?;
+            if HeaderValue::from_str(&value).is_err() {
+                return c.fail(
+                    format!("{key}.authorization_env"),
+                    format!("environment variable `{var}` is not a valid header value"),
+                );
+            }
+            UpstreamAuthorization::Replace(Secret::new(value))
+        }
+        ("replace", None) => {
+            return c.fail(
+                format!("{key}.authorization_env"),
+                "`authorization = \"replace\"` needs the name of the environment variable holding the credential",
+            );
+        }
+        ("pass" | "strip", Some(_)) => {
+            return c.fail(
+                format!("{key}.authorization_env"),
+                "only used with `authorization = \"replace\"`",
+            );
+        }
+        (other, _) => {
+            return c.fail(
+                format!("{key}.authorization"),
+                format!("`{other}` is not a mode; use \"pass\", \"strip\" or \"replace\""),
+            );
+        }
+    };
+    Ok(RouteConfig {
+        name: r.name.clone(),
+        host,
+        path_prefix: r.path_prefix.clone(),
+        upstream,
+        policy,
+        required_scopes: r.required_scopes.clone(),
+        authorization,
+    })
+}
+
+fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderNames, ConfigError> {
+    let h = &file.headers;
+    let names = IdentityHeaderNames {
+        session_id: c.header_name("headers.session_id", &h.session_id)?,
+        subject: c.header_name("headers.subject", &h.subject)?,
+        client: c.header_name("headers.client", &h.client)?,
+        pool: c.header_name("headers.pool", &h.pool)?,
+        claims: h
+            .claims
+            .iter()
+            .map(|(claim, header)| {
+                Ok((claim.clone(), c.header_name(&format!("headers.claims.{claim}"), header)?))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+    };
+    let mut seen = BTreeSet::new();
+    let all = [&names.session_id, &names.subject, &names.client, &names.pool]
+        .into_iter()
+        .chain(names.claims.iter().map(|(_, n)| n));
+    for name in all {
+        if !seen.insert(name.as_str().to_string()) {
+            return c.fail("headers", format!("header `{name}` is used twice"));
+        }
+    }
+    Ok(names)
+}
+
+fn logging(c: &Check, file: &FileConfig) -> Result<LoggingConfig, ConfigError> {
+    let l = &file.logging;
+    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
+        return c.fail("logging.level", format!("`{}` is not a log filter; use e.g. \"info\" or \"debug\"", l.level));
+    }
+    let format = match l.format.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => return c.fail("logging.format", format!("`{other}` is not a format; use \"json\" or \"text\"")),
+    };
+    Ok(LoggingConfig {
+        level: l.level.clone(),
+        format,
+    })
+}

@@ -1,0 +1,271 @@
+//! License pools: which pool a token draws its seat from, and the seat rules
+//! of each pool (limit, reserved seats, per-subject cap, session timeouts).
+//!
+//! This module decides *which* seats a token may use; the session store
+//! counts them. A pool's seats fall into buckets: bucket 0 holds the shared
+//! seats (`limit - reserved`), bucket `g + 1` the seats reserved for the
+//! tokens matching reserved group `g`. A token of a reserved group takes its
+//! group's seat while one is free and a shared seat otherwise; everyone else
+//! only ever takes shared seats. So named users are guaranteed a seat and
+//! the pool never holds more than `limit` sessions.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Claims;
+
+/// A claim test: true when the claim's value, or one of its values for an
+/// array claim, is listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMatch {
+    /// Claim name (dotted names walk into nested objects).
+    pub claim: String,
+    /// Accepted values.
+    pub any_of: BTreeSet<String>,
+}
+
+impl ClaimMatch {
+    /// A claim test.
+    pub fn new(claim: String, any_of: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            claim,
+            any_of: any_of.into_iter().collect(),
+        }
+    }
+
+    /// Whether the token's claims pass the test.
+    pub fn matches(&self, claims: &Claims) -> bool {
+        claims.values(&self.claim).iter().any(|v| self.any_of.contains(v))
+    }
+}
+
+/// What happens when a subject asks for one session more than its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectLimitPolicy {
+    /// Refuse the new session (`session_limit`).
+    Deny,
+    /// Close the subject's least recently used session and open the new one.
+    ReplaceOldest,
+}
+
+/// A cap on the sessions one subject may hold in a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubjectLimit {
+    /// Most sessions per subject.
+    pub max: u32,
+    /// What to do at the cap.
+    pub policy: SubjectLimitPolicy,
+}
+
+/// Seats only matching tokens may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedSeats {
+    /// Who may take them.
+    pub rule: ClaimMatch,
+    /// How many.
+    pub seats: u32,
+}
+
+/// One license pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Name (in headers, metrics, store keys).
+    pub name: String,
+    /// Most open sessions at once, reserved seats included.
+    pub limit: u32,
+    /// Which tokens belong here; `None` catches all (last pool only).
+    pub rule: Option<ClaimMatch>,
+    /// Per-subject cap.
+    pub subject_limit: Option<SubjectLimit>,
+    /// Reserved seat groups, in matching order.
+    pub reserved: Vec<ReservedSeats>,
+    /// Idle timeout of this pool's sessions.
+    pub idle_timeout: Duration,
+    /// Absolute lifetime of this pool's sessions.
+    pub absolute_timeout: Duration,
+}
+
+/// Which bucket of a pool a seat is counted in: 0 shared, `g + 1` reserved group `g`.
+pub type Bucket = usize;
+
+/// The shared bucket.
+pub const SHARED: Bucket = 0;
+
+impl Pool {
+    /// Seats reserved across all groups.
+    pub fn reserved_total(&self) -> u32 {
+        self.reserved.iter().map(|r| r.seats).sum()
+    }
+
+    /// Seats in the shared bucket.
+    pub fn shared_seats(&self) -> u32 {
+        self.limit - self.reserved_total()
+    }
+
+    /// Number of buckets (shared + one per reserved group).
+    pub fn bucket_count(&self) -> usize {
+        1 + self.reserved.len()
+    }
+
+    /// Capacity of a bucket.
+    pub fn bucket_capacity(&self, bucket: Bucket) -> u32 {
+        match bucket {
+            SHARED => self.shared_seats(),
+            g => self.reserved.get(g - 1).map_or(0, |r| r.seats),
+        }
+    }
+
+    /// The reserved group (as a bucket) a token belongs to, if any.
+    pub fn reserved_bucket(&self, claims: &Claims) -> Option<Bucket> {
+        self.reserved.iter().position(|r| r.rule.matches(claims)).map(|g| g + 1)
+    }
+
+    /// The bucket a new session takes, given current use per bucket, or
+    /// `None` when no seat the requester may use is free.
+    pub fn choose_bucket(&self, reserved: Option<Bucket>, in_use: &[u32]) -> Option<Bucket> {
+        let used = |b: Bucket| in_use.get(b).copied().unwrap_or(0);
+        if let Some(b) = reserved
+            && used(b) < self.bucket_capacity(b)
+        {
+            return Some(b);
+        }
+        (used(SHARED) < self.shared_seats()).then_some(SHARED)
+    }
+
+    /// The buckets whose freed seats a requester could take.
+    pub fn usable_buckets(&self, reserved: Option<Bucket>) -> impl Iterator<Item = Bucket> {
+        std::iter::once(SHARED).chain(reserved)
+    }
+}
+
+/// The pool a token draws from and its reserved group there.
+#[derive(Debug, Clone)]
+pub struct PoolChoice {
+    /// The pool.
+    pub pool: Arc<Pool>,
+    /// The token's reserved group as a bucket, if it has one.
+    pub reserved: Option<Bucket>,
+}
+
+/// All pools, in matching order.
+#[derive(Debug, Clone, Default)]
+pub struct Pools {
+    pools: Vec<Arc<Pool>>,
+}
+
+impl Pools {
+    /// The configured pools.
+    pub fn new(pools: Vec<Pool>) -> Self {
+        Self {
+            pools: pools.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The first pool whose rule the token passes.
+    pub fn select(&self, claims: &Claims) -> Option<PoolChoice> {
+        let pool = self
+            .pools
+            .iter()
+            .find(|p| p.rule.as_ref().is_none_or(|r| r.matches(claims)))?;
+        Some(PoolChoice {
+            reserved: pool.reserved_bucket(claims),
+            pool: Arc::clone(pool),
+        })
+    }
+
+    /// A pool by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Position of a pool, by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// All pools.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.pools.iter()
+    }
+
+    /// Number of pools.
+    pub fn len(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.pools.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: serde_json::Value) -> Claims {
+        Claims::from_map(v.as_object().cloned().unwrap())
+    }
+
+    fn pool(name: &str, limit: u32, rule: Option<ClaimMatch>, reserved: Vec<ReservedSeats>) -> Pool {
+        Pool {
+            name: name.into(),
+            limit,
+            rule,
+            subject_limit: None,
+            reserved,
+            idle_timeout: Duration::from_secs(60),
+            absolute_timeout: Duration::from_secs(3600),
+        }
+    }
+
+    fn rule(claim: &str, values: &[&str]) -> ClaimMatch {
+        ClaimMatch::new(claim.into(), values.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn first_matching_pool_wins_and_catch_all_takes_the_rest() {
+        let pools = Pools::new(vec![
+            pool("interactive", 5, Some(rule("client_id", &["erp-web"])), vec![]),
+            pool("batch", 2, Some(rule("roles", &["batch"])), vec![]),
+            pool("default", 1, None, vec![]),
+        ]);
+        let pick = |v| pools.select(&claims(v)).map(|c| c.pool.name.clone());
+        assert_eq!(pick(json!({"client_id": "erp-web"})).as_deref(), Some("interactive"));
+        assert_eq!(pick(json!({"roles": ["x", "batch"]})).as_deref(), Some("batch"));
+        assert_eq!(pick(json!({"client_id": "other"})).as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn no_pool_when_nothing_matches_and_there_is_no_catch_all() {
+        let pools = Pools::new(vec![pool("only", 1, Some(rule("client_id", &["a"])), vec![])]);
+        assert!(pools.select(&claims(json!({"client_id": "b"}))).is_none());
+    }
+
+    #[test]
+    fn reserved_members_take_their_seat_then_shared_ones() {
+        let p = pool(
+            "p",
+            4,
+            None,
+            vec![ReservedSeats {
+                rule: rule("sub", &["cfo"]),
+                seats: 1,
+            }],
+        );
+        assert_eq!(p.shared_seats(), 3);
+        let cfo = p.reserved_bucket(&claims(json!({"sub": "cfo"})));
+        assert_eq!(cfo, Some(1));
+        assert_eq!(p.reserved_bucket(&claims(json!({"sub": "bob"}))), None);
+        // Reserved seat free: cfo takes it even with shared seats full.
+        assert_eq!(p.choose_bucket(cfo, &[3, 0]), Some(1));
+        // Reserved seat held: cfo falls back to a shared seat.
+        assert_eq!(p.choose_bucket(cfo, &[2, 1]), Some(SHARED));
+        assert_eq!(p.choose_bucket(cfo, &[3, 1]), None);
+        // Others never touch the reserved seat.
+        assert_eq!(p.choose_bucket(None, &[3, 0]), None);
+        assert_eq!(p.choose_bucket(None, &[2, 0]), Some(SHARED));
+    }
+}
