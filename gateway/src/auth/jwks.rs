@@ -1,0 +1,472 @@
+//! An issuer's signing keys: where they come from, how they are cached and
+//! when they are fetched again.
+//!
+//! Keys are loaded from OIDC discovery, a `jwks_uri` or a local `jwks_file`,
+//! and held in an [`ArcSwapOption`] so the hot path reads them without a lock.
+//! They are refreshed periodically (by the server's JWKS background service);
+//! a failed refresh keeps the old keys (stale-if-error). A token whose `kid`
+//! is unknown triggers one refetch, single-flight and at most once per
+//! `jwks_min_refetch`, so a key rotation is picked up at once while a flood of
+//! made-up `kid`s cannot turn the gateway into a load generator against the
+//! issuer.
+//!
+//! Keys the gateway cannot use safely are dropped when loading: symmetric
+//! (`oct`) keys, keys marked for encryption, and keys of a kind we do not know.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde_json::Value;
+
+use crate::clock::{SharedClock, UnixMillis};
+use crate::config::{IssuerConfig, KeySource};
+
+/// Why keys could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    /// The discovery or JWKS request failed.
+    #[error("fetching {url}: {reason}")]
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The JWKS file could not be read.
+    #[error("reading {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The document is not what it should be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One key that may verify signatures.
+#[derive(Clone)]
+pub struct VerificationKey {
+    /// `kid`, if the JWK has one.
+    pub kid: Option<String>,
+    /// The key family (RSA, EC, Ed).
+    pub family: AlgorithmFamily,
+    /// The curve of an EC or OKP key.
+    pub curve: Option<EllipticCurve>,
+    /// The JWK's `alg`, when it pins one.
+    pub alg: Option<String>,
+    /// The key itself.
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("family", &self.family)
+            .field("curve", &self.curve)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerificationKey {
+    /// Whether this key may verify a signature made with `alg`: same family,
+    /// the curve the algorithm requires, and the JWK's own `alg` if it has one.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        if self.family != alg.family() || alg.family() == AlgorithmFamily::Hmac {
+            return false;
+        }
+        let curve_ok = match alg {
+            Algorithm::ES256 => self.curve == Some(EllipticCurve::P256),
+            Algorithm::ES384 => self.curve == Some(EllipticCurve::P384),
+            Algorithm::EdDSA => self.curve == Some(EllipticCurve::Ed25519),
+            _ => true,
+        };
+        curve_ok && self.alg.as_deref().is_none_or(|a| a == algorithm_name(alg))
+    }
+}
+
+/// The JOSE name of an algorithm (`RS256`, …).
+pub fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // Algorithms added to jsonwebtoken later are unknown here, and an
+        // unknown name never matches an allow-list entry or a key.
+        _ => "unknown",
+    }
+}
+
+/// The usable keys of one JWKS document.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+    /// Keys in the document that were dropped (unusable or malformed).
+    pub skipped: usize,
+    /// When it was loaded.
+    pub loaded_ms: UnixMillis,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping only keys fit for signature checks.
+    /// A malformed key is skipped, not fatal, so one odd key at the issuer
+    /// does not lock everybody out.
+    pub fn parse(document: &[u8], loaded_ms: UnixMillis) -> Result<Self, JwksError> {
+        let value: Value = serde_json::from_slice(document)
+            .map_err(|e| JwksError::Invalid(format!("JWKS is not JSON: {e}")))?;
+        let Some(entries) = value.get("keys").and_then(Value::as_array) else {
+            return Err(JwksError::Invalid("JWKS has no `keys` array".into()));
+        };
+        let mut set = KeySet {
+            loaded_ms,
+            ..KeySet::default()
+        };
+        for entry in entries {
+            match serde_json::from_value::<Jwk>(entry.clone())
+                .ok()
+                .and_then(|jwk| usable_key(&jwk))
+            {
+                Some(key) => set.keys.push(key),
+                None => set.skipped += 1,
+            }
+        }
+        Ok(set)
+    }
+
+    /// Keys that may verify a token signed with `alg` and naming `kid`
+    /// (all fitting keys when the token names none).
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerificationKey> + 'a {
+        self.keys
+            .iter()
+            .filter(move |k| kid.is_none_or(|kid| k.kid.as_deref() == Some(kid)))
+            .filter(move |k| k.fits(alg))
+    }
+
+    /// Whether a key with this `kid` exists (whatever its type).
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
+    if matches!(
+        jwk.common.public_key_use,
+        Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
+    ) {
+        return None;
+    }
+    let (family, curve) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
+        AlgorithmParameters::EllipticCurve(p) => (AlgorithmFamily::Ec, Some(p.curve.clone())),
+        AlgorithmParameters::OctetKeyPair(p) => (AlgorithmFamily::Ed, Some(p.curve.clone())),
+        // Symmetric keys never verify anything here: the gateway does not
+        // share secrets with issuers, and an `oct` key in a public JWKS is
+        // exactly what an HMAC key-confusion attack needs.
+        _ => return None,
+    };
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(VerificationKey {
+        kid: jwk.common.key_id.clone(),
+        family,
+        curve,
+        alg: jwk.common.key_algorithm.map(|a| format!("{a:?}")),
+        key,
+    })
+}
+
+/// The keys of one issuer, with their refresh logic.
+pub struct IssuerKeys {
+    config: Arc<IssuerConfig>,
+    current: ArcSwapOption<KeySet>,
+    /// Serialises fetches; holds when the last fetch attempt started.
+    fetch_gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Bumped on every successful load, so waiters of a single-flight fetch
+    /// see that someone else already refreshed.
+    generation: AtomicU64,
+    failures: AtomicU64,
+    http: reqwest::Client,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys")
+            .field("issuer", &self.config.issuer)
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerKeys {
+    /// Keys for an issuer, not loaded yet.
+    pub fn new(config: Arc<IssuerConfig>, clock: SharedClock) -> Result<Self, JwksError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .connect_timeout(config.http_timeout)
+            // Fetches are rare and may run on any of the server's runtimes;
+            // pooled connections would be tied to the runtime that opened them.
+            .pool_max_idle_per_host(0)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("session-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| JwksError::Invalid(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            config,
+            current: ArcSwapOption::empty(),
+            fetch_gate: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            http,
+            clock,
+        })
+    }
+
+    /// The issuer's configuration.
+    pub fn config(&self) -> &IssuerConfig {
+        &self.config
+    }
+
+    /// The current keys, if they were ever loaded.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    /// Whether keys were ever loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Failed fetches so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Fetches the keys now (periodic refresh). On failure the old keys stay.
+    pub async fn refresh(&self) -> Result<Arc<KeySet>, JwksError> {
+        let mut gate = self.fetch_gate.lock().await;
+        *gate = Some(Instant::now());
+        self.fetch_and_store().await
+    }
+
+    /// Fetches again because a token named a key we do not have. Returns the
+    /// keys to retry with, or `None` when the refetch is rate-limited or fails.
+    /// Concurrent callers share one fetch.
+    pub async fn refetch_for_unknown_key(&self) -> Option<Arc<KeySet>> {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut gate = self.fetch_gate.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            // Someone refreshed while we waited for the gate.
+            return self.keys();
+        }
+        if let Some(last) = *gate
+            && last.elapsed() < self.config.jwks_min_refetch
+        {
+            return None;
+        }
+        *gate = Some(Instant::now());
+        match self.fetch_and_store().await {
+            Ok(keys) => Some(keys),
+            Err(error) => {
+                tracing::warn!(issuer = %self.config.issuer, %error, "JWKS refetch failed");
+                None
+            }
+        }
+    }
+
+    async fn fetch_and_store(&self) -> Result<Arc<KeySet>, JwksError> {
+        match self.fetch().await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                if set.skipped > 0 {
+                    tracing::warn!(
+                        issuer = %self.config.issuer,
+                        skipped = set.skipped,
+                        "JWKS holds keys that cannot verify signatures; they are ignored"
+                    );
+                }
+                self.current.store(Some(Arc::clone(&set)));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                Ok(set)
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeySet, JwksError> {
+        let document = match &self.config.keys {
+            KeySource::JwksFile(path) => read_file(path).await?,
+            KeySource::JwksUri(url) => self.get(url.as_str()).await?,
+            KeySource::Discovery(url) => {
+                let jwks_uri = self.discover(url.as_str()).await?;
+                self.get(&jwks_uri).await?
+            }
+        };
+        KeySet::parse(&document, self.clock.now_ms())
+    }
+
+    async fn discover(&self, url: &str) -> Result<String, JwksError> {
+        let body = self.get(url).await?;
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| {
+            JwksError::Invalid(format!("discovery document {url} is not JSON: {e}"))
+        })?;
+        // OpenID Connect Discovery §4.3: the document must name the issuer we
+        // asked about, or we would trust keys of someone else.
+        let named = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+        if named != self.config.issuer {
+            return Err(JwksError::Invalid(format!(
+                "discovery document {url} names issuer `{named}`, expected `{}`",
+                self.config.issuer
+            )));
+        }
+        doc.get("jwks_uri")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| JwksError::Invalid(format!("discovery document {url} has no jwks_uri")))
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, JwksError> {
+        let fail = |reason: String| JwksError::Fetch {
+            url: url.to_string(),
+            reason,
+        };
+        let response = self.http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("HTTP {}", response.status())));
+        }
+        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        Ok(body.to_vec())
+    }
+
+    /// How long to wait before the next periodic refresh: the configured
+    /// interval once loaded, quick retries (capped) while never loaded.
+    pub fn next_refresh_in(&self, consecutive_failures: u32) -> Duration {
+        if self.is_loaded() {
+            return self.config.jwks_refresh;
+        }
+        let backoff = Duration::from_millis(250u64.saturating_mul(1 << consecutive_failures.min(6)));
+        backoff.min(self.config.jwks_refresh)
+    }
+}
+
+/// Keeps an issuer's keys fresh until `shutdown` turns true: loads them at
+/// once, retries quickly while they were never loaded, then refreshes every
+/// `jwks_refresh`. A failed refresh keeps the previous keys.
+pub async fn keep_fresh(issuer: Arc<IssuerKeys>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut failures: u32 = 0;
+    loop {
+        match issuer.refresh().await {
+            Ok(keys) => {
+                failures = 0;
+                tracing::debug!(issuer = %issuer.config.issuer, keys = keys.len(), "JWKS loaded");
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    issuer = %issuer.config.issuer,
+                    %error,
+                    stale = issuer.is_loaded(),
+                    "JWKS refresh failed"
+                );
+            }
+        }
+        let wait = issuer.next_refresh_in(failures);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+async fn read_file(path: &Path) -> Result<Vec<u8>, JwksError> {
+    tokio::fs::read(path).await.map_err(|e| JwksError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RSA_N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    fn rsa_jwk(kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": RSA_N, "e": "AQAB"})
+    }
+
+    #[test]
+    fn keeps_signature_keys_and_drops_symmetric_and_encryption_keys() {
+        let doc = json!({"keys": [
+            rsa_jwk("a"),
+            {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": RSA_N, "e": "AQAB"},
+            {"kty": "XYZ", "kid": "odd"},
+            {"kid": "broken"}
+        ]});
+        let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.skipped, 4);
+        assert!(set.has_kid("a"));
+        assert!(!set.has_kid("h"));
+    }
+
+    #[test]
+    fn candidates_respect_kid_family_and_pinned_alg() {
+        let doc = json!({"keys": [rsa_jwk("a"), rsa_jwk("b")]});
+        let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+        assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 1);
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 2);
+        // The JWKs pin RS256, so RS384 or PS256 may not use them.
+        assert_eq!(set.candidates(None, Algorithm::RS384).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::PS256).count(), 0);
+        // An RSA key never verifies EC or HMAC signatures.
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::HS256).count(), 0);
+        assert_eq!(set.candidates(Some("zzz"), Algorithm::RS256).count(), 0);
+    }
+
+    #[test]
+    fn rejects_documents_that_are_not_a_jwks() {
+        assert!(KeySet::parse(b"not json", 1).is_err());
+        assert!(KeySet::parse(b"{\"keys\": 3}", 1).is_err());
+        assert!(KeySet::parse(b"[]", 1).is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! Token verification: issuers, their keys, and the checks of design.md §4.
+//!
+//! * [`claims`]: the claims of a token and how the gateway reads them;
+//! * [`jwks`]: an issuer's signing keys, their cache and refresh;
+//! * [`verify`]: the checks a token passes before it opens anything, and the
+//!   verified-token cache.
+
+pub mod claims;
+pub mod jwks;
+pub mod verify;
+
+pub use claims::Claims;
+pub use jwks::{IssuerKeys, JwksError, KeySet};
+pub use verify::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};

@@ -1,0 +1,419 @@
+//! Access-token verification (design.md §4 step 2).
+//!
+//! The order of checks is chosen so that nothing an attacker controls is
+//! trusted before the signature is checked, except what is needed to find the
+//! key: the header (`alg`, `kid`) and the unverified `iss`, which only selects
+//! among configured issuers. `alg` must be on that issuer's allow-list (which
+//! validation keeps free of `none` and HMAC) and must fit the key's family and
+//! curve, so neither `none` nor HMAC-with-a-public-key can ever verify.
+//! Headers that point elsewhere for keys (`jku`, `x5u`, `jwk`, `x5c`) are
+//! ignored: keys come only from the configured JWKS.
+//!
+//! Verified tokens are cached by the SHA-256 of the token until they expire,
+//! so steady traffic pays one hash per request instead of a signature check.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Header};
+use sha2::{Digest, Sha256};
+
+use super::claims::Claims;
+use super::jwks::{IssuerKeys, KeySet, algorithm_name};
+use crate::clock::SharedClock;
+use crate::config::{IssuerConfig, TokenPolicy};
+
+/// Why a token was refused. Every variant but [`TokenError::IssuerUnavailable`]
+/// is the client's fault (401 `invalid_token`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a compact JWS, bad base64 or JSON, duplicate claims, …
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Longer than `tokens.max_token_bytes`.
+    #[error("token too large")]
+    TooLarge,
+    /// `iss` names no configured issuer.
+    #[error("untrusted issuer")]
+    UntrustedIssuer,
+    /// `alg` is not on the issuer's allow-list.
+    #[error("algorithm {0} not allowed")]
+    AlgorithmNotAllowed(String),
+    /// No key of the issuer fits the token's `kid` and `alg`.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` exceeds `tokens.max_lifetime`.
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
+    /// `auth_time` is older than `tokens.max_auth_age`.
+    #[error("authentication too old")]
+    AuthenticationTooOld,
+    /// No accepted audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim is absent, or a time claim is not a number.
+    #[error("{0}")]
+    BadClaim(String),
+    /// The issuer's keys were never loaded: the gateway cannot judge the
+    /// token at all (503 `issuer_unavailable`, not the client's fault).
+    #[error("keys of issuer not available")]
+    IssuerUnavailable,
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// Its claims.
+    pub claims: Claims,
+    /// Index of its issuer in the configuration.
+    pub issuer: usize,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+    /// `nbf`, seconds since the epoch, if set.
+    pub not_before: Option<i64>,
+}
+
+/// Verifies tokens against the configured issuers.
+pub struct Verifier {
+    issuers: Vec<Arc<IssuerKeys>>,
+    by_name: HashMap<String, usize>,
+    policy: TokenPolicy,
+    clock: SharedClock,
+    cache: Option<quick_cache::sync::Cache<[u8; 32], Arc<Principal>>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a verification was answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The verified-token cache.
+    Cached,
+    /// A full signature check.
+    Checked,
+}
+
+impl Verifier {
+    /// A verifier for these issuers (keys not loaded yet: see [`IssuerKeys`]).
+    pub fn new(
+        issuers: &[IssuerConfig],
+        policy: TokenPolicy,
+        clock: SharedClock,
+    ) -> Result<Self, super::jwks::JwksError> {
+        let mut keys = Vec::with_capacity(issuers.len());
+        let mut by_name = HashMap::new();
+        for (i, issuer) in issuers.iter().enumerate() {
+            keys.push(Arc::new(IssuerKeys::new(Arc::new(issuer.clone()), Arc::clone(&clock))?));
+            by_name.insert(issuer.issuer.clone(), i);
+        }
+        let cache = (policy.cache_size > 0).then(|| quick_cache::sync::Cache::new(policy.cache_size));
+        Ok(Self {
+            issuers: keys,
+            by_name,
+            policy,
+            clock,
+            cache,
+        })
+    }
+
+    /// The issuers' key holders (for the refresh service and readiness).
+    pub fn issuers(&self) -> &[Arc<IssuerKeys>] {
+        &self.issuers
+    }
+
+    /// Verifies a token, from the cache when it was verified before.
+    pub async fn verify(&self, token: &str) -> Result<(Arc<Principal>, Verified), TokenError> {
+        if token.len() > self.policy.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(principal) = self.cache.as_ref().and_then(|c| c.get(&digest)) {
+            // Only time can invalidate a cached verification.
+            self.check_still_valid(&principal)?;
+            return Ok((principal, Verified::Cached));
+        }
+        let principal = Arc::new(self.verify_uncached(token).await?);
+        if let Some(cache) = &self.cache {
+            cache.insert(digest, Arc::clone(&principal));
+        }
+        Ok((principal, Verified::Checked))
+    }
+
+    fn check_still_valid(&self, p: &Principal) -> Result<(), TokenError> {
+        let now = self.clock.now_secs();
+        let leeway = self.policy.leeway.as_secs() as i64;
+        if now > p.expires_at.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = p.not_before
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Principal, TokenError> {
+        let parts = CompactJws::split(token)?;
+        let header = parts.header()?;
+        let claims = parts.claims()?;
+
+        let issuer_name = claims.issuer().ok_or(TokenError::UntrustedIssuer)?;
+        let index = *self.by_name.get(issuer_name).ok_or(TokenError::UntrustedIssuer)?;
+        let issuer = &self.issuers[index];
+        let config = issuer.config();
+
+        let alg = header.alg;
+        if alg.family() == AlgorithmFamily::Hmac || !config.algorithms.contains(&alg) {
+            return Err(TokenError::AlgorithmNotAllowed(algorithm_name(alg).to_string()));
+        }
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: extensions we do not understand must fail.
+            return Err(TokenError::Malformed("unsupported `crit` header".into()));
+        }
+
+        let keys = match issuer.keys() {
+            Some(keys) => keys,
+            None => issuer
+                .refetch_for_unknown_key()
+                .await
+                .ok_or(TokenError::IssuerUnavailable)?,
+        };
+        let kid = header.kid.as_deref();
+        let verified = match check_signature(&keys, &parts, kid, alg) {
+            SignatureCheck::NoKey => match issuer.refetch_for_unknown_key().await {
+                Some(fresh) => check_signature(&fresh, &parts, kid, alg),
+                None => SignatureCheck::NoKey,
+            },
+            other => other,
+        };
+        match verified {
+            SignatureCheck::Valid => {}
+            SignatureCheck::Invalid => return Err(TokenError::BadSignature),
+            SignatureCheck::NoKey => return Err(TokenError::UnknownKey),
+        }
+
+        self.check_claims(config, index, claims)
+    }
+
+    fn check_claims(
+        &self,
+        config: &IssuerConfig,
+        index: usize,
+        claims: Claims,
+    ) -> Result<Principal, TokenError> {
+        let now = self.clock.now_secs();
+        let leeway = self.policy.leeway.as_secs() as i64;
+        let date = |name: &str| claims.numeric_date(name).map_err(TokenError::BadClaim);
+
+        let expires_at = date("exp")?.ok_or_else(|| TokenError::BadClaim("missing claim `exp`".into()))?;
+        let not_before = date("nbf")?;
+        let issued_at = date("iat")?;
+        let principal = Principal {
+            issuer: index,
+            expires_at,
+            not_before,
+            claims: Claims::default(),
+        };
+        self.check_still_valid(&principal)?;
+        if let Some(iat) = issued_at
+            && iat > now.saturating_add(leeway)
+        {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let Some(max) = self.policy.max_lifetime {
+            let iat = issued_at.ok_or_else(|| TokenError::BadClaim("missing claim `iat`".into()))?;
+            if expires_at.saturating_sub(iat) > max.as_secs() as i64 {
+                return Err(TokenError::LifetimeTooLong);
+            }
+        }
+        if let Some(max) = self.policy.max_auth_age {
+            let auth_time =
+                date("auth_time")?.ok_or_else(|| TokenError::BadClaim("missing claim `auth_time`".into()))?;
+            if now.saturating_sub(auth_time) > (max.as_secs() as i64).saturating_add(leeway) {
+                return Err(TokenError::AuthenticationTooOld);
+            }
+        }
+        let audiences = claims.audiences();
+        if !config.audiences.iter().any(|a| audiences.contains(&a.as_str())) {
+            return Err(TokenError::WrongAudience);
+        }
+        if let Some(missing) = self.policy.required_claims.iter().find(|c| !claims.has(c)) {
+            return Err(TokenError::BadClaim(format!("missing claim `{missing}`")));
+        }
+        Ok(Principal { claims, ..principal })
+    }
+}
+
+enum SignatureCheck {
+    Valid,
+    Invalid,
+    NoKey,
+}
+
+fn check_signature(keys: &KeySet, parts: &CompactJws<'_>, kid: Option<&str>, alg: Algorithm) -> SignatureCheck {
+    let mut tried = false;
+    for key in keys.candidates(kid, alg) {
+        tried = true;
+        if let Ok(true) = jsonwebtoken::crypto::verify(parts.signature, parts.message.as_bytes(), &key.key, alg) {
+            return SignatureCheck::Valid;
+        }
+    }
+    if tried {
+        SignatureCheck::Invalid
+    } else {
+        SignatureCheck::NoKey
+    }
+}
+
+/// The three parts of a compact JWS.
+struct CompactJws<'a> {
+    /// `header.payload`, the signed bytes.
+    message: &'a str,
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> CompactJws<'a> {
+    fn split(token: &'a str) -> Result<Self, TokenError> {
+        let malformed = |m: &str| TokenError::Malformed(m.to_string());
+        let (message, signature) = token.rsplit_once('.').ok_or_else(|| malformed("not a JWT"))?;
+        let (header, payload) = message.split_once('.').ok_or_else(|| malformed("not a JWT"))?;
+        if payload.contains('.') {
+            return Err(malformed("not a JWS compact serialization (JWE?)"));
+        }
+        let base64url = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if [header, payload, signature].iter().any(|p| p.is_empty() || !base64url(p)) {
+            return Err(malformed("parts must be non-empty base64url"));
+        }
+        Ok(Self {
+            message,
+            header,
+            payload,
+            signature,
+        })
+    }
+
+    fn header(&self) -> Result<Header, TokenError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(self.header)
+            .map_err(|_| TokenError::Malformed("header is not base64url".into()))?;
+        serde_json::from_slice::<Header>(&bytes).map_err(|e| {
+            if e.to_string().contains("unknown variant") {
+                TokenError::Malformed("unsupported algorithm".into())
+            } else {
+                TokenError::Malformed("header is not a JOSE header".into())
+            }
+        })
+    }
+
+    fn claims(&self) -> Result<Claims, TokenError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| TokenError::Malformed("payload is not base64url".into()))?;
+        serde_json::from_slice::<Claims>(&bytes)
+            .map_err(|e| TokenError::Malformed(format!("claims: {}", first_line(&e.to_string()))))
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    // serde_json appends " at line 1 column N"; keep it short and free of
+    // token content.
+    s.split(" at line").next().unwrap_or(s)
+}
+
+/// Reads the token of an `Authorization` header: the `Bearer` scheme,
+/// case-insensitive (RFC 7235 §2.1), exactly one space-separated token.
+pub fn bearer_token(authorization: &[u8]) -> Result<&str, BearerError> {
+    let text = std::str::from_utf8(authorization).map_err(|_| BearerError::Malformed)?;
+    let (scheme, rest) = text.split_once(' ').ok_or(BearerError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::NotBearer);
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() || token.contains(' ') {
+        return Err(BearerError::Malformed);
+    }
+    Ok(token)
+}
+
+/// A problem with the `Authorization` header itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    /// Another scheme (Basic, …) or no scheme: no bearer token was presented.
+    #[error("no bearer token")]
+    NotBearer,
+    /// `Bearer` with an empty or malformed credential.
+    #[error("malformed Authorization header")]
+    Malformed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(bearer_token(b"bearer abc"), Ok("abc"));
+        assert_eq!(bearer_token(b"BEARER abc"), Ok("abc"));
+        assert_eq!(bearer_token(b"Basic dXNlcjpwdw=="), Err(BearerError::NotBearer));
+        assert_eq!(bearer_token(b"Bearer"), Err(BearerError::NotBearer));
+        assert_eq!(bearer_token(b"Bearer "), Err(BearerError::Malformed));
+        assert_eq!(bearer_token(b"Bearer a b"), Err(BearerError::Malformed));
+        assert_eq!(bearer_token(b"Bearer \xff"), Err(BearerError::Malformed));
+    }
+
+    #[test]
+    fn compact_jws_shape_is_checked() {
+        assert!(CompactJws::split("a.b.c").is_ok());
+        for bad in ["", "a.b", "a..c", "a.b.", ".b.c", "a.b.c.d.e", "a.b=.c", "a.b.c d"] {
+            assert!(
+                matches!(CompactJws::split(bad), Err(TokenError::Malformed(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn none_and_unknown_algorithms_are_malformed_headers() {
+        for alg in ["none", "None", "NONE", "XS256"] {
+            let header = URL_SAFE_NO_PAD.encode(format!("{{\"alg\":\"{alg}\",\"typ\":\"JWT\"}}"));
+            let token = format!("{header}.e30.c2ln");
+            let parts = CompactJws::split(&token).unwrap();
+            assert!(matches!(parts.header(), Err(TokenError::Malformed(_))), "{alg}");
+        }
+    }
+
+    #[test]
+    fn duplicate_claims_are_malformed() {
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"a","sub":"b"}"#);
+        let token = format!("e30.{payload}.c2ln");
+        let parts = CompactJws::split(&token).unwrap();
+        assert!(matches!(parts.claims(), Err(TokenError::Malformed(_))));
+    }
+}
