@@ -1,0 +1,143 @@
+//! The command line (the binary's edge, where errors become one line on
+//! stderr and an exit code): run the gateway, check a configuration, or
+//! start the self-contained dev mode.
+//!
+//! It lives in the library so that the `session-gateway` binary and the
+//! end-to-end tests' `gateway-under-test` binary are the same code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use crate::config::Config;
+use crate::{devkit, server, telemetry};
+
+/// The embedded configuration of `session-gateway dev`.
+const DEV_CONFIG: &str = include_str!("../../config/dev.toml");
+const DEV_ISSUER: &str = "127.0.0.1:9180";
+const DEV_BACKEND: &str = "127.0.0.1:9181";
+
+#[derive(Debug, Parser)]
+#[command(name = "session-gateway", version, about = "A reverse proxy that turns valid access tokens into accounted sessions and license seats")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(short, long, env = "SESSION_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Run everything in one process: the gateway (memory store), a demo
+    /// OpenID Connect issuer and a demo ERP backend, with a walkthrough.
+    Dev,
+    /// Run only the demo issuer and demo ERP backend (for experiments).
+    Devkit {
+        /// Address of the demo issuer.
+        #[arg(long, default_value = DEV_ISSUER)]
+        issuer: SocketAddr,
+        /// Address of the demo ERP backend.
+        #[arg(long, default_value = DEV_BACKEND)]
+        backend: SocketAddr,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Dev => dev(),
+        Command::Devkit { issuer, backend } => devkit_only(issuer, backend),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("session-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    telemetry::logs::init(&config.logging);
+    server::run(config)?;
+    Ok(())
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    print!("{}", config.effective_toml());
+    Ok(())
+}
+
+fn dev() -> anyhow::Result<()> {
+    let config = Config::from_toml(DEV_CONFIG, "config/dev.toml", Path::new("."), &|name| {
+        std::env::var(name).ok()
+    })?;
+    telemetry::logs::init(&config.logging);
+    let issuer: SocketAddr = DEV_ISSUER.parse()?;
+    let backend: SocketAddr = DEV_BACKEND.parse()?;
+    // The devkit runs on a thread of its own: Pingora builds its runtimes
+    // itself and must not be started inside one.
+    let _devkit = devkit::spawn_devkit_thread(issuer, backend).context("starting the demo issuer and backend")?;
+    println!("{}", walkthrough(&config));
+    server::run(config)?;
+    Ok(())
+}
+
+fn devkit_only(issuer: SocketAddr, backend: SocketAddr) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    println!("demo issuer on http://{issuer}, demo ERP backend on http://{backend}; Ctrl-C stops");
+    runtime.block_on(devkit::run_devkit(issuer, backend))
+}
+
+fn walkthrough(config: &Config) -> String {
+    let gw = config.server.listen.first().map_or_else(|| "127.0.0.1:8080".to_string(), |a| a.to_string());
+    let admin = config.server.admin_listen;
+    let idle = humantime::format_duration(config.sessions.idle_timeout);
+    let limit = config.pools.first().map_or(0, |p| p.limit);
+    format!(
+        r#"
+session-gateway dev — gateway http://{gw}, admin http://{admin}, demo issuer http://{DEV_ISSUER}, demo ERP http://{DEV_BACKEND}
+pool "demo" has {limit} seats; sessions close after {idle} without calls.
+
+# 1. A token alone opens nothing:
+T1=$(curl -s 'http://{DEV_ISSUER}/dev/token?user=alice')
+curl -s -H "Authorization: Bearer $T1" http://{gw}/.gateway/session     # 404 no_session
+
+# 2. The first API call opens a session and takes a seat; the backend sees X-Session-Id:
+curl -s -H "Authorization: Bearer $T1" http://{gw}/api/orders
+curl -s -H "Authorization: Bearer $T1" http://{gw}/.gateway/session
+
+# 3. A refreshed token of the same identity reuses the same session (same session_id):
+T2=$(curl -s 'http://{DEV_ISSUER}/dev/token?user=alice')
+curl -s -H "Authorization: Bearer $T2" http://{gw}/api/orders
+
+# 4. Other users take the remaining seats; when all {limit} are held the next one gets 429:
+curl -s -H "Authorization: Bearer $(curl -s 'http://{DEV_ISSUER}/dev/token?user=bob')" http://{gw}/api/orders
+curl -si -H "Authorization: Bearer $(curl -s 'http://{DEV_ISSUER}/dev/token?user=carol')" http://{gw}/api/orders   # 429 license_unavailable, Retry-After
+
+# 5. Wait {idle} without calls: the seats free, and carol gets in:
+sleep 31; curl -s -H "Authorization: Bearer $(curl -s 'http://{DEV_ISSUER}/dev/token?user=carol')" http://{gw}/api/orders
+
+# Health: curl -s http://{admin}/readyz    Stop: Ctrl-C
+"#
+    )
+}

@@ -1,0 +1,418 @@
+//! Configuration: the TOML file, its defaults, and its validation into typed
+//! runtime values.
+//!
+//! [`Config::load`] reads a file, parses it into [`file::FileConfig`] (serde,
+//! unknown keys refused) and validates it into [`Config`]. After that nothing
+//! inside the gateway sees a duration string, an address string or an
+//! `Option` that means "not configured": every value is typed, every default
+//! applied. Any error is one line that names the key path, for example
+//! `config.toml: pools[1].limit: must be at least 1`.
+//!
+//! Secrets (the upstream credential of a route) are never written in the file;
+//! the file names an environment variable and validation reads it.
+
+pub mod file;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use jsonwebtoken::Algorithm;
+
+use crate::licensing::Pool;
+use crate::session::identity::IdentityRule;
+
+pub use file::FileConfig;
+
+/// A configuration that could not be loaded; `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or does not fit the schema.
+    #[error("{origin}: {location}{key}: {message}")]
+    Parse {
+        /// File name (or `<inline>`).
+        origin: String,
+        /// `line L, column C: ` where known.
+        location: String,
+        /// The key path, e.g. `pools[0].limit`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The values are well-formed TOML but not a usable configuration.
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        /// File name (or `<inline>`).
+        origin: String,
+        /// The key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The key path the error is about.
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigError::Read { .. } => "",
+            ConfigError::Parse { key, .. } | ConfigError::Invalid { key, .. } => key,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners and process behaviour.
+    pub server: ServerConfig,
+    /// Trusted token issuers.
+    pub issuers: Vec<IssuerConfig>,
+    /// How tokens are judged.
+    pub tokens: TokenPolicy,
+    /// Session store and timing.
+    pub sessions: SessionSettings,
+    /// License pools, in matching order.
+    pub pools: Vec<Pool>,
+    /// Backend groups.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Routes, in matching order.
+    pub routes: Vec<RouteConfig>,
+    /// Identity header names.
+    pub headers: IdentityHeaderNames,
+    /// Logging.
+    pub logging: LoggingConfig,
+    /// The file as parsed, with every default filled in (for `check-config`).
+    pub effective: FileConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Proxy listeners.
+    pub listen: Vec<SocketAddr>,
+    /// The admin/metrics listener, never one of the proxy listeners.
+    pub admin_listen: SocketAddr,
+    /// TLS for the proxy listeners.
+    pub tls: Option<TlsFiles>,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long a stopping gateway keeps serving in-flight requests.
+    pub grace_period: Duration,
+    /// After the grace period, how long runtimes get to wind down.
+    pub shutdown_timeout: Duration,
+    /// The realm in `WWW-Authenticate` challenges.
+    pub realm: String,
+    /// Path prefix of the gateway's own endpoints (`/.gateway`).
+    pub gateway_prefix: String,
+}
+
+/// Certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Where an issuer's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `<issuer>/.well-known/openid-configuration` names the `jwks_uri`.
+    Discovery(url::Url),
+    /// A JWKS document at this URL.
+    JwksUri(url::Url),
+    /// A JWKS document in a local file (re-read on every refresh).
+    JwksFile(PathBuf),
+}
+
+/// `[[issuers]]`.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// The exact `iss` value of its tokens.
+    pub issuer: String,
+    /// Accepted `aud` values; a token needs at least one of them.
+    pub audiences: Vec<String>,
+    /// The algorithm allow-list (never HMAC, never `none`).
+    pub algorithms: Vec<Algorithm>,
+    /// Where the keys come from.
+    pub keys: KeySource,
+    /// Periodic JWKS refresh.
+    pub jwks_refresh: Duration,
+    /// Minimum time between two fetches triggered by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
+    /// Timeout of one discovery or JWKS request.
+    pub http_timeout: Duration,
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// Clock skew allowed on `exp`, `nbf`, `iat`, `auth_time`.
+    pub leeway: Duration,
+    /// Refuse tokens whose `exp - iat` is longer.
+    pub max_lifetime: Option<Duration>,
+    /// Refuse tokens whose `auth_time` is older.
+    pub max_auth_age: Option<Duration>,
+    /// Claims every token must carry.
+    pub required_claims: Vec<String>,
+    /// Entries of the verified-token cache (0 disables it).
+    pub cache_size: usize,
+    /// Longest accepted token, in bytes.
+    pub max_token_bytes: usize,
+}
+
+/// Which store holds sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In this process only.
+    Memory,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Which store.
+    pub store: StoreKind,
+    /// Default idle timeout (pools may override).
+    pub idle_timeout: Duration,
+    /// Default absolute lifetime (pools may override).
+    pub absolute_timeout: Duration,
+    /// Claims that make up the session identity.
+    pub identity: IdentityRule,
+    /// How often a cached lease is re-confirmed with a shared store.
+    pub touch_interval: Duration,
+    /// How often expired sessions are swept.
+    pub sweep_interval: Duration,
+    /// Status of the `license_unavailable` refusal.
+    pub license_unavailable_status: u16,
+}
+
+/// `[[upstreams]]`.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Name referenced by routes.
+    pub name: String,
+    /// `host:port` of each server.
+    pub servers: Vec<String>,
+    /// HTTP health check.
+    pub health_check: Option<HealthCheckConfig>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of each read from the server.
+    pub read_timeout: Duration,
+    /// Timeout of each write to the server.
+    pub write_timeout: Duration,
+    /// Speak TLS to the servers.
+    pub tls: bool,
+    /// SNI (and certificate name) when `tls`.
+    pub sni: String,
+}
+
+/// `[upstreams.health_check]`.
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    /// Path probed with GET; 200 means healthy.
+    pub path: String,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Timeout of one probe.
+    pub timeout: Duration,
+    /// Host header of the probe.
+    pub host: String,
+}
+
+/// What a route requires of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutePolicy {
+    /// A valid token and an open session (a seat).
+    Session,
+    /// A valid token only; no session, no seat.
+    Token,
+    /// Nothing; forwarded as is.
+    Public,
+}
+
+impl RoutePolicy {
+    /// The name used in configuration, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutePolicy::Session => "session",
+            RoutePolicy::Token => "token",
+            RoutePolicy::Public => "public",
+        }
+    }
+}
+
+/// A secret value; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; only for the place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What happens to the client's `Authorization` header on the way upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAuthorization {
+    /// Forwarded unchanged.
+    Pass,
+    /// Removed.
+    Strip,
+    /// Replaced by a static credential (read from the environment at start-up).
+    Replace(Secret),
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// Host to match (`example.com` or `*.example.com`), lowercase; any host if `None`.
+    pub host: Option<String>,
+    /// Path prefix to match.
+    pub path_prefix: String,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// What the route requires.
+    pub policy: RoutePolicy,
+    /// Scopes the token must carry (403 otherwise).
+    pub required_scopes: Vec<String>,
+    /// Authorization header treatment.
+    pub authorization: UpstreamAuthorization,
+}
+
+/// `[headers]`: identity headers sent upstream (and always stripped from clients).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaderNames {
+    /// Carries the session id.
+    pub session_id: HeaderName,
+    /// Carries the token's `sub`.
+    pub subject: HeaderName,
+    /// Carries `client_id` or `azp`.
+    pub client: HeaderName,
+    /// Carries the license pool name.
+    pub pool: HeaderName,
+    /// Claim name → header carrying its value.
+    pub claims: Vec<(String, HeaderName)>,
+}
+
+impl IdentityHeaderNames {
+    /// Every identity header name, including the claim headers.
+    pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.session_id, &self.subject, &self.client, &self.pool]
+            .into_iter()
+            .chain(self.claims.iter().map(|(_, h)| h))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// A `tracing` filter directive such as `info` or `session_gateway=debug`.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::from_toml(
+            &text,
+            &path.display().to_string(),
+            base,
+            &|name| std::env::var(name).ok(),
+        )
+    }
+
+    /// Parses and validates configuration text.
+    ///
+    /// `origin` names the text in errors; relative file paths in it resolve
+    /// against `base_dir`; `env` looks up environment variables (injected so
+    /// tests need not mutate the process environment).
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = parse(text, origin)?;
+        validate::validate(file, origin, base_dir, env)
+    }
+
+    /// The effective configuration as TOML (defaults filled in; no secrets,
+    /// since the file holds none).
+    pub fn effective_toml(&self) -> String {
+        toml::to_string_pretty(&self.effective)
+            .unwrap_or_else(|e| format!("# cannot render the effective configuration: {e}\n"))
+    }
+}
+
+/// TOML text → [`FileConfig`], with the key path of the first problem.
+fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| parse_error(origin, text, "", &e))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        parse_error(origin, text, &key, e.inner())
+    })
+}
+
+fn parse_error(origin: &str, text: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let location = e
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+            format!("line {line}, column {column}: ")
+        })
+        .unwrap_or_default();
+    let message = e.message().trim().replace('\n', " ");
+    ConfigError::Parse {
+        origin: origin.to_string(),
+        location,
+        key: if key.is_empty() { "(top level)".into() } else { key.into() },
+        message,
+    }
+}

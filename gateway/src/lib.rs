@@ -1,0 +1,29 @@
+//! session-gateway: a Pingora reverse proxy that turns valid access tokens
+//! into accounted sessions and license seats.
+//!
+//! The crate is split by what each module decides (see `docs/architecture.md`
+//! and design.md §3):
+//!
+//! * [`config`]: the TOML file, validated into typed runtime values;
+//! * [`auth`]: issuers, their JWKS, token verification and its cache;
+//! * [`session`]: session identity, the [`session::Store`] trait and stores;
+//! * [`licensing`]: pools, their matching rules, limits and reserved seats;
+//! * [`proxy`]: the Pingora `ProxyHttp` service, routes, upstreams, headers
+//!   and problem responses;
+//! * [`admin`]: the admin listener (health, readiness, metrics);
+//! * [`telemetry`]: logs and metrics;
+//! * [`devkit`]: the demo issuer and ERP backend used by `dev` and the tests;
+//! * [`server`]: start-up, wiring everything into one Pingora server;
+//! * [`cli`]: the command line of the `session-gateway` binary.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod devkit;
+pub mod licensing;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod telemetry;

@@ -1,0 +1,201 @@
+//! The access decision of one request (design.md §4 steps 2–4), free of
+//! Pingora so it can be tested and reused by the gateway endpoints:
+//! bearer token → verified principal → scopes → session identity and pool →
+//! one store admission. Every refusal comes back as a [`Problem`], and a
+//! refused or invalid request never changes session state.
+
+use std::sync::Arc;
+
+use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};
+use crate::licensing::{PoolChoice, Pools};
+use crate::session::{
+    AdmitOutcome, AdmitRequest, Admission, IdentityRule, Refusal, Session, SessionIdentity, SharedStore,
+};
+use crate::telemetry::audit;
+
+use super::problem::{ErrorCode, Problem};
+
+/// Everything the decision needs, built once at start-up.
+pub struct Access {
+    verifier: Arc<Verifier>,
+    pools: Pools,
+    identity: IdentityRule,
+    store: SharedStore,
+    realm: String,
+    license_unavailable_status: u16,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access").field("realm", &self.realm).finish_non_exhaustive()
+    }
+}
+
+/// A request let through on a `session` route.
+#[derive(Debug, Clone)]
+pub struct Seated {
+    /// The session it uses.
+    pub session: Session,
+    /// Whether the session was opened by this request.
+    pub opened: bool,
+}
+
+impl Access {
+    /// The decision over these parts.
+    pub fn new(
+        verifier: Arc<Verifier>,
+        pools: Pools,
+        identity: IdentityRule,
+        store: SharedStore,
+        realm: String,
+        license_unavailable_status: u16,
+    ) -> Self {
+        Self {
+            verifier,
+            pools,
+            identity,
+            store,
+            realm,
+            license_unavailable_status,
+        }
+    }
+
+    /// The verifier (for readiness and key refresh).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The pools.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// Verifies the bearer token of a request. `authorization` holds every
+    /// `Authorization` header of the request.
+    pub async fn authenticate(&self, authorization: &[&[u8]]) -> Result<(Arc<Principal>, Verified), Problem> {
+        let header = match authorization {
+            [] => return Err(Problem::missing_token(&self.realm)),
+            [one] => *one,
+            _ => return Err(Problem::invalid_token(&self.realm, "more than one Authorization header")),
+        };
+        let token = bearer_token(header).map_err(|e| match e {
+            BearerError::NotBearer => Problem::missing_token(&self.realm),
+            BearerError::Malformed => Problem::invalid_token(&self.realm, "malformed Authorization header"),
+        })?;
+        self.verifier.verify(token).await.map_err(|e| self.token_problem(&e))
+    }
+
+    fn token_problem(&self, error: &TokenError) -> Problem {
+        match error {
+            TokenError::IssuerUnavailable => Problem::new(
+                ErrorCode::IssuerUnavailable,
+                "the signing keys of the token's issuer could not be loaded; try again shortly",
+            )
+            .retry_after(std::time::Duration::from_secs(5)),
+            other => Problem::invalid_token(&self.realm, &other.to_string()),
+        }
+    }
+
+    /// Refuses a principal that lacks any of the route's scopes.
+    pub fn check_scopes(&self, principal: &Principal, required: &[String]) -> Result<(), Problem> {
+        let granted = principal.claims.scopes();
+        if required.iter().all(|s| granted.contains(&s.as_str())) {
+            Ok(())
+        } else {
+            Err(Problem::insufficient_scope(&self.realm, required))
+        }
+    }
+
+    /// The session identity and pool of a principal.
+    pub fn placement(&self, principal: &Principal) -> Result<(SessionIdentity, PoolChoice), Problem> {
+        let identity = self
+            .identity
+            .derive(&principal.claims)
+            .map_err(|e| Problem::invalid_token(&self.realm, &e.to_string()))?;
+        let choice = self.pools.select(&principal.claims).ok_or_else(|| {
+            Problem::new(ErrorCode::NoPool, "no license pool accepts this token")
+        })?;
+        Ok((identity, choice))
+    }
+
+    /// Reuses or opens the principal's session, or refuses.
+    pub async fn admit(&self, principal: &Principal) -> Result<Seated, Problem> {
+        let (identity, choice) = self.placement(principal)?;
+        let request = AdmitRequest {
+            pool: &choice.pool,
+            identity: &identity,
+            reserved: choice.reserved,
+        };
+        let AdmitOutcome { admission, expired } = self.store.admit(&request).await.map_err(|e| {
+            tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
+            store_problem()
+        })?;
+        for closed in &expired {
+            audit::session_closed(closed);
+        }
+        match admission {
+            Admission::Reused(session) => Ok(Seated {
+                session,
+                opened: false,
+            }),
+            Admission::Opened { session, replaced } => {
+                if let Some(replaced) = &replaced {
+                    audit::session_closed(replaced);
+                }
+                audit::session_opened(&session);
+                Ok(Seated { session, opened: true })
+            }
+            Admission::Refused(refusal) => {
+                audit::admission_refused(&choice.pool.name, &identity, &refusal);
+                Err(self.refusal_problem(&choice.pool.name, &refusal))
+            }
+        }
+    }
+
+    fn refusal_problem(&self, pool: &str, refusal: &Refusal) -> Problem {
+        match refusal {
+            Refusal::PoolFull {
+                limit,
+                in_use,
+                retry_after,
+            } => Problem::new(
+                ErrorCode::LicenseUnavailable,
+                format!("MaximumLicenseCountExceeded: all {limit} seats of pool `{pool}` are in use"),
+            )
+            .with_status(self.license_unavailable_status)
+            .with("pool", pool)
+            .with("limit", *limit)
+            .with("in_use", *in_use)
+            .retry_after(*retry_after),
+            Refusal::SubjectLimit { limit, retry_after } => Problem::new(
+                ErrorCode::SessionLimit,
+                format!("this user already holds {limit} session(s) in pool `{pool}`"),
+            )
+            .with("pool", pool)
+            .with("limit", *limit)
+            .retry_after(*retry_after),
+        }
+    }
+
+    /// The principal's open session, without opening or sliding one.
+    pub async fn current_session(&self, principal: &Principal) -> Result<Option<Session>, Problem> {
+        let (identity, choice) = self.placement(principal)?;
+        self.store.find(&choice.pool.name, &identity.key).await.map_err(|e| {
+            tracing::error!(error = %e, "store lookup failed");
+            store_problem()
+        })
+    }
+}
+
+fn store_problem() -> Problem {
+    Problem::new(
+        ErrorCode::StoreUnavailable,
+        "the session store is unavailable; no new session can be opened",
+    )
+    .retry_after(std::time::Duration::from_secs(1))
+}

@@ -1,0 +1,177 @@
+//! The headers the upstream may trust.
+//!
+//! Identity headers (`X-Session-Id`, `X-Auth-Subject`, `X-Auth-Client`,
+//! `X-License-Pool` and the configured claim headers) are removed from every
+//! request first, in any letter case and also in their underscore spelling
+//! (`X_Auth_Subject`), because CGI-style backends map both spellings to the
+//! same variable. Only then are the gateway's own values added. The route's
+//! `authorization` rule decides what happens to the client's credential.
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+use crate::auth::Principal;
+use crate::config::{IdentityHeaderNames, UpstreamAuthorization};
+use crate::session::Session;
+
+/// What the upstream learns about the caller.
+#[derive(Debug, Default)]
+pub struct IdentityHeaders<'a> {
+    /// The verified token, on `session` and `token` routes.
+    pub principal: Option<&'a Principal>,
+    /// The session, on `session` routes.
+    pub session: Option<&'a Session>,
+}
+
+/// Rewrites the upstream request: strip spoofable headers, add ours, apply
+/// the route's `Authorization` rule.
+pub fn rewrite(
+    request: &mut RequestHeader,
+    names: &IdentityHeaderNames,
+    identity: &IdentityHeaders<'_>,
+    authorization: &UpstreamAuthorization,
+) {
+    strip_identity_headers(request, names);
+    if let Some(principal) = identity.principal {
+        if let Some(subject) = principal.claims.subject() {
+            set(request, &names.subject, subject);
+        }
+        if let Some(client) = principal.claims.client() {
+            set(request, &names.client, client);
+        }
+        for (claim, header) in &names.claims {
+            let values = principal.claims.values(claim);
+            if !values.is_empty() {
+                set(request, header, &values.join(","));
+            }
+        }
+    }
+    if let Some(session) = identity.session {
+        set(request, &names.session_id, &session.id);
+        set(request, &names.pool, &session.pool);
+    }
+    match authorization {
+        UpstreamAuthorization::Pass => {}
+        UpstreamAuthorization::Strip => {
+            request.remove_header(&http::header::AUTHORIZATION);
+        }
+        UpstreamAuthorization::Replace(secret) => {
+            if let Ok(value) = HeaderValue::from_str(secret.expose()) {
+                let _ = request.insert_header(http::header::AUTHORIZATION, value);
+            }
+        }
+    }
+}
+
+/// Removes every identity header, whatever its case or `_`/`-` spelling.
+pub fn strip_identity_headers(request: &mut RequestHeader, names: &IdentityHeaderNames) {
+    let ours: Vec<&HeaderName> = names.all().collect();
+    let spoofed: Vec<HeaderName> = request
+        .headers
+        .keys()
+        .filter(|name| {
+            let canonical = name.as_str().replace('_', "-");
+            ours.iter().any(|o| o.as_str() == canonical)
+        })
+        .cloned()
+        .collect();
+    for name in spoofed {
+        request.remove_header(&name);
+    }
+}
+
+fn set(request: &mut RequestHeader, name: &HeaderName, value: &str) {
+    // A claim value with control characters cannot be a header value; the
+    // header is then left out rather than forwarded mangled.
+    if let Ok(value) = HeaderValue::from_str(value) {
+        let _ = request.insert_header(name.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Claims;
+    use crate::config::Secret;
+    use serde_json::json;
+
+    fn names() -> IdentityHeaderNames {
+        IdentityHeaderNames {
+            session_id: HeaderName::from_static("x-session-id"),
+            subject: HeaderName::from_static("x-auth-subject"),
+            client: HeaderName::from_static("x-auth-client"),
+            pool: HeaderName::from_static("x-license-pool"),
+            claims: vec![("roles".into(), HeaderName::from_static("x-auth-roles"))],
+        }
+    }
+
+    fn request() -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/api/x", None).unwrap();
+        r.append_header("X-Auth-Subject", "mallory").unwrap();
+        r.append_header("x-auth-subject", "mallory2").unwrap();
+        r.append_header("X_Auth_Subject", "mallory3").unwrap();
+        r.append_header("X-SESSION-ID", "forged").unwrap();
+        r.append_header("x-auth-roles", "admin").unwrap();
+        r.append_header("Authorization", "Bearer t").unwrap();
+        r.append_header("Accept", "application/json").unwrap();
+        r
+    }
+
+    fn principal() -> Principal {
+        Principal {
+            claims: Claims::from_map(
+                json!({"sub": "alice", "client_id": "erp-web", "roles": ["a", "b"]})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+            issuer: 0,
+            expires_at: 0,
+            not_before: None,
+        }
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_always_removed() {
+        let mut r = request();
+        rewrite(&mut r, &names(), &IdentityHeaders::default(), &UpstreamAuthorization::Pass);
+        for h in ["x-auth-subject", "x_auth_subject", "x-session-id", "x-auth-roles"] {
+            assert!(r.headers.get(h).is_none(), "{h} kept");
+        }
+        assert_eq!(r.headers.get("accept").unwrap(), "application/json");
+        assert_eq!(r.headers.get("authorization").unwrap(), "Bearer t");
+    }
+
+    #[test]
+    fn gateway_values_replace_client_values() {
+        let mut r = request();
+        let p = principal();
+        rewrite(
+            &mut r,
+            &names(),
+            &IdentityHeaders {
+                principal: Some(&p),
+                session: None,
+            },
+            &UpstreamAuthorization::Strip,
+        );
+        let all: Vec<_> = r.headers.get_all("x-auth-subject").iter().collect();
+        assert_eq!(all, vec!["alice"]);
+        assert_eq!(r.headers.get("x-auth-client").unwrap(), "erp-web");
+        assert_eq!(r.headers.get("x-auth-roles").unwrap(), "a,b");
+        assert!(r.headers.get("authorization").is_none());
+        assert!(r.headers.get("x-session-id").is_none());
+    }
+
+    #[test]
+    fn authorization_can_be_replaced() {
+        let mut r = request();
+        rewrite(
+            &mut r,
+            &names(),
+            &IdentityHeaders::default(),
+            &UpstreamAuthorization::Replace(Secret::new("Basic ZXJwOnB3".into())),
+        );
+        assert_eq!(r.headers.get("authorization").unwrap(), "Basic ZXJwOnB3");
+    }
+}

@@ -1,0 +1,228 @@
+//! Route matching: which configured route (or gateway endpoint) a request
+//! is for.
+//!
+//! Routes are tried in configuration order; the first whose host and path
+//! prefix match wins. The gateway's own endpoints (`/.gateway/…` by default)
+//! are matched before any route. Paths with dot-segments (`/api/../admin`,
+//! also percent-encoded) are refused rather than normalised: the gateway and
+//! the backend could normalise differently, and a path that means one route
+//! here and another one behind us is a classic access-control bypass.
+
+use crate::config::RouteConfig;
+
+/// An endpoint the gateway answers itself on the proxy listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayEndpoint {
+    /// `GET <prefix>/session`: the caller's current session.
+    Session,
+}
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// A gateway endpoint.
+    Gateway(GatewayEndpoint),
+    /// The route at this index of the configuration.
+    Route(usize),
+    /// Under the gateway prefix but no such endpoint, or no route matches.
+    NotFound,
+    /// The path is unsafe or malformed.
+    BadPath(&'static str),
+}
+
+/// A host pattern: exact, or `*.example.com` for any subdomain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Any,
+    Exact(String),
+    Suffix(String),
+}
+
+impl HostPattern {
+    fn new(host: Option<&str>) -> Self {
+        match host {
+            None => HostPattern::Any,
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => HostPattern::Suffix(suffix.to_ascii_lowercase()),
+                None => HostPattern::Exact(h.to_ascii_lowercase()),
+            },
+        }
+    }
+
+    fn matches(&self, host: Option<&str>) -> bool {
+        match (self, host) {
+            (HostPattern::Any, _) => true,
+            (_, None) => false,
+            (HostPattern::Exact(h), Some(host)) => h == host,
+            (HostPattern::Suffix(s), Some(host)) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRoute {
+    host: HostPattern,
+    path_prefix: String,
+}
+
+/// The compiled route table.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<CompiledRoute>,
+    gateway_prefix: String,
+}
+
+impl Router {
+    /// Compiles the configured routes.
+    pub fn new(routes: &[RouteConfig], gateway_prefix: &str) -> Self {
+        Self {
+            routes: routes
+                .iter()
+                .map(|r| CompiledRoute {
+                    host: HostPattern::new(r.host.as_deref()),
+                    path_prefix: r.path_prefix.clone(),
+                })
+                .collect(),
+            gateway_prefix: gateway_prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// Resolves a request by its `Host` (without port, any case) and path
+    /// (without query).
+    pub fn resolve(&self, host: Option<&str>, path: &str) -> Resolution {
+        if let Err(reason) = check_path(path) {
+            return Resolution::BadPath(reason);
+        }
+        if let Some(rest) = path.strip_prefix(self.gateway_prefix.as_str())
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return match rest {
+                "/session" => Resolution::Gateway(GatewayEndpoint::Session),
+                _ => Resolution::NotFound,
+            };
+        }
+        let host = host.map(normalize_host);
+        self.routes
+            .iter()
+            .position(|r| r.host.matches(host.as_deref()) && path.starts_with(r.path_prefix.as_str()))
+            .map_or(Resolution::NotFound, Resolution::Route)
+    }
+}
+
+/// Lowercases a host and drops its port (`ERP.example.com:8443` →
+/// `erp.example.com`); IPv6 literals keep their brackets.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if host.starts_with('[') {
+        host.split_once(']').map_or(host, |(h, _)| h).to_string() + "]"
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Refuses paths that do not start with `/`, contain dot-segments (plain or
+/// percent-encoded), backslashes, or NUL.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("path must start with `/`");
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%5c") || lower.contains("%00") {
+        return Err("path contains a backslash or NUL");
+    }
+    let decoded_dots = lower.replace("%2e", ".");
+    let decoded = decoded_dots.replace("%2f", "/");
+    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("path contains dot-segments");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RoutePolicy, UpstreamAuthorization};
+
+    fn route(host: Option<&str>, prefix: &str) -> RouteConfig {
+        RouteConfig {
+            name: prefix.into(),
+            host: host.map(str::to_string),
+            path_prefix: prefix.into(),
+            upstream: 0,
+            policy: RoutePolicy::Session,
+            required_scopes: vec![],
+            authorization: UpstreamAuthorization::Pass,
+        }
+    }
+
+    fn router() -> Router {
+        Router::new(
+            &[
+                route(Some("erp.example.com"), "/api/"),
+                route(Some("*.tenant.example"), "/"),
+                route(None, "/public/"),
+                route(None, "/"),
+            ],
+            "/.gateway",
+        )
+    }
+
+    #[test]
+    fn first_match_in_order_wins() {
+        let r = router();
+        assert_eq!(r.resolve(Some("erp.example.com"), "/api/orders"), Resolution::Route(0));
+        assert_eq!(r.resolve(Some("ERP.example.com:8080"), "/api/x"), Resolution::Route(0));
+        assert_eq!(r.resolve(Some("a.tenant.example"), "/api/x"), Resolution::Route(1));
+        assert_eq!(r.resolve(Some("tenant.example"), "/public/x"), Resolution::Route(2));
+        assert_eq!(r.resolve(None, "/other"), Resolution::Route(3));
+        assert_eq!(r.resolve(Some("erp.example.com"), "/api"), Resolution::Route(3));
+    }
+
+    #[test]
+    fn no_route_is_not_found() {
+        let r = Router::new(&[route(None, "/api/")], "/.gateway");
+        assert_eq!(r.resolve(None, "/admin"), Resolution::NotFound);
+    }
+
+    #[test]
+    fn gateway_endpoints_come_first() {
+        let r = router();
+        assert_eq!(
+            r.resolve(None, "/.gateway/session"),
+            Resolution::Gateway(GatewayEndpoint::Session)
+        );
+        assert_eq!(r.resolve(None, "/.gateway/nope"), Resolution::NotFound);
+        assert_eq!(r.resolve(None, "/.gateway"), Resolution::NotFound);
+        // Only a whole segment is the prefix.
+        assert_eq!(r.resolve(None, "/.gatewayx"), Resolution::Route(3));
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        let r = router();
+        for bad in [
+            "/api/../admin",
+            "/api/./x",
+            "/api/%2e%2e/admin",
+            "/api/%2E%2e/admin",
+            "/api/.%2e/admin",
+            "/api%2f..%2fadmin",
+            "/api\\..\\admin",
+            "/a%00b",
+            "api/x",
+            "*",
+        ] {
+            assert!(matches!(r.resolve(None, bad), Resolution::BadPath(_)), "{bad} accepted");
+        }
+        assert_eq!(r.resolve(None, "/api/..x/y"), Resolution::Route(3));
+        assert_eq!(r.resolve(None, "/api/.well-known"), Resolution::Route(3));
+    }
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(normalize_host("ERP.Example.COM:443"), "erp.example.com");
+        assert_eq!(normalize_host("erp.example.com."), "erp.example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+    }
+}

@@ -1,0 +1,321 @@
+//! The Pingora `ProxyHttp` service. Each hook reads what it needs from the
+//! request, calls one domain function, and maps the result to a response;
+//! what a request learned travels in [`RequestContext`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session as HttpSession};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use super::access::Access;
+use super::headers::{self, IdentityHeaders};
+use super::problem::{ErrorCode, PROBLEM_JSON, Problem};
+use super::routes::{GatewayEndpoint, Resolution, Router};
+use super::upstreams::Upstream;
+use crate::auth::Principal;
+use crate::config::{IdentityHeaderNames, RouteConfig, RoutePolicy};
+use crate::session::Session;
+
+/// The proxy service.
+pub struct Gateway {
+    access: Arc<Access>,
+    router: Router,
+    routes: Vec<RouteConfig>,
+    upstreams: Vec<Upstream>,
+    headers: IdentityHeaderNames,
+}
+
+/// What one request learned on its way through the hooks.
+#[derive(Debug)]
+pub struct RequestContext {
+    started: Instant,
+    route: Option<usize>,
+    principal: Option<Arc<Principal>>,
+    session: Option<Session>,
+    opened: bool,
+    refusal: Option<ErrorCode>,
+    connect_attempts: usize,
+}
+
+impl Gateway {
+    /// The service over its parts.
+    pub fn new(
+        access: Arc<Access>,
+        routes: Vec<RouteConfig>,
+        gateway_prefix: &str,
+        upstreams: Vec<Upstream>,
+        headers: IdentityHeaderNames,
+    ) -> Self {
+        Self {
+            router: Router::new(&routes, gateway_prefix),
+            access,
+            routes,
+            upstreams,
+            headers,
+        }
+    }
+
+    /// Runs the access decision of a route; `Ok` means forward.
+    async fn decide(&self, route: &RouteConfig, request: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Problem> {
+        if route.policy == RoutePolicy::Public {
+            return Ok(());
+        }
+        let authorization: Vec<&[u8]> = request
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let (principal, _) = self.access.authenticate(&authorization).await?;
+        self.access.check_scopes(&principal, &route.required_scopes)?;
+        if route.policy == RoutePolicy::Session {
+            let seated = self.access.admit(&principal).await?;
+            ctx.opened = seated.opened;
+            ctx.session = Some(seated.session);
+        }
+        ctx.principal = Some(principal);
+        Ok(())
+    }
+
+    /// `GET <prefix>/session`.
+    async fn session_endpoint(&self, request: &RequestHeader) -> Result<Vec<u8>, Problem> {
+        if request.method != http::Method::GET {
+            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use GET"));
+        }
+        let authorization: Vec<&[u8]> = request
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let (principal, _) = self.access.authenticate(&authorization).await?;
+        match self.access.current_session(&principal).await? {
+            Some(session) => Ok(session_view(&session)),
+            None => Err(Problem::new(
+                ErrorCode::NoSession,
+                "this identity has no open session; the next API call opens one",
+            )),
+        }
+    }
+}
+
+/// The JSON of `GET /.gateway/session`.
+fn session_view(session: &Session) -> Vec<u8> {
+    let at = |ms: u64| {
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    };
+    let body = serde_json::json!({
+        "session_id": session.id,
+        "pool": session.pool,
+        "subject": session.subject,
+        "client": session.client,
+        "created": at(session.created_ms),
+        "last_seen": at(session.last_seen_ms),
+        "idle_expires": at(session.idle_expires_ms),
+        "absolute_expires": at(session.absolute_expires_ms),
+        "expires": at(session.expires_ms()),
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+fn request_host(request: &RequestHeader) -> Option<&str> {
+    request
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri.host())
+}
+
+/// Writes a complete response with `Content-Length`, keeping the connection
+/// alive (unlike `respond_error`, see pingora-notes).
+async fn respond(
+    session: &mut HttpSession,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    problem: Option<&Problem>,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(6))?;
+    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if let Some(problem) = problem {
+        if let Some(challenge) = &problem.www_authenticate {
+            header.insert_header(http::header::WWW_AUTHENTICATE, challenge.as_str())?;
+        }
+        if let Some(secs) = problem.retry_after {
+            header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+        }
+        if problem.code == ErrorCode::MethodNotAllowed {
+            header.insert_header(http::header::ALLOW, "GET")?;
+        }
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(header), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+    }
+    Ok(())
+}
+
+async fn respond_problem(session: &mut HttpSession, problem: &Problem) -> pingora::Result<()> {
+    respond(session, problem.status, PROBLEM_JSON, problem.body(), Some(problem)).await
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        RequestContext {
+            started: Instant::now(),
+            route: None,
+            principal: None,
+            session: None,
+            opened: false,
+            refusal: None,
+            connect_attempts: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut HttpSession, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        let request = session.req_header();
+        let resolution = self.router.resolve(request_host(request), request.uri.path());
+        let outcome = match resolution {
+            Resolution::BadPath(reason) => Err(Problem::new(ErrorCode::BadRequest, reason)),
+            Resolution::NotFound => Err(Problem::new(ErrorCode::NotFound, "no route for this host and path")),
+            Resolution::Gateway(GatewayEndpoint::Session) => match self.session_endpoint(request).await {
+                Ok(body) => {
+                    respond(session, 200, "application/json", body, None).await?;
+                    return Ok(true);
+                }
+                Err(problem) => Err(problem),
+            },
+            Resolution::Route(index) => {
+                ctx.route = Some(index);
+                let request = session.req_header();
+                self.decide(&self.routes[index], request, ctx).await
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(false),
+            Err(problem) => {
+                ctx.refusal = Some(problem.code);
+                respond_problem(session, &problem).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut HttpSession, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
+        ctx.connect_attempts += 1;
+        let route = ctx
+            .route
+            .and_then(|r| self.routes.get(r))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let upstream = &self.upstreams[route.upstream];
+        upstream
+            .peer(&ctx.connect_attempts.to_le_bytes())
+            .map(Box::new)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, format!("no healthy server in `{}`", upstream.name)))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut HttpSession,
+        _peer: &HttpPeer,
+        ctx: &mut RequestContext,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Try the next server of the group once: a connect failure never
+        // reached the backend, so retrying is safe for any method.
+        if ctx.connect_attempts < 2 {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut HttpSession,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        let Some(route) = ctx.route.and_then(|r| self.routes.get(r)) else {
+            return Err(Error::explain(ErrorType::InternalError, "no route in context"));
+        };
+        let identity = IdentityHeaders {
+            principal: ctx.principal.as_deref(),
+            session: ctx.session.as_ref(),
+        };
+        headers::rewrite(upstream_request, &self.headers, &identity, &route.authorization);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut HttpSession, e: &Error, ctx: &mut RequestContext) -> FailToProxy {
+        let problem = match e.etype() {
+            ErrorType::HTTPStatus(code) => Some(Problem::new(ErrorCode::BadRequest, "bad request").with_status(*code)),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() != &ErrorSource::Downstream =>
+            {
+                Some(Problem::new(ErrorCode::UpstreamTimeout, "the upstream did not answer in time"))
+            }
+            _ => match e.esource() {
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                    _ => Some(Problem::new(ErrorCode::BadRequest, "the request could not be read")),
+                },
+                _ => Some(Problem::new(ErrorCode::UpstreamUnavailable, "the upstream could not be reached")),
+            },
+        };
+        let mut code = 0;
+        if let Some(problem) = problem {
+            // Pingora closes the client connection after a failed proxy
+            // attempt; say so in the response instead of resetting a
+            // connection the client believes is reusable.
+            session.set_keepalive(None);
+            code = problem.status;
+            ctx.refusal = Some(problem.code);
+            if session.response_written().is_none()
+                && let Err(write_error) = respond_problem(session, &problem).await
+            {
+                tracing::debug!(error = %write_error, "could not send error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut HttpSession, error: Option<&Error>, ctx: &mut RequestContext) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let request = session.req_header();
+        let route = ctx.route.and_then(|r| self.routes.get(r)).map_or("", |r| r.name.as_str());
+        let principal_subject = ctx
+            .principal
+            .as_ref()
+            .and_then(|p| p.claims.subject())
+            .unwrap_or("");
+        tracing::info!(
+            target: "access",
+            method = %request.method,
+            path = request.uri.path(),
+            route,
+            status,
+            latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            session_id = ctx.session.as_ref().map_or("", |s| s.id.as_str()),
+            pool = ctx.session.as_ref().map_or("", |s| s.pool.as_str()),
+            subject = principal_subject,
+            opened = ctx.opened,
+            refusal = ctx.refusal.map_or("", |c| c.as_str()),
+            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
+            "request"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Start-up: turns a validated [`Config`] into one Pingora server with its
+//! services — the proxy, the admin listener, the JWKS refresher, the session
+//! sweeper and one health checker per checked upstream group — and runs it
+//! until SIGTERM (graceful) or SIGINT.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+
+use crate::admin::AdminService;
+use crate::auth::Verifier;
+use crate::auth::jwks::keep_fresh;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, StoreKind};
+use crate::licensing::Pools;
+use crate::proxy::upstreams::Upstream;
+use crate::proxy::{Access, Gateway};
+use crate::session::{MemoryStore, SharedStore};
+use crate::telemetry::audit;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address is taken or not allowed.
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Which listener.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A part could not be built.
+    #[error("{0}")]
+    Build(String),
+}
+
+/// Runs the gateway until it is told to stop. Blocking; must not be called
+/// inside a tokio runtime (Pingora builds its own runtimes).
+pub fn run(config: Config) -> Result<(), StartError> {
+    run_with_clock(config, Arc::new(SystemClock))
+}
+
+/// [`run`] with an explicit clock (tests of timelines).
+pub fn run_with_clock(config: Config, clock: SharedClock) -> Result<(), StartError> {
+    let server = build(config, clock)?;
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+    // Bind the admin listener now, and probe the proxy addresses, so a taken
+    // port is one clear error at start instead of a log line from a runtime.
+    let admin_listener = bind(&config.server.admin_listen.to_string(), "admin_listen")?;
+    for addr in &config.server.listen {
+        drop(bind(&addr.to_string(), "listen")?);
+    }
+
+    let pools = Pools::new(config.pools.clone());
+    let store: SharedStore = match config.sessions.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(&pools, Arc::clone(&clock))),
+    };
+    let verifier = Arc::new(
+        Verifier::new(&config.issuers, config.tokens.clone(), Arc::clone(&clock))
+            .map_err(|e| StartError::Build(e.to_string()))?,
+    );
+    let access = Arc::new(Access::new(
+        Arc::clone(&verifier),
+        pools,
+        config.sessions.identity.clone(),
+        Arc::clone(&store),
+        config.server.realm.clone(),
+        config.sessions.license_unavailable_status,
+    ));
+
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut upstreams = Vec::with_capacity(config.upstreams.len());
+    for (index, upstream) in config.upstreams.iter().enumerate() {
+        let balancer = Upstream::balancer(index, upstream).map_err(|e| StartError::Build(e.to_string()))?;
+        let balancer = if upstream.health_check.is_some() {
+            let service = background_service(&format!("health check {}", upstream.name), balancer);
+            let shared = service.task();
+            server.add_service(service);
+            shared
+        } else {
+            Arc::new(balancer)
+        };
+        upstreams.push(Upstream::new(upstream, balancer));
+    }
+
+    let gateway = Gateway::new(
+        Arc::clone(&access),
+        config.routes.clone(),
+        &config.server.gateway_prefix,
+        upstreams,
+        config.headers.clone(),
+    );
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    proxy.threads = Some(config.server.threads);
+    for addr in &config.server.listen {
+        match &config.server.tls {
+            None => proxy.add_tcp(&addr.to_string()),
+            Some(tls) => proxy
+                .add_tls(
+                    &addr.to_string(),
+                    &tls.cert.display().to_string(),
+                    &tls.key.display().to_string(),
+                )
+                .map_err(|e| StartError::Build(format!("server.tls: {e}")))?,
+        }
+    }
+    server.add_service(proxy);
+
+    server.add_service(background_service("jwks", KeyRefresher { verifier }));
+    server.add_service(background_service(
+        "session sweeper",
+        Sweeper {
+            store,
+            interval: config.sessions.sweep_interval,
+        },
+    ));
+    server.add_service(background_service("admin", AdminService::new(admin_listener, access)));
+
+    tracing::info!(
+        listen = ?config.server.listen,
+        admin = %config.server.admin_listen,
+        store = ?config.sessions.store,
+        "session-gateway starting"
+    );
+    Ok(server)
+}
+
+fn bind(addr: &str, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|e| StartError::Bind {
+        addr: addr.to_string(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Keeps every issuer's JWKS fresh.
+struct KeyRefresher {
+    verifier: Arc<Verifier>,
+}
+
+#[async_trait]
+impl BackgroundService for KeyRefresher {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let tasks: Vec<_> = self
+            .verifier
+            .issuers()
+            .iter()
+            .map(|issuer| tokio::spawn(keep_fresh(Arc::clone(issuer), shutdown.clone())))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Closes expired sessions without waiting for traffic, so seat counts and
+/// audit events are true even when nobody calls.
+struct Sweeper {
+    store: SharedStore,
+    interval: std::time::Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Sweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.sweep().await {
+                Ok(closed) => closed.iter().for_each(audit::session_closed),
+                Err(error) => tracing::warn!(%error, "session sweep failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Sessions and the store that holds them.
+//!
+//! A session is the accounting record one session identity holds in one pool
+//! while it uses the ERP: opening it takes a seat, closing it frees the seat.
+//! The [`Store`] trait is the only way the proxy reaches session state, so the
+//! memory store (one instance) and the Redis store (a fleet) are
+//! interchangeable. Every store runs the same contract suite
+//! ([`contract`], behind the `contract-tests` feature).
+
+pub mod identity;
+pub mod memory;
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::clock::UnixMillis;
+use crate::licensing::{Bucket, Pool};
+
+pub use identity::{IdentityKey, IdentityRule, SessionIdentity, SubjectKey};
+pub use memory::MemoryStore;
+
+/// The random, unguessable id of a session (32 lowercase hex digits).
+pub type SessionId = String;
+
+/// One open session: one seat of one pool held by one session identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    /// Random id, shown to the backend as `X-Session-Id`.
+    pub id: SessionId,
+    /// The pool whose seat it holds.
+    pub pool: String,
+    /// The bucket of the pool (shared or a reserved group) the seat came from.
+    pub bucket: Bucket,
+    /// The session identity key.
+    #[serde(serialize_with = "serialize_digest")]
+    pub identity: IdentityKey,
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The client (`client_id` / `azp`), if the token named one.
+    pub client: Option<String>,
+    /// Issuer + subject, for per-subject caps.
+    #[serde(skip)]
+    pub subject_key: SubjectKey,
+    /// When it was opened.
+    pub created_ms: UnixMillis,
+    /// When a call last used it.
+    pub last_seen_ms: UnixMillis,
+    /// When it closes unless a call slides it (`last_seen + idle timeout`).
+    pub idle_expires_ms: UnixMillis,
+    /// When it closes whatever happens (`created + absolute timeout`).
+    pub absolute_expires_ms: UnixMillis,
+}
+
+fn serialize_digest<S: serde::Serializer>(d: &IdentityKey, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&d.to_hex())
+}
+
+impl Session {
+    /// The moment the session closes by time alone: the earlier of its idle
+    /// and absolute expiry.
+    pub fn expires_ms(&self) -> UnixMillis {
+        self.idle_expires_ms.min(self.absolute_expires_ms)
+    }
+
+    /// Whether it has closed by time at `now`.
+    pub fn is_expired_at(&self, now: UnixMillis) -> bool {
+        now >= self.expires_ms()
+    }
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// No call within the idle timeout.
+    Idle,
+    /// The absolute lifetime ran out.
+    Absolute,
+    /// The user logged out through the gateway.
+    Logout,
+    /// The issuer sent a back-channel logout.
+    Backchannel,
+    /// An operator closed it.
+    Admin,
+    /// The subject's cap evicted it for a newer session (`replace_oldest`).
+    Replaced,
+}
+
+impl CloseReason {
+    /// The stable name used in logs, metrics and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "idle",
+            CloseReason::Absolute => "absolute",
+            CloseReason::Logout => "logout",
+            CloseReason::Backchannel => "backchannel",
+            CloseReason::Admin => "admin",
+            CloseReason::Replaced => "replaced",
+        }
+    }
+
+    /// The reason a session closed by time at `now` (absolute wins a tie,
+    /// since it cannot be slid).
+    pub fn of_expiry(session: &Session) -> Self {
+        if session.absolute_expires_ms <= session.idle_expires_ms {
+            CloseReason::Absolute
+        } else {
+            CloseReason::Idle
+        }
+    }
+}
+
+/// A session that has closed, with its reason (for audit and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSession {
+    /// The session as it was last seen.
+    pub session: Session,
+    /// Why it closed.
+    pub reason: CloseReason,
+}
+
+/// What the proxy asks of the store on a call of a `session` route.
+#[derive(Debug, Clone)]
+pub struct AdmitRequest<'a> {
+    /// The pool the token maps to.
+    pub pool: &'a Arc<Pool>,
+    /// The token's session identity.
+    pub identity: &'a SessionIdentity,
+    /// The token's reserved group in that pool, if any.
+    pub reserved: Option<Bucket>,
+}
+
+/// Why a new session was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every seat the caller may use is held.
+    PoolFull {
+        /// The pool's limit.
+        limit: u32,
+        /// Seats held now.
+        in_use: u32,
+        /// Time until the earliest seat the caller could use frees by expiry.
+        retry_after: Duration,
+    },
+    /// The subject already holds its maximum number of sessions (`deny`).
+    SubjectLimit {
+        /// The per-subject cap.
+        limit: u32,
+        /// Time until the subject's earliest session expires.
+        retry_after: Duration,
+    },
+}
+
+/// The decision of one admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The identity's open session was reused and its idle timer slid.
+    Reused(Session),
+    /// A new session was opened and took a seat.
+    Opened {
+        /// The new session.
+        session: Session,
+        /// The session evicted for it under `replace_oldest`, if any.
+        replaced: Option<ClosedSession>,
+    },
+    /// No session: nothing may be forwarded.
+    Refused(Refusal),
+}
+
+impl Admission {
+    /// The session the call may use, if admitted.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Admission::Reused(s) | Admission::Opened { session: s, .. } => Some(s),
+            Admission::Refused(_) => None,
+        }
+    }
+}
+
+/// The result of [`Store::admit`]: the decision plus sessions the store
+/// found expired on the way (so they are audited exactly once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmitOutcome {
+    /// The decision.
+    pub admission: Admission,
+    /// Sessions closed by time while admitting.
+    pub expired: Vec<ClosedSession>,
+}
+
+/// Seat use of one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolUsage {
+    /// Pool name.
+    pub pool: String,
+    /// Seat limit.
+    pub limit: u32,
+    /// Seats reserved for named groups.
+    pub reserved: u32,
+    /// Open sessions.
+    pub in_use: u32,
+}
+
+/// Filters for [`Store::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Only sessions of this pool.
+    pub pool: Option<String>,
+    /// Only sessions of this subject (`sub`).
+    pub subject: Option<String>,
+}
+
+/// Failures of the store itself (never of the caller's input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something this version does not understand.
+    #[error("session store protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Where sessions live. All methods are atomic with respect to each other:
+/// no interleaving of calls, on one instance or many, can put more sessions
+/// in a pool than its limit or give one identity two seats in one pool.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reuse-and-slide the identity's session in the pool, or open one if a
+    /// seat (and the subject's cap) allows, or refuse. Refusal changes nothing.
+    async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError>;
+
+    /// The identity's open session in a pool, without opening or sliding it.
+    async fn find(&self, pool: &str, identity: &IdentityKey) -> Result<Option<Session>, StoreError>;
+
+    /// An open session by id.
+    async fn get(&self, id: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Closes a session by id and frees its seat; `None` if it was not open.
+    async fn close(&self, id: &str, reason: CloseReason) -> Result<Option<ClosedSession>, StoreError>;
+
+    /// Closes every open session of a subject (all pools).
+    async fn close_subject(
+        &self,
+        subject: &SubjectKey,
+        reason: CloseReason,
+    ) -> Result<Vec<ClosedSession>, StoreError>;
+
+    /// Open sessions matching a filter, oldest first.
+    async fn list(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
+
+    /// Seat use of every configured pool, in configuration order.
+    async fn usage(&self) -> Result<Vec<PoolUsage>, StoreError>;
+
+    /// Closes every session that has expired by time and returns them.
+    async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError>;
+
+    /// Whether the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A store shared by the proxy, the sweeper and the admin API.
+pub type SharedStore = Arc<dyn Store>;
+
+/// A new random session id.
+pub fn new_session_id() -> SessionId {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,46 @@
+//! Audit events of session transitions, as structured log lines on the
+//! `audit` target. They carry ids, pool and subject, never a token.
+
+use crate::session::{ClosedSession, Refusal, Session, SessionIdentity};
+
+/// A session was opened and took a seat.
+pub fn session_opened(session: &Session) {
+    tracing::info!(
+        target: "audit",
+        event = "session_opened",
+        session_id = %session.id,
+        pool = %session.pool,
+        subject = %session.subject,
+        client = session.client.as_deref().unwrap_or(""),
+        "session opened"
+    );
+}
+
+/// A session closed and freed its seat.
+pub fn session_closed(closed: &ClosedSession) {
+    tracing::info!(
+        target: "audit",
+        event = "session_closed",
+        session_id = %closed.session.id,
+        pool = %closed.session.pool,
+        subject = %closed.session.subject,
+        reason = closed.reason.as_str(),
+        "session closed"
+    );
+}
+
+/// A new session was refused.
+pub fn admission_refused(pool: &str, identity: &SessionIdentity, refusal: &Refusal) {
+    let reason = match refusal {
+        Refusal::PoolFull { .. } => "pool_full",
+        Refusal::SubjectLimit { .. } => "subject_limit",
+    };
+    tracing::info!(
+        target: "audit",
+        event = "session_refused",
+        pool = %pool,
+        subject = %identity.subject,
+        reason,
+        "session refused"
+    );
+}

@@ -1,0 +1,10 @@
+//! Logs and audit events.
+//!
+//! * [`logs`]: the tracing subscriber (JSON or text, level from config or
+//!   `RUST_LOG`);
+//! * [`audit`]: one structured event per session transition (opened, closed
+//!   with its reason, refused), under the `audit` target so operators can
+//!   route them separately.
+
+pub mod audit;
+pub mod logs;
