@@ -16,6 +16,8 @@ use crate::{devkit, server, telemetry};
 
 /// The embedded configuration of `session-gateway dev`.
 const DEV_CONFIG: &str = include_str!("../../config/dev.toml");
+const DEV_GATEWAY: &str = "127.0.0.1:8080";
+const DEV_ADMIN: &str = "127.0.0.1:9190";
 const DEV_ISSUER: &str = "127.0.0.1:9180";
 const DEV_BACKEND: &str = "127.0.0.1:9181";
 
@@ -41,7 +43,10 @@ enum Command {
     },
     /// Run everything in one process: the gateway (memory store), a demo
     /// OpenID Connect issuer and a demo ERP backend, with a walkthrough.
-    Dev,
+    Dev {
+        #[command(flatten)]
+        addresses: DevAddresses,
+    },
     /// Run only the demo issuer and demo ERP backend (for experiments).
     Devkit {
         /// Address of the demo issuer.
@@ -53,13 +58,30 @@ enum Command {
     },
 }
 
+/// Where dev mode listens (all loopback by default).
+#[derive(Debug, clap::Args)]
+struct DevAddresses {
+    /// The gateway's proxy listener.
+    #[arg(long, default_value = DEV_GATEWAY)]
+    listen: SocketAddr,
+    /// The admin listener.
+    #[arg(long, default_value = DEV_ADMIN)]
+    admin: SocketAddr,
+    /// The demo issuer.
+    #[arg(long, default_value = DEV_ISSUER)]
+    issuer: SocketAddr,
+    /// The demo ERP backend.
+    #[arg(long, default_value = DEV_BACKEND)]
+    backend: SocketAddr,
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Dev => dev(),
+        Command::Dev { addresses } => dev(&addresses),
         Command::Devkit { issuer, backend } => devkit_only(issuer, backend),
     };
     match result {
@@ -84,17 +106,20 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dev() -> anyhow::Result<()> {
-    let config = Config::from_toml(DEV_CONFIG, "config/dev.toml", Path::new("."), &|name| {
-        std::env::var(name).ok()
-    })?;
+fn dev(at: &DevAddresses) -> anyhow::Result<()> {
+    // The embedded file names the default addresses; other addresses are
+    // substituted so the dev mode can run beside another one (or in tests).
+    let text = DEV_CONFIG
+        .replace(DEV_GATEWAY, &at.listen.to_string())
+        .replace(DEV_ADMIN, &at.admin.to_string())
+        .replace(DEV_ISSUER, &at.issuer.to_string())
+        .replace(DEV_BACKEND, &at.backend.to_string());
+    let config = Config::from_toml(&text, "config/dev.toml", Path::new("."), &|name| std::env::var(name).ok())?;
     telemetry::logs::init(&config.logging);
-    let issuer: SocketAddr = DEV_ISSUER.parse()?;
-    let backend: SocketAddr = DEV_BACKEND.parse()?;
     // The devkit runs on a thread of its own: Pingora builds its runtimes
     // itself and must not be started inside one.
-    let _devkit = devkit::spawn_devkit_thread(issuer, backend).context("starting the demo issuer and backend")?;
-    println!("{}", walkthrough(&config));
+    let _devkit = devkit::spawn_devkit_thread(at.issuer, at.backend).context("starting the demo issuer and backend")?;
+    println!("{}", walkthrough(&config, at));
     server::run(config)?;
     Ok(())
 }
@@ -108,18 +133,21 @@ fn devkit_only(issuer: SocketAddr, backend: SocketAddr) -> anyhow::Result<()> {
     runtime.block_on(devkit::run_devkit(issuer, backend))
 }
 
-fn walkthrough(config: &Config) -> String {
-    let gw = config.server.listen.first().map_or_else(|| "127.0.0.1:8080".to_string(), |a| a.to_string());
-    let admin = config.server.admin_listen;
+fn walkthrough(config: &Config, at: &DevAddresses) -> String {
+    let gw = at.listen;
+    let admin = at.admin;
+    let issuer = at.issuer;
+    let backend = at.backend;
     let idle = humantime::format_duration(config.sessions.idle_timeout);
     let limit = config.pools.first().map_or(0, |p| p.limit);
+    let wait = config.sessions.idle_timeout.as_secs() + 1;
     format!(
         r#"
-session-gateway dev — gateway http://{gw}, admin http://{admin}, demo issuer http://{DEV_ISSUER}, demo ERP http://{DEV_BACKEND}
+session-gateway dev — gateway http://{gw}, admin http://{admin}, demo issuer http://{issuer}, demo ERP http://{backend}
 pool "demo" has {limit} seats; sessions close after {idle} without calls.
 
 # 1. A token alone opens nothing:
-T1=$(curl -s 'http://{DEV_ISSUER}/dev/token?user=alice')
+T1=$(curl -s 'http://{issuer}/dev/token?user=alice')
 curl -s -H "Authorization: Bearer $T1" http://{gw}/.gateway/session     # 404 no_session
 
 # 2. The first API call opens a session and takes a seat; the backend sees X-Session-Id:
@@ -127,15 +155,15 @@ curl -s -H "Authorization: Bearer $T1" http://{gw}/api/orders
 curl -s -H "Authorization: Bearer $T1" http://{gw}/.gateway/session
 
 # 3. A refreshed token of the same identity reuses the same session (same session_id):
-T2=$(curl -s 'http://{DEV_ISSUER}/dev/token?user=alice')
+T2=$(curl -s 'http://{issuer}/dev/token?user=alice')
 curl -s -H "Authorization: Bearer $T2" http://{gw}/api/orders
 
 # 4. Other users take the remaining seats; when all {limit} are held the next one gets 429:
-curl -s -H "Authorization: Bearer $(curl -s 'http://{DEV_ISSUER}/dev/token?user=bob')" http://{gw}/api/orders
-curl -si -H "Authorization: Bearer $(curl -s 'http://{DEV_ISSUER}/dev/token?user=carol')" http://{gw}/api/orders   # 429 license_unavailable, Retry-After
+curl -s -H "Authorization: Bearer $(curl -s 'http://{issuer}/dev/token?user=bob')" http://{gw}/api/orders
+curl -si -H "Authorization: Bearer $(curl -s 'http://{issuer}/dev/token?user=carol')" http://{gw}/api/orders   # 429 license_unavailable, Retry-After
 
 # 5. Wait {idle} without calls: the seats free, and carol gets in:
-sleep 31; curl -s -H "Authorization: Bearer $(curl -s 'http://{DEV_ISSUER}/dev/token?user=carol')" http://{gw}/api/orders
+sleep {wait}; curl -s -H "Authorization: Bearer $(curl -s 'http://{issuer}/dev/token?user=carol')" http://{gw}/api/orders
 
 # Health: curl -s http://{admin}/readyz    Stop: Ctrl-C
 "#

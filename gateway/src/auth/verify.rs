@@ -375,6 +375,67 @@ pub enum BearerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock, SystemClock};
+    use crate::devkit::{Issuer, TokenRequest};
+    use std::time::Duration;
+
+    fn policy(cache_size: usize) -> TokenPolicy {
+        TokenPolicy {
+            leeway: Duration::from_secs(30),
+            max_lifetime: None,
+            max_auth_age: None,
+            required_claims: vec![],
+            cache_size,
+            max_token_bytes: 8192,
+        }
+    }
+
+    async fn verifier_for(issuer: &crate::devkit::IssuerHandle, clock: ManualClock, cache_size: usize) -> Verifier {
+        let config = IssuerConfig {
+            issuer: issuer.issuer_url().to_string(),
+            audiences: vec!["erp-api".into()],
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            keys: crate::config::KeySource::JwksUri(url::Url::parse(&issuer.jwks_url()).unwrap()),
+            jwks_refresh: Duration::from_secs(300),
+            jwks_min_refetch: Duration::from_secs(60),
+            http_timeout: Duration::from_secs(5),
+        };
+        let verifier = Verifier::new(&[config], policy(cache_size), Arc::new(clock)).unwrap();
+        verifier.issuers()[0].refresh().await.unwrap();
+        verifier
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_cached_until_they_expire() {
+        let issuer = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let verifier = verifier_for(&issuer, clock.clone(), 100).await;
+        let token = issuer.mint(&TokenRequest::new("alice").expires_in(60));
+
+        let (first, how) = verifier.verify(&token).await.unwrap();
+        assert_eq!(how, Verified::Checked);
+        assert_eq!(first.claims.subject(), Some("alice"));
+        let (second, how) = verifier.verify(&token).await.unwrap();
+        assert_eq!(how, Verified::Cached);
+        assert_eq!(first, second);
+
+        // Past exp + leeway the cached verification no longer counts.
+        clock.advance(Duration::from_secs(60 + 31));
+        assert_eq!(verifier.verify(&token).await.unwrap_err(), TokenError::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_zero_cache_checks_every_time_and_es256_verifies() {
+        let issuer = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let verifier = verifier_for(&issuer, clock, 0).await;
+        let token = issuer.mint(&TokenRequest::new("erin").alg(Algorithm::ES256));
+        for _ in 0..2 {
+            assert_eq!(verifier.verify(&token).await.unwrap().1, Verified::Checked);
+        }
+        let oversized = "a".repeat(9000);
+        assert_eq!(verifier.verify(&oversized).await.unwrap_err(), TokenError::TooLarge);
+    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {

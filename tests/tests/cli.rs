@@ -1,0 +1,137 @@
+//! The command line: `check-config` and `dev`, as an operator runs them.
+
+use std::process::{Command, Stdio};
+
+use session_gateway_e2e::{Reply, client, eventually, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
+
+fn check_config(text: &str) -> anyhow::Result<(bool, String, String)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text)?;
+    let out = Command::new(BIN).arg("check-config").arg(&path).output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}
+
+const MINIMAL: &str = r#"
+[[issuers]]
+issuer = "https://idp.example.com"
+audiences = ["erp-api"]
+
+[[pools]]
+name = "default"
+limit = 5
+
+[[upstreams]]
+name = "erp"
+servers = ["127.0.0.1:9000"]
+
+[[routes]]
+name = "api"
+path_prefix = "/api/"
+upstream = "erp"
+policy = "session"
+"#;
+
+#[test]
+fn check_config_prints_the_effective_configuration() -> anyhow::Result<()> {
+    let (ok, stdout, stderr) = check_config(MINIMAL)?;
+    assert!(ok, "{stderr}");
+    // Defaults are filled in and the output is itself a valid configuration.
+    assert!(stdout.contains("idle_timeout = \"20m\""), "{stdout}");
+    assert!(stdout.contains("absolute_timeout = \"8h\""), "{stdout}");
+    let (ok_again, stdout_again, stderr) = check_config(&stdout)?;
+    assert!(ok_again, "{stderr}");
+    assert_eq!(stdout, stdout_again);
+    Ok(())
+}
+
+#[test]
+fn check_config_names_the_key_of_the_first_error_in_one_line() -> anyhow::Result<()> {
+    let cases = [
+        (MINIMAL.replace("limit = 5", "limit = 0"), "pools[0].limit"),
+        (MINIMAL.replace("limit = 5", "limit = 5\ncolour = \"red\""), "pools[0]"),
+        (format!("{MINIMAL}\n[sessions]\nidle_timeout = \"soon\"\n"), "sessions.idle_timeout"),
+        (MINIMAL.replace("audiences", "algorithms = [\"none\"]\naudiences"), "issuers[0].algorithms"),
+        (MINIMAL.replace("upstream = \"erp\"", "upstream = \"crm\""), "routes[0].upstream"),
+    ];
+    for (text, key) in cases {
+        let (ok, stdout, stderr) = check_config(&text)?;
+        assert!(!ok, "accepted, printed {stdout}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "expected `{key}` in {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    Ok(())
+}
+
+/// `session-gateway dev` serves the walkthrough it prints: open, reuse
+/// across refresh, pool full.
+#[tokio::test]
+async fn dev_mode_runs_the_walkthrough() -> anyhow::Result<()> {
+    let port = || format!("127.0.0.1:{}", free_port());
+    let (listen, admin, issuer, backend) = (port(), port(), port(), port());
+    let child = Command::new(BIN)
+        .args(["dev", "--listen", &listen, "--admin", &admin, "--issuer", &issuer, "--backend", &backend])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let guard = Kill(std::sync::Mutex::new(child));
+    let http = client();
+    eventually("dev mode ready", || async {
+        if let Some(status) = guard.exited()? {
+            anyhow::bail!("dev mode exited: {status}");
+        }
+        let ready = http.get(format!("http://{admin}/readyz")).send().await;
+        Ok(ready.ok().filter(|r| r.status().is_success()).map(|_| ()))
+    })
+    .await?;
+
+    let token = |user: &str| {
+        let http = http.clone();
+        let url = format!("http://{issuer}/dev/token?user={user}");
+        async move { anyhow::Ok(http.get(url).send().await?.text().await?.trim().to_string()) }
+    };
+    let call = |token: String| {
+        let http = http.clone();
+        let url = format!("http://{listen}/api/orders");
+        async move { Reply::read(http.get(url).bearer_auth(token).send().await?).await }
+    };
+
+    let alice = call(token("alice").await?).await?;
+    assert_eq!(alice.status, 200);
+    let id = alice.forwarded_header("x-session-id").unwrap_or_default();
+    let refreshed = call(token("alice").await?).await?;
+    assert_eq!(refreshed.forwarded_header("x-session-id"), Some(id));
+    assert_eq!(call(token("bob").await?).await?.status, 200);
+    let carol = call(token("carol").await?).await?;
+    assert_eq!(carol.status, 429);
+    assert_eq!(carol.problem(), "license_unavailable");
+    Ok(())
+}
+
+/// Kills the process when the test ends, however it ends.
+struct Kill(std::sync::Mutex<std::process::Child>);
+
+impl Kill {
+    fn exited(&self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let mut child = self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(child.try_wait()?)
+    }
+}
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        if let Ok(child) = self.0.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
