@@ -209,7 +209,8 @@ fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
 pub struct IssuerKeys {
     config: Arc<IssuerConfig>,
     current: ArcSwapOption<KeySet>,
-    /// Serialises fetches; holds when the last fetch attempt started.
+    /// Serialises fetches; holds when the last refetch for an unknown key
+    /// started (periodic refreshes do not count against that rate limit).
     fetch_gate: tokio::sync::Mutex<Option<Instant>>,
     /// Bumped on every successful load, so waiters of a single-flight fetch
     /// see that someone else already refreshed.
@@ -274,8 +275,7 @@ impl IssuerKeys {
 
     /// Fetches the keys now (periodic refresh). On failure the old keys stay.
     pub async fn refresh(&self) -> Result<Arc<KeySet>, JwksError> {
-        let mut gate = self.fetch_gate.lock().await;
-        *gate = Some(Instant::now());
+        let _gate = self.fetch_gate.lock().await;
         self.fetch_and_store().await
     }
 
