@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::{devkit, server, telemetry};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 
 /// The embedded configuration of `session-gateway dev`.
 const DEV_CONFIG: &str = include_str!("../../config/dev.toml");
@@ -22,7 +22,11 @@ const DEV_ISSUER: &str = "127.0.0.1:9180";
 const DEV_BACKEND: &str = "127.0.0.1:9181";
 
 #[derive(Debug, Parser)]
-#[command(name = "session-gateway", version, about = "A reverse proxy that turns valid access tokens into accounted sessions and license seats")]
+#[command(
+    name = "session-gateway",
+    version,
+    about = "A reverse proxy that turns valid access tokens into accounted sessions and license seats"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -114,11 +118,14 @@ fn dev(at: &DevAddresses) -> anyhow::Result<()> {
         .replace(DEV_ADMIN, &at.admin.to_string())
         .replace(DEV_ISSUER, &at.issuer.to_string())
         .replace(DEV_BACKEND, &at.backend.to_string());
-    let config = Config::from_toml(&text, "config/dev.toml", Path::new("."), &|name| std::env::var(name).ok())?;
+    let config = Config::from_toml(&text, "config/dev.toml", Path::new("."), &|name| {
+        std::env::var(name).ok()
+    })?;
     telemetry::logs::init(&config.logging);
     // The devkit runs on a thread of its own: Pingora builds its runtimes
     // itself and must not be started inside one.
-    let _devkit = devkit::spawn_devkit_thread(at.issuer, at.backend).context("starting the demo issuer and backend")?;
+    let _devkit = devkit::spawn_devkit_thread(at.issuer, at.backend)
+        .context("starting the demo issuer and backend")?;
     println!("{}", walkthrough(&config, at));
     server::run(config)?;
     Ok(())

@@ -55,10 +55,22 @@ fn check_config_prints_the_effective_configuration() -> anyhow::Result<()> {
 fn check_config_names_the_key_of_the_first_error_in_one_line() -> anyhow::Result<()> {
     let cases = [
         (MINIMAL.replace("limit = 5", "limit = 0"), "pools[0].limit"),
-        (MINIMAL.replace("limit = 5", "limit = 5\ncolour = \"red\""), "pools[0]"),
-        (format!("{MINIMAL}\n[sessions]\nidle_timeout = \"soon\"\n"), "sessions.idle_timeout"),
-        (MINIMAL.replace("audiences", "algorithms = [\"none\"]\naudiences"), "issuers[0].algorithms"),
-        (MINIMAL.replace("upstream = \"erp\"", "upstream = \"crm\""), "routes[0].upstream"),
+        (
+            MINIMAL.replace("limit = 5", "limit = 5\ncolour = \"red\""),
+            "pools[0]",
+        ),
+        (
+            format!("{MINIMAL}\n[sessions]\nidle_timeout = \"soon\"\n"),
+            "sessions.idle_timeout",
+        ),
+        (
+            MINIMAL.replace("audiences", "algorithms = [\"none\"]\naudiences"),
+            "issuers[0].algorithms",
+        ),
+        (
+            MINIMAL.replace("upstream = \"erp\"", "upstream = \"crm\""),
+            "routes[0].upstream",
+        ),
     ];
     for (text, key) in cases {
         let (ok, stdout, stderr) = check_config(&text)?;
@@ -77,7 +89,17 @@ async fn dev_mode_runs_the_walkthrough() -> anyhow::Result<()> {
     let port = || format!("127.0.0.1:{}", free_port());
     let (listen, admin, issuer, backend) = (port(), port(), port(), port());
     let child = Command::new(BIN)
-        .args(["dev", "--listen", &listen, "--admin", &admin, "--issuer", &issuer, "--backend", &backend])
+        .args([
+            "dev",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--issuer",
+            &issuer,
+            "--backend",
+            &backend,
+        ])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -3,7 +3,9 @@
 
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
-use session_gateway_e2e::{Await, ConfigDoc, Devkit, Gateway, Issuer, TokenRequest, free_port, raw_exchange};
+use session_gateway_e2e::{
+    Await, ConfigDoc, Devkit, Gateway, Issuer, TokenRequest, free_port, raw_exchange,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -15,9 +17,15 @@ async fn assert_invalid(gw: &Gateway, kit: &Devkit, token: &str, why: &str) -> a
     assert_eq!(r.status, 401, "{why}: {:?}", r.json());
     assert_eq!(r.problem(), "invalid_token", "{why}");
     let challenge = r.header("www-authenticate").unwrap_or_default().to_string();
-    assert!(challenge.contains("error=\"invalid_token\""), "{why}: {challenge}");
     assert!(
-        r.json()["detail"].as_str().unwrap_or_default().contains(why),
+        challenge.contains("error=\"invalid_token\""),
+        "{why}: {challenge}"
+    );
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(why),
         "expected `{why}` in {:?}",
         r.json()
     );
@@ -59,11 +67,23 @@ async fn tokens_that_fail_verification_are_refused() -> anyhow::Result<()> {
     let bob = kit.token("bob");
     let (alice_signed, _) = alice.rsplit_once('.').unwrap_or_default();
     let (_, bob_signature) = bob.rsplit_once('.').unwrap_or_default();
-    assert_invalid(&gw, &kit, &format!("{alice_signed}.{bob_signature}"), "invalid signature").await?;
+    assert_invalid(
+        &gw,
+        &kit,
+        &format!("{alice_signed}.{bob_signature}"),
+        "invalid signature",
+    )
+    .await?;
 
     // A token of an issuer the gateway does not trust.
     let stranger = Issuer::start("127.0.0.1:0".parse()?).await?;
-    assert_invalid(&gw, &kit, &stranger.mint(&TokenRequest::new("alice")), "untrusted issuer").await?;
+    assert_invalid(
+        &gw,
+        &kit,
+        &stranger.mint(&TokenRequest::new("alice")),
+        "untrusted issuer",
+    )
+    .await?;
 
     let wrong_aud = kit.mint(&TokenRequest::new("alice").audience("payroll"));
     assert_invalid(&gw, &kit, &wrong_aud, "wrong audience").await?;
@@ -71,11 +91,17 @@ async fn tokens_that_fail_verification_are_refused() -> anyhow::Result<()> {
     let expired = kit.mint(&TokenRequest::new("alice").expires_in(-120));
     assert_invalid(&gw, &kit, &expired, "token expired").await?;
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     let not_yet = kit.mint(&TokenRequest::new("alice").claim("nbf", now + 3600));
     assert_invalid(&gw, &kit, &not_yet, "not yet valid").await?;
 
-    let future = kit.mint(&TokenRequest::new("alice").claim("iat", now + 3600).expires_in(7200));
+    let future = kit.mint(
+        &TokenRequest::new("alice")
+            .claim("iat", now + 3600)
+            .expires_in(7200),
+    );
     assert_invalid(&gw, &kit, &future, "issued in the future").await?;
 
     let long = kit.mint(&TokenRequest::new("alice").expires_in(3600));
@@ -102,16 +128,26 @@ async fn forged_algorithms_never_verify() -> anyhow::Result<()> {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
     for alg in ["none", "None", "NONE"] {
-        let token = format!("{}.{}.", b64(&json!({"alg": alg, "typ": "JWT"})), b64(&claims));
+        let token = format!(
+            "{}.{}.",
+            b64(&json!({"alg": alg, "typ": "JWT"})),
+            b64(&claims)
+        );
         assert_invalid(&gw, &kit, &token, "malformed").await?;
-        let token = format!("{}.{}.c2ln", b64(&json!({"alg": alg, "typ": "JWT"})), b64(&claims));
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(&json!({"alg": alg, "typ": "JWT"})),
+            b64(&claims)
+        );
         assert_invalid(&gw, &kit, &token, "malformed").await?;
     }
     // HS256 keyed with the issuer's public key: the classic confusion attack.
     let hs = kit.issuer.sign_raw(&Header::new(Algorithm::HS256), &claims);
     assert_invalid(&gw, &kit, &hs, "algorithm HS256 not allowed").await?;
     // PS256 is a fine algorithm, but not on this issuer's allow-list.
-    let ps = kit.issuer.sign_raw(&kit.issuer.header(Algorithm::PS256), &claims);
+    let ps = kit
+        .issuer
+        .sign_raw(&kit.issuer.header(Algorithm::PS256), &claims);
     assert_invalid(&gw, &kit, &ps, "algorithm PS256 not allowed").await?;
     // ES256 is allowed and verifies with the EC key.
     let es = kit.mint(&TokenRequest::new("erin").alg(Algorithm::ES256));
@@ -132,7 +168,10 @@ async fn unknown_keys_trigger_one_rate_limited_refetch() -> anyhow::Result<()> {
         assert_invalid(&gw, &kit, &token, "unknown signing key").await?;
     }
     let extra = kit.issuer.jwks_fetches() - fetches;
-    assert!(extra <= 1, "{extra} JWKS fetches for unknown kids (rate limit is one per minute)");
+    assert!(
+        extra <= 1,
+        "{extra} JWKS fetches for unknown kids (rate limit is one per minute)"
+    );
     Ok(())
 }
 
@@ -140,12 +179,17 @@ async fn unknown_keys_trigger_one_rate_limited_refetch() -> anyhow::Result<()> {
 async fn a_rotated_key_is_picked_up_at_once() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let mut config = kit.config();
-    config.item("issuers", 0).insert("jwks_min_refetch".into(), "1s".into());
+    config
+        .item("issuers", 0)
+        .insert("jwks_min_refetch".into(), "1s".into());
     let gw = Gateway::start(BIN, &config).await?;
     assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
     let kid = kit.issuer.rotate().await?;
     let token = kit.token("bob");
-    assert_eq!(kit.issuer.header(Algorithm::RS256).kid.as_deref(), Some(kid.as_str()));
+    assert_eq!(
+        kit.issuer.header(Algorithm::RS256).kid.as_deref(),
+        Some(kid.as_str())
+    );
     let r = gw.get("/api/x", &token).await?;
     assert_eq!(r.status, 200, "{:?}", r.json());
     Ok(())
@@ -182,7 +226,10 @@ required_scopes = ["erp.admin"]
     assert_eq!(r.status, 403);
     assert_eq!(r.problem(), "insufficient_scope");
     let challenge = r.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     assert!(challenge.contains("scope=\"erp.admin\""), "{challenge}");
 
     let batch = kit.mint(&TokenRequest::new("robot").client_id("batch"));
@@ -211,7 +258,11 @@ async fn routing_errors_and_unsafe_paths() -> anyhow::Result<()> {
     for path in ["/api/../admin", "/api/%2e%2e/admin", "/public/./x"] {
         let request = format!("GET {path} HTTP/1.1\r\nHost: erp\r\n\r\n");
         let responses = raw_exchange(gw.addr, &[request.as_bytes()]).await?;
-        assert!(responses[0].starts_with("HTTP/1.1 400"), "{path}: {}", responses[0]);
+        assert!(
+            responses[0].starts_with("HTTP/1.1 400"),
+            "{path}: {}",
+            responses[0]
+        );
         assert!(responses[0].contains("bad_request"), "{path}");
     }
     assert_eq!(kit.backend.requests(), 0);
@@ -223,7 +274,8 @@ async fn rejections_keep_the_connection_alive() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let gw = Gateway::start(BIN, &kit.config()).await?;
     let one = "GET /api/x HTTP/1.1\r\nHost: erp\r\n\r\n";
-    let responses = raw_exchange(gw.addr, &[one.as_bytes(), one.as_bytes(), one.as_bytes()]).await?;
+    let responses =
+        raw_exchange(gw.addr, &[one.as_bytes(), one.as_bytes(), one.as_bytes()]).await?;
     assert_eq!(responses.len(), 3);
     assert!(responses.iter().all(|r| r.starts_with("HTTP/1.1 401")));
     Ok(())
@@ -233,7 +285,9 @@ async fn rejections_keep_the_connection_alive() -> anyhow::Result<()> {
 async fn spoofed_identity_headers_never_reach_the_backend() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let mut config = kit.config();
-    config.item("routes", 1).insert("authorization".into(), "strip".into());
+    config
+        .item("routes", 1)
+        .insert("authorization".into(), "strip".into());
     let gw = Gateway::start(BIN, &config).await?;
     let token = kit.token("alice");
     let r = gw
@@ -254,7 +308,10 @@ async fn spoofed_identity_headers_never_reach_the_backend() -> anyhow::Result<()
     assert_eq!(seen.header_values("x-license-pool"), vec!["default"]);
     assert_ne!(seen.header("x-session-id"), Some("forged"));
     // The session route passes Authorization through by default.
-    assert_eq!(seen.header("authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
 
     // Public routes get none of them, and the token route strips Authorization.
     let raw = "GET /public/x HTTP/1.1\r\nHost: erp\r\nX_Auth_Subject: ceo\r\nX-Session-Id: forged\r\n\r\n";
@@ -266,7 +323,13 @@ async fn spoofed_identity_headers_never_reach_the_backend() -> anyhow::Result<()
 
     let r = gw.get("/token-only/x", &token).await?;
     assert_eq!(r.status, 200);
-    assert!(kit.backend.last_request().expect("forwarded").header("authorization").is_none());
+    assert!(
+        kit.backend
+            .last_request()
+            .expect("forwarded")
+            .header("authorization")
+            .is_none()
+    );
     Ok(())
 }
 
@@ -275,13 +338,25 @@ async fn upstream_failures_are_problems() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let mut config = kit.config();
     let closed = format!("127.0.0.1:{}", free_port());
-    config.push("upstreams", &format!("name = \"down\"\nservers = [\"{closed}\"]\nconnect_timeout = \"1s\"\n"));
     config.push(
         "upstreams",
-        &format!("name = \"slow\"\nservers = [\"{}\"]\nread_timeout = \"1s\"\n", kit.backend.addr()),
+        &format!("name = \"down\"\nservers = [\"{closed}\"]\nconnect_timeout = \"1s\"\n"),
     );
-    config.push("routes", "name = \"down\"\npath_prefix = \"/down/\"\nupstream = \"down\"\npolicy = \"public\"\n");
-    config.push("routes", "name = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\npolicy = \"public\"\n");
+    config.push(
+        "upstreams",
+        &format!(
+            "name = \"slow\"\nservers = [\"{}\"]\nread_timeout = \"1s\"\n",
+            kit.backend.addr()
+        ),
+    );
+    config.push(
+        "routes",
+        "name = \"down\"\npath_prefix = \"/down/\"\nupstream = \"down\"\npolicy = \"public\"\n",
+    );
+    config.push(
+        "routes",
+        "name = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\npolicy = \"public\"\n",
+    );
     let gw = Gateway::start(BIN, &config).await?;
 
     let r = gw.get_anonymous("/down/x").await?;
@@ -298,13 +373,18 @@ async fn an_unreachable_issuer_is_a_503_not_a_401() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let dead_issuer = format!("http://127.0.0.1:{}", free_port());
     let mut config = ConfigDoc::standard(&dead_issuer, kit.backend.addr());
-    config.item("issuers", 0).insert("jwks_min_refetch".into(), "60s".into());
+    config
+        .item("issuers", 0)
+        .insert("jwks_min_refetch".into(), "60s".into());
     let gw = Gateway::start_awaiting(BIN, &config, Await::Alive).await?;
     let ready = gw.client().get(gw.admin_url("/readyz")).send().await?;
     assert_eq!(ready.status().as_u16(), 503);
     // Any token naming that issuer: the gateway cannot judge it.
-    let claims = json!({"iss": dead_issuer, "sub": "alice", "aud": "erp-api", "exp": 4102444800u64});
-    let token = kit.issuer.sign_raw(&kit.issuer.header(Algorithm::RS256), &claims);
+    let claims =
+        json!({"iss": dead_issuer, "sub": "alice", "aud": "erp-api", "exp": 4102444800u64});
+    let token = kit
+        .issuer
+        .sign_raw(&kit.issuer.header(Algorithm::RS256), &claims);
     let r = gw.get("/api/x", &token).await?;
     assert_eq!(r.status, 503, "{:?}", r.json());
     assert_eq!(r.problem(), "issuer_unavailable");

@@ -13,7 +13,10 @@ use session_gateway_e2e::{Devkit, Gateway, TokenRequest, eventually};
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
 fn session_id(reply: &session_gateway_e2e::Reply) -> String {
-    reply.json()["session_id"].as_str().unwrap_or_default().to_string()
+    reply.json()["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
@@ -32,7 +35,12 @@ async fn session_lifecycle_from_first_call_to_idle_expiry() -> anyhow::Result<()
 
     // The first call opens a session and forwards with identity headers.
     let first = gw.get("/api/orders", &token).await?;
-    assert_eq!(first.status, 200, "{:?}", String::from_utf8_lossy(&first.body));
+    assert_eq!(
+        first.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&first.body)
+    );
     assert_eq!(kit.backend.requests(), 1);
     let opened = gw.session(&token).await?;
     assert_eq!(opened.status, 200);
@@ -40,15 +48,33 @@ async fn session_lifecycle_from_first_call_to_idle_expiry() -> anyhow::Result<()
     assert_eq!(id.len(), 32, "{opened:?}");
     assert_eq!(opened.json()["pool"], "default");
     assert_eq!(opened.json()["subject"], "alice");
-    assert_eq!(first.forwarded_header("x-session-id").as_deref(), Some(id.as_str()));
-    assert_eq!(first.forwarded_header("x-auth-subject").as_deref(), Some("alice"));
-    assert_eq!(first.forwarded_header("x-auth-client").as_deref(), Some("erp-web"));
-    assert_eq!(first.forwarded_header("x-license-pool").as_deref(), Some("default"));
+    assert_eq!(
+        first.forwarded_header("x-session-id").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        first.forwarded_header("x-auth-subject").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        first.forwarded_header("x-auth-client").as_deref(),
+        Some("erp-web")
+    );
+    assert_eq!(
+        first.forwarded_header("x-license-pool").as_deref(),
+        Some("default")
+    );
 
     // Reuse: the same session, and the idle expiry slides forward.
-    let idle_before = opened.json()["idle_expires"].as_str().unwrap_or_default().to_string();
+    let idle_before = opened.json()["idle_expires"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let again = gw.get("/api/orders", &token).await?;
-    assert_eq!(again.forwarded_header("x-session-id").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        again.forwarded_header("x-session-id").as_deref(),
+        Some(id.as_str())
+    );
     let slid = gw.session(&token).await?;
     assert!(slid.json()["idle_expires"].as_str().unwrap_or_default() >= idle_before.as_str());
 
@@ -56,7 +82,10 @@ async fn session_lifecycle_from_first_call_to_idle_expiry() -> anyhow::Result<()
     let refreshed = kit.mint(&TokenRequest::new("alice").expires_in(600));
     assert_ne!(refreshed, token);
     let r = gw.get("/api/orders", &refreshed).await?;
-    assert_eq!(r.forwarded_header("x-session-id").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        r.forwarded_header("x-session-id").as_deref(),
+        Some(id.as_str())
+    );
 
     // An expired token is refused while the session lives, and changes nothing.
     let expired = kit.mint(&TokenRequest::new("alice").expires_in(-120));
@@ -64,7 +93,10 @@ async fn session_lifecycle_from_first_call_to_idle_expiry() -> anyhow::Result<()
     assert_eq!(refused.status, 401);
     assert_eq!(refused.problem(), "invalid_token");
     let challenge = refused.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.starts_with("Bearer realm=\"erp\", error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"erp\", error=\"invalid_token\""),
+        "{challenge}"
+    );
     assert_eq!(kit.backend.requests(), 3);
     assert_eq!(session_id(&gw.session(&token).await?), id);
 
@@ -78,7 +110,9 @@ async fn session_lifecycle_from_first_call_to_idle_expiry() -> anyhow::Result<()
     // The next call opens a new session with a new id.
     let reopened = gw.get("/api/orders", &token).await?;
     assert_eq!(reopened.status, 200);
-    let new_id = reopened.forwarded_header("x-session-id").unwrap_or_default();
+    let new_id = reopened
+        .forwarded_header("x-session-id")
+        .unwrap_or_default();
     assert_eq!(new_id.len(), 32);
     assert_ne!(new_id, id);
     Ok(())
@@ -106,10 +140,19 @@ async fn full_pool_refuses_then_admits_after_a_seat_frees() -> anyhow::Result<()
     assert_eq!(body["pool"], "default");
     assert_eq!(body["limit"], 2);
     assert_eq!(body["in_use"], 2);
-    assert!(body["detail"].as_str().unwrap_or_default().contains("MaximumLicenseCountExceeded"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MaximumLicenseCountExceeded")
+    );
     let retry_after: u64 = refused.header("retry-after").unwrap_or("0").parse()?;
     assert!((1..=3).contains(&retry_after), "Retry-After {retry_after}");
-    assert_eq!(kit.backend.requests(), forwarded, "a refused call reached the backend");
+    assert_eq!(
+        kit.backend.requests(),
+        forwarded,
+        "a refused call reached the backend"
+    );
     // A refusal opened nothing.
     assert_eq!(gw.session(&carol).await?.status, 404);
 
@@ -122,7 +165,10 @@ async fn full_pool_refuses_then_admits_after_a_seat_frees() -> anyhow::Result<()
         Ok((r.status == 200).then_some(r))
     })
     .await?;
-    assert_eq!(admitted.forwarded_header("x-auth-subject").as_deref(), Some("carol"));
+    assert_eq!(
+        admitted.forwarded_header("x-auth-subject").as_deref(),
+        Some("carol")
+    );
     Ok(())
 }
 
@@ -150,7 +196,10 @@ async fn absolute_lifetime_closes_a_busy_session() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(next.len(), 32);
-    assert!(gw.logs().contains("\"reason\":\"absolute\""), "no absolute close in the audit log");
+    assert!(
+        gw.logs().contains("\"reason\":\"absolute\""),
+        "no absolute close in the audit log"
+    );
     Ok(())
 }
 
@@ -164,7 +213,10 @@ async fn token_routes_open_no_session_and_public_routes_need_no_token() -> anyho
     let token = kit.token("alice");
     let r = gw.get("/token-only/report", &token).await?;
     assert_eq!(r.status, 200);
-    assert_eq!(r.forwarded_header("x-auth-subject").as_deref(), Some("alice"));
+    assert_eq!(
+        r.forwarded_header("x-auth-subject").as_deref(),
+        Some("alice")
+    );
     assert_eq!(r.forwarded_header("x-session-id"), None);
     assert_eq!(gw.session(&token).await?.status, 404);
 

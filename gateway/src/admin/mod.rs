@@ -50,7 +50,10 @@ async fn readyz(State(access): State<Arc<Access>>) -> Response {
     let mut failing = Vec::new();
     for issuer in access.verifier().issuers() {
         if !issuer.is_loaded() {
-            failing.push(format!("keys of issuer {} not loaded", issuer.config().issuer));
+            failing.push(format!(
+                "keys of issuer {} not loaded",
+                issuer.config().issuer
+            ));
         }
     }
     if let Err(e) = access.store().ping().await {
@@ -61,7 +64,11 @@ async fn readyz(State(access): State<Arc<Access>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(json!({"ready": failing.is_empty(), "failing": failing}))).into_response()
+    (
+        status,
+        axum::Json(json!({"ready": failing.is_empty(), "failing": failing})),
+    )
+        .into_response()
 }
 
 async fn metrics() -> Response {
@@ -69,7 +76,11 @@ async fn metrics() -> Response {
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&pingora_prometheus::prometheus::gather(), &mut body) {
-        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_string())], body).into_response(),
+        Ok(()) => (
+            [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+            body,
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

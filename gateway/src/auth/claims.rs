@@ -32,7 +32,9 @@ impl<'de> Deserialize<'de> for Claims {
                 let mut claims = BTreeMap::new();
                 while let Some((name, value)) = map.next_entry::<String, Value>()? {
                     if claims.contains_key(&name) {
-                        return Err(de::Error::custom(format_args!("claim `{name}` appears twice")));
+                        return Err(de::Error::custom(format_args!(
+                            "claim `{name}` appears twice"
+                        )));
                     }
                     claims.insert(name, value);
                 }
@@ -163,7 +165,10 @@ mod tests {
     #[test]
     fn duplicate_claims_are_refused() {
         let err = parse(r#"{"sub":"alice","sub":"root"}"#).unwrap_err();
-        assert!(err.to_string().contains("claim `sub` appears twice"), "{err}");
+        assert!(
+            err.to_string().contains("claim `sub` appears twice"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -345,7 +345,10 @@ impl IssuerKeys {
         })?;
         // OpenID Connect Discovery §4.3: the document must name the issuer we
         // asked about, or we would trust keys of someone else.
-        let named = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+        let named = doc
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if named != self.config.issuer {
             return Err(JwksError::Invalid(format!(
                 "discovery document {url} names issuer `{named}`, expected `{}`",
@@ -363,7 +366,12 @@ impl IssuerKeys {
             url: url.to_string(),
             reason,
         };
-        let response = self.http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if !response.status().is_success() {
             return Err(fail(format!("HTTP {}", response.status())));
         }
@@ -377,7 +385,8 @@ impl IssuerKeys {
         if self.is_loaded() {
             return self.config.jwks_refresh;
         }
-        let backoff = Duration::from_millis(250u64.saturating_mul(1 << consecutive_failures.min(6)));
+        let backoff =
+            Duration::from_millis(250u64.saturating_mul(1 << consecutive_failures.min(6)));
         backoff.min(self.config.jwks_refresh)
     }
 }

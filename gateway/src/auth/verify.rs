@@ -123,10 +123,14 @@ impl Verifier {
         let mut keys = Vec::with_capacity(issuers.len());
         let mut by_name = HashMap::new();
         for (i, issuer) in issuers.iter().enumerate() {
-            keys.push(Arc::new(IssuerKeys::new(Arc::new(issuer.clone()), Arc::clone(&clock))?));
+            keys.push(Arc::new(IssuerKeys::new(
+                Arc::new(issuer.clone()),
+                Arc::clone(&clock),
+            )?));
             by_name.insert(issuer.issuer.clone(), i);
         }
-        let cache = (policy.cache_size > 0).then(|| quick_cache::sync::Cache::new(policy.cache_size));
+        let cache =
+            (policy.cache_size > 0).then(|| quick_cache::sync::Cache::new(policy.cache_size));
         Ok(Self {
             issuers: keys,
             by_name,
@@ -179,13 +183,18 @@ impl Verifier {
         let claims = parts.claims()?;
 
         let issuer_name = claims.issuer().ok_or(TokenError::UntrustedIssuer)?;
-        let index = *self.by_name.get(issuer_name).ok_or(TokenError::UntrustedIssuer)?;
+        let index = *self
+            .by_name
+            .get(issuer_name)
+            .ok_or(TokenError::UntrustedIssuer)?;
         let issuer = &self.issuers[index];
         let config = issuer.config();
 
         let alg = header.alg;
         if alg.family() == AlgorithmFamily::Hmac || !config.algorithms.contains(&alg) {
-            return Err(TokenError::AlgorithmNotAllowed(algorithm_name(alg).to_string()));
+            return Err(TokenError::AlgorithmNotAllowed(
+                algorithm_name(alg).to_string(),
+            ));
         }
         if header.crit.is_some() {
             // RFC 7515 §4.1.11: extensions we do not understand must fail.
@@ -226,7 +235,8 @@ impl Verifier {
         let leeway = self.policy.leeway.as_secs() as i64;
         let date = |name: &str| claims.numeric_date(name).map_err(TokenError::BadClaim);
 
-        let expires_at = date("exp")?.ok_or_else(|| TokenError::BadClaim("missing claim `exp`".into()))?;
+        let expires_at =
+            date("exp")?.ok_or_else(|| TokenError::BadClaim("missing claim `exp`".into()))?;
         let not_before = date("nbf")?;
         let issued_at = date("iat")?;
         let principal = Principal {
@@ -242,26 +252,34 @@ impl Verifier {
             return Err(TokenError::IssuedInFuture);
         }
         if let Some(max) = self.policy.max_lifetime {
-            let iat = issued_at.ok_or_else(|| TokenError::BadClaim("missing claim `iat`".into()))?;
+            let iat =
+                issued_at.ok_or_else(|| TokenError::BadClaim("missing claim `iat`".into()))?;
             if expires_at.saturating_sub(iat) > max.as_secs() as i64 {
                 return Err(TokenError::LifetimeTooLong);
             }
         }
         if let Some(max) = self.policy.max_auth_age {
-            let auth_time =
-                date("auth_time")?.ok_or_else(|| TokenError::BadClaim("missing claim `auth_time`".into()))?;
+            let auth_time = date("auth_time")?
+                .ok_or_else(|| TokenError::BadClaim("missing claim `auth_time`".into()))?;
             if now.saturating_sub(auth_time) > (max.as_secs() as i64).saturating_add(leeway) {
                 return Err(TokenError::AuthenticationTooOld);
             }
         }
         let audiences = claims.audiences();
-        if !config.audiences.iter().any(|a| audiences.contains(&a.as_str())) {
+        if !config
+            .audiences
+            .iter()
+            .any(|a| audiences.contains(&a.as_str()))
+        {
             return Err(TokenError::WrongAudience);
         }
         if let Some(missing) = self.policy.required_claims.iter().find(|c| !claims.has(c)) {
             return Err(TokenError::BadClaim(format!("missing claim `{missing}`")));
         }
-        Ok(Principal { claims, ..principal })
+        Ok(Principal {
+            claims,
+            ..principal
+        })
     }
 }
 
@@ -271,11 +289,18 @@ enum SignatureCheck {
     NoKey,
 }
 
-fn check_signature(keys: &KeySet, parts: &CompactJws<'_>, kid: Option<&str>, alg: Algorithm) -> SignatureCheck {
+fn check_signature(
+    keys: &KeySet,
+    parts: &CompactJws<'_>,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> SignatureCheck {
     let mut tried = false;
     for key in keys.candidates(kid, alg) {
         tried = true;
-        if let Ok(true) = jsonwebtoken::crypto::verify(parts.signature, parts.message.as_bytes(), &key.key, alg) {
+        if let Ok(true) =
+            jsonwebtoken::crypto::verify(parts.signature, parts.message.as_bytes(), &key.key, alg)
+        {
             return SignatureCheck::Valid;
         }
     }
@@ -298,8 +323,12 @@ struct CompactJws<'a> {
 impl<'a> CompactJws<'a> {
     fn split(token: &'a str) -> Result<Self, TokenError> {
         let malformed = |m: &str| TokenError::Malformed(m.to_string());
-        let (message, signature) = token.rsplit_once('.').ok_or_else(|| malformed("not a JWT"))?;
-        let (header, payload) = message.split_once('.').ok_or_else(|| malformed("not a JWT"))?;
+        let (message, signature) = token
+            .rsplit_once('.')
+            .ok_or_else(|| malformed("not a JWT"))?;
+        let (header, payload) = message
+            .split_once('.')
+            .ok_or_else(|| malformed("not a JWT"))?;
         if payload.contains('.') {
             return Err(malformed("not a JWS compact serialization (JWE?)"));
         }
@@ -307,7 +336,10 @@ impl<'a> CompactJws<'a> {
             s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
-        if [header, payload, signature].iter().any(|p| p.is_empty() || !base64url(p)) {
+        if [header, payload, signature]
+            .iter()
+            .any(|p| p.is_empty() || !base64url(p))
+        {
             return Err(malformed("parts must be non-empty base64url"));
         }
         Ok(Self {
@@ -390,7 +422,11 @@ mod tests {
         }
     }
 
-    async fn verifier_for(issuer: &crate::devkit::IssuerHandle, clock: ManualClock, cache_size: usize) -> Verifier {
+    async fn verifier_for(
+        issuer: &crate::devkit::IssuerHandle,
+        clock: ManualClock,
+        cache_size: usize,
+    ) -> Verifier {
         let config = IssuerConfig {
             issuer: issuer.issuer_url().to_string(),
             audiences: vec!["erp-api".into()],
@@ -421,7 +457,10 @@ mod tests {
 
         // Past exp + leeway the cached verification no longer counts.
         clock.advance(Duration::from_secs(60 + 31));
-        assert_eq!(verifier.verify(&token).await.unwrap_err(), TokenError::Expired);
+        assert_eq!(
+            verifier.verify(&token).await.unwrap_err(),
+            TokenError::Expired
+        );
     }
 
     #[tokio::test]
@@ -434,7 +473,10 @@ mod tests {
             assert_eq!(verifier.verify(&token).await.unwrap().1, Verified::Checked);
         }
         let oversized = "a".repeat(9000);
-        assert_eq!(verifier.verify(&oversized).await.unwrap_err(), TokenError::TooLarge);
+        assert_eq!(
+            verifier.verify(&oversized).await.unwrap_err(),
+            TokenError::TooLarge
+        );
     }
 
     #[test]
@@ -442,7 +484,10 @@ mod tests {
         assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
         assert_eq!(bearer_token(b"bearer abc"), Ok("abc"));
         assert_eq!(bearer_token(b"BEARER abc"), Ok("abc"));
-        assert_eq!(bearer_token(b"Basic dXNlcjpwdw=="), Err(BearerError::NotBearer));
+        assert_eq!(
+            bearer_token(b"Basic dXNlcjpwdw=="),
+            Err(BearerError::NotBearer)
+        );
         assert_eq!(bearer_token(b"Bearer"), Err(BearerError::NotBearer));
         assert_eq!(bearer_token(b"Bearer "), Err(BearerError::Malformed));
         assert_eq!(bearer_token(b"Bearer a b"), Err(BearerError::Malformed));
@@ -452,7 +497,16 @@ mod tests {
     #[test]
     fn compact_jws_shape_is_checked() {
         assert!(CompactJws::split("a.b.c").is_ok());
-        for bad in ["", "a.b", "a..c", "a.b.", ".b.c", "a.b.c.d.e", "a.b=.c", "a.b.c d"] {
+        for bad in [
+            "",
+            "a.b",
+            "a..c",
+            "a.b.",
+            ".b.c",
+            "a.b.c.d.e",
+            "a.b=.c",
+            "a.b.c d",
+        ] {
             assert!(
                 matches!(CompactJws::split(bad), Err(TokenError::Malformed(_))),
                 "{bad:?} accepted"
@@ -466,7 +520,10 @@ mod tests {
             let header = URL_SAFE_NO_PAD.encode(format!("{{\"alg\":\"{alg}\",\"typ\":\"JWT\"}}"));
             let token = format!("{header}.e30.c2ln");
             let parts = CompactJws::split(&token).unwrap();
-            assert!(matches!(parts.header(), Err(TokenError::Malformed(_))), "{alg}");
+            assert!(
+                matches!(parts.header(), Err(TokenError::Malformed(_))),
+                "{alg}"
+            );
         }
     }
 

@@ -22,6 +22,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub sessions: SessionsSection,
     #[serde(default)]
+    pub redis: RedisSection,
+    #[serde(default)]
     pub pools: Vec<PoolSection>,
     #[serde(default)]
     pub upstreams: Vec<UpstreamSection>,
@@ -151,6 +153,40 @@ impl Default for SessionsSection {
             touch_interval: "1s".into(),
             sweep_interval: "10s".into(),
             license_unavailable_status: 429,
+        }
+    }
+}
+
+/// `[redis]`: the shared store, used when `sessions.store = "redis"`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    /// `standalone` or `cluster`.
+    pub mode: String,
+    /// The server (standalone), without a password.
+    pub url: String,
+    /// Seed nodes (cluster).
+    pub urls: Vec<String>,
+    /// Environment variable holding the password, if Redis needs one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    pub key_prefix: String,
+    pub connect_timeout: String,
+    pub response_timeout: String,
+    pub grace_period: String,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            mode: "standalone".into(),
+            url: "redis://127.0.0.1:6379".into(),
+            urls: Vec::new(),
+            password_env: None,
+            key_prefix: "sg".into(),
+            connect_timeout: "1s".into(),
+            response_timeout: "1s".into(),
+            grace_period: "0s".into(),
         }
     }
 }

@@ -30,12 +30,13 @@ pub use file::FileConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (part of the message, not a `source`, so that printing the
+        /// error chain does not repeat it).
+        error: std::io::Error,
     },
     /// The TOML is malformed or does not fit the schema.
     #[error("{origin}: {location}{key}: {message}")]
@@ -82,6 +83,8 @@ pub struct Config {
     pub tokens: TokenPolicy,
     /// Session store and timing.
     pub sessions: SessionSettings,
+    /// `[redis]`, when `sessions.store = "redis"`.
+    pub redis: Option<RedisConfig>,
     /// License pools, in matching order.
     pub pools: Vec<Pool>,
     /// Backend groups.
@@ -178,6 +181,36 @@ pub struct TokenPolicy {
 pub enum StoreKind {
     /// In this process only.
     Memory,
+    /// Shared by the fleet, in Redis.
+    Redis,
+}
+
+/// How the gateway reaches Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server (or a proxy in front of several).
+    Standalone,
+    /// Redis Cluster, from seed nodes.
+    Cluster,
+}
+
+/// `[redis]`, validated.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Standalone or cluster.
+    pub mode: RedisMode,
+    /// `redis://` URLs (the password, if any, already inserted).
+    pub urls: Vec<Secret>,
+    /// Prefix of every key and channel.
+    pub key_prefix: String,
+    /// Bound on connecting.
+    pub connect_timeout: Duration,
+    /// Bound on one command.
+    pub response_timeout: Duration,
+    /// How long a session confirmed before an outage keeps working.
+    pub grace_period: Duration,
+    /// `sessions.touch_interval`: the lease cache's horizon.
+    pub touch_interval: Duration,
 }
 
 /// `[sessions]`.
@@ -352,17 +385,14 @@ pub struct LoggingConfig {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::from_toml(
-            &text,
-            &path.display().to_string(),
-            base,
-            &|name| std::env::var(name).ok(),
-        )
+        Self::from_toml(&text, &path.display().to_string(), base, &|name| {
+            std::env::var(name).ok()
+        })
     }
 
     /// Parses and validates configuration text.
@@ -390,7 +420,8 @@ impl Config {
 
 /// TOML text → [`FileConfig`], with the key path of the first problem.
 fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
-    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| parse_error(origin, text, "", &e))?;
+    let deserializer =
+        toml::de::Deserializer::parse(text).map_err(|e| parse_error(origin, text, "", &e))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
@@ -404,7 +435,10 @@ fn parse_error(origin: &str, text: &str, key: &str, e: &toml::de::Error) -> Conf
         .map(|span| {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+            let column = before
+                .rfind('\n')
+                .map_or(before.len(), |nl| before.len() - nl - 1)
+                + 1;
             format!("line {line}, column {column}: ")
         })
         .unwrap_or_default();
@@ -412,7 +446,14 @@ fn parse_error(origin: &str, text: &str, key: &str, e: &toml::de::Error) -> Conf
     ConfigError::Parse {
         origin: origin.to_string(),
         location,
-        key: if key.is_empty() { "(top level)".into() } else { key.into() },
+        key: if key.is_empty() {
+            "(top level)".into()
+        } else {
+            key.into()
+        },
         message,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,7 +23,11 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn fail<T>(&self, key: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn fail<T>(
+        &self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             origin: self.origin.to_string(),
             key: key.into(),
@@ -74,16 +78,28 @@ impl Check<'_> {
             "proxy-authorization",
         ];
         if RESERVED.contains(&name.as_str()) {
-            return self.fail(key, format!("`{text}` is a protocol header and cannot carry identity"));
+            return self.fail(
+                key,
+                format!("`{text}` is a protocol header and cannot carry identity"),
+            );
         }
         Ok(name)
     }
 
-    fn claim_match(&self, key: &str, section: &ClaimMatchSection) -> Result<ClaimMatch, ConfigError> {
+    fn claim_match(
+        &self,
+        key: &str,
+        section: &ClaimMatchSection,
+    ) -> Result<ClaimMatch, ConfigError> {
         self.claim_rule(key, &section.claim, &section.any_of)
     }
 
-    fn claim_rule(&self, key: &str, claim: &str, any_of: &[String]) -> Result<ClaimMatch, ConfigError> {
+    fn claim_rule(
+        &self,
+        key: &str,
+        claim: &str,
+        any_of: &[String],
+    ) -> Result<ClaimMatch, ConfigError> {
         if claim.trim().is_empty() {
             return self.fail(format!("{key}.claim"), "must name a claim");
         }
@@ -102,9 +118,13 @@ pub(super) fn validate(
 ) -> Result<Config, ConfigError> {
     let c = Check { origin };
 
-    let server = server(&c, &file)?;
+    let server = server(&c, &file, base_dir)?;
     let tokens = tokens(&c, &file)?;
     let sessions = sessions(&c, &file)?;
+    let redis = match sessions.store {
+        StoreKind::Redis => Some(redis(&c, &file, &sessions, env)?),
+        StoreKind::Memory => None,
+    };
     let issuers = file
         .issuers
         .iter()
@@ -114,7 +134,10 @@ pub(super) fn validate(
     let mut seen = HashSet::new();
     for (i, s) in issuers.iter().enumerate() {
         if !seen.insert(s.issuer.clone()) {
-            return c.fail(format!("issuers[{i}].issuer"), format!("`{}` is configured twice", s.issuer));
+            return c.fail(
+                format!("issuers[{i}].issuer"),
+                format!("`{}` is configured twice", s.issuer),
+            );
         }
     }
     let pools = pools(&c, &file, &sessions)?;
@@ -128,17 +151,26 @@ pub(super) fn validate(
     let mut seen = HashSet::new();
     for (i, r) in routes.iter().enumerate() {
         if !seen.insert(r.name.clone()) {
-            return c.fail(format!("routes[{i}].name"), format!("route `{}` is defined twice", r.name));
+            return c.fail(
+                format!("routes[{i}].name"),
+                format!("route `{}` is defined twice", r.name),
+            );
         }
     }
     if routes.is_empty() {
         return c.fail("routes", "at least one [[routes]] entry is needed");
     }
     if routes.iter().any(|r| r.policy != RoutePolicy::Public) && issuers.is_empty() {
-        return c.fail("issuers", "routes with policy `session` or `token` need at least one [[issuers]] entry");
+        return c.fail(
+            "issuers",
+            "routes with policy `session` or `token` need at least one [[issuers]] entry",
+        );
     }
     if routes.iter().any(|r| r.policy == RoutePolicy::Session) && pools.is_empty() {
-        return c.fail("pools", "routes with policy `session` need at least one [[pools]] entry");
+        return c.fail(
+            "pools",
+            "routes with policy `session` need at least one [[pools]] entry",
+        );
     }
     let headers = headers(&c, &file)?;
     let logging = logging(&c, &file)?;
@@ -148,6 +180,7 @@ pub(super) fn validate(
         issuers,
         tokens,
         sessions,
+        redis,
         pools,
         upstreams,
         routes,
@@ -157,7 +190,7 @@ pub(super) fn validate(
     })
 }
 
-fn server(c: &Check, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
+fn server(c: &Check, file: &FileConfig, base_dir: &Path) -> Result<ServerConfig, ConfigError> {
     let s = &file.server;
     if s.listen.is_empty() {
         return c.fail("server.listen", "must list at least one address");
@@ -169,24 +202,41 @@ fn server(c: &Check, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
         .map(|(i, a)| c.socket_addr(&format!("server.listen[{i}]"), a))
         .collect::<Result<Vec<_>, _>>()?;
     let admin_listen = c.socket_addr("server.admin_listen", &s.admin_listen)?;
-    if listen.contains(&admin_listen) {
-        return c.fail("server.admin_listen", "must differ from every proxy listener in server.listen");
+    if listen.iter().any(|l| listeners_clash(l, &admin_listen)) {
+        return c.fail(
+            "server.admin_listen",
+            "must differ from every proxy listener in server.listen",
+        );
     }
     let threads = match s.threads {
         Some(0) => return c.fail("server.threads", "must be at least 1"),
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    if s.realm.is_empty() || s.realm.chars().any(|ch| ch == '"' || ch == '\\' || ch.is_control()) {
-        return c.fail("server.realm", "must be non-empty, without quotes, backslashes or control characters");
+    if s.realm.is_empty()
+        || s.realm
+            .chars()
+            .any(|ch| ch == '"' || ch == '\\' || ch.is_control())
+    {
+        return c.fail(
+            "server.realm",
+            "must be non-empty, without quotes, backslashes or control characters",
+        );
     }
     let prefix = s.gateway_prefix.as_str();
-    if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') || prefix.contains(['?', '#']) {
-        return c.fail("server.gateway_prefix", "must be a path like \"/.gateway\" (leading slash, no trailing slash)");
+    if !prefix.starts_with('/')
+        || prefix.len() < 2
+        || prefix.ends_with('/')
+        || prefix.contains(['?', '#'])
+    {
+        return c.fail(
+            "server.gateway_prefix",
+            "must be a path like \"/.gateway\" (leading slash, no trailing slash)",
+        );
     }
     let tls = s.tls.as_ref().map(|t| TlsFiles {
-        cert: t.cert.clone().into(),
-        key: t.key.clone().into(),
+        cert: base_dir.join(&t.cert),
+        key: base_dir.join(&t.key),
     });
     Ok(ServerConfig {
         listen,
@@ -200,9 +250,20 @@ fn server(c: &Check, file: &FileConfig) -> Result<ServerConfig, ConfigError> {
     })
 }
 
+/// Whether two listeners would compete for one port: the same address, or
+/// the same (non-ephemeral) port where one of them is a wildcard that covers
+/// the other (`[::]` also covers IPv4 on a dual-stack host).
+fn listeners_clash(a: &SocketAddr, b: &SocketAddr) -> bool {
+    let covers = |wild: &SocketAddr, other: &SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a == b || (a.port() != 0 && a.port() == b.port() && (covers(a, b) || covers(b, a)))
+}
+
 /// `http://` is accepted only for loopback hosts (development, tests).
 fn secure_url(c: &Check, key: &str, text: &str) -> Result<url::Url, ConfigError> {
-    let url = url::Url::parse(text).or_else(|e| c.fail(key, format!("`{text}` is not a URL ({e})")))?;
+    let url =
+        url::Url::parse(text).or_else(|e| c.fail(key, format!("`{text}` is not a URL ({e})")))?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -212,20 +273,34 @@ fn secure_url(c: &Check, key: &str, text: &str) -> Result<url::Url, ConfigError>
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => c.fail(key, "must use https (plain http is accepted only for loopback hosts)"),
+        "http" => c.fail(
+            key,
+            "must use https (plain http is accepted only for loopback hosts)",
+        ),
         other => c.fail(key, format!("scheme `{other}` is not supported; use https")),
     }
 }
 
-fn issuer(c: &Check, key: &str, s: &IssuerSection, base_dir: &Path) -> Result<IssuerConfig, ConfigError> {
+fn issuer(
+    c: &Check,
+    key: &str,
+    s: &IssuerSection,
+    base_dir: &Path,
+) -> Result<IssuerConfig, ConfigError> {
     if s.issuer.trim().is_empty() {
         return c.fail(format!("{key}.issuer"), "must be the issuer's `iss` value");
     }
     if s.audiences.is_empty() || s.audiences.iter().any(|a| a.is_empty()) {
-        return c.fail(format!("{key}.audiences"), "must list at least one non-empty audience");
+        return c.fail(
+            format!("{key}.audiences"),
+            "must list at least one non-empty audience",
+        );
     }
     if s.algorithms.is_empty() {
-        return c.fail(format!("{key}.algorithms"), "must list at least one algorithm");
+        return c.fail(
+            format!("{key}.algorithms"),
+            "must list at least one algorithm",
+        );
     }
     let mut algorithms = Vec::new();
     for (i, name) in s.algorithms.iter().enumerate() {
@@ -252,13 +327,19 @@ fn issuer(c: &Check, key: &str, s: &IssuerSection, base_dir: &Path) -> Result<Is
         (None, Some(path)) => {
             let path = base_dir.join(path);
             if let Err(e) = std::fs::metadata(&path) {
-                return c.fail(format!("{key}.jwks_file"), format!("cannot read {}: {e}", path.display()));
+                return c.fail(
+                    format!("{key}.jwks_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
             }
             KeySource::JwksFile(path)
         }
         (None, None) => {
             let base = secure_url(c, &format!("{key}.issuer"), &s.issuer)?;
-            let discovery = format!("{}/.well-known/openid-configuration", base.as_str().trim_end_matches('/'));
+            let discovery = format!(
+                "{}/.well-known/openid-configuration",
+                base.as_str().trim_end_matches('/')
+            );
             KeySource::Discovery(secure_url(c, &format!("{key}.issuer"), &discovery)?)
         }
     };
@@ -276,7 +357,9 @@ fn issuer(c: &Check, key: &str, s: &IssuerSection, base_dir: &Path) -> Result<Is
 fn tokens(c: &Check, file: &FileConfig) -> Result<TokenPolicy, ConfigError> {
     let t = &file.tokens;
     let optional = |key: &str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-        v.as_deref().map(|text| c.positive_duration(key, text)).transpose()
+        v.as_deref()
+            .map(|text| c.positive_duration(key, text))
+            .transpose()
     };
     if !(256..=65_536).contains(&t.max_token_bytes) {
         return c.fail("tokens.max_token_bytes", "must be between 256 and 65536");
@@ -294,20 +377,122 @@ fn tokens(c: &Check, file: &FileConfig) -> Result<TokenPolicy, ConfigError> {
     })
 }
 
+fn redis(
+    c: &Check,
+    file: &FileConfig,
+    sessions: &SessionSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RedisConfig, ConfigError> {
+    let r = &file.redis;
+    let (mode, urls, key) = match r.mode.as_str() {
+        "standalone" => (RedisMode::Standalone, vec![r.url.clone()], "redis.url"),
+        "cluster" => {
+            if r.urls.is_empty() {
+                return c.fail(
+                    "redis.urls",
+                    "cluster mode needs at least one seed node URL",
+                );
+            }
+            (RedisMode::Cluster, r.urls.clone(), "redis.urls")
+        }
+        other => {
+            return c.fail(
+                "redis.mode",
+                format!("`{other}` is not a mode; use \"standalone\" or \"cluster\""),
+            );
+        }
+    };
+    let password = match &r.password_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(p) if !p.is_empty() => Some(p),
+            _ => {
+                return c.fail(
+                    "redis.password_env",
+                    format!("environment variable `{var}` is not set"),
+                );
+            }
+        },
+    };
+    let mut secrets = Vec::with_capacity(urls.len());
+    for (i, text) in urls.iter().enumerate() {
+        let at = if mode == RedisMode::Cluster {
+            format!("{key}[{i}]")
+        } else {
+            key.to_string()
+        };
+        let mut url = match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => u,
+            _ => return c.fail(at, format!("`{text}` is not a redis:// or rediss:// URL")),
+        };
+        if url.password().is_some() {
+            return c.fail(
+                at,
+                "must not contain a password; name an environment variable in redis.password_env",
+            );
+        }
+        if let Some(p) = &password
+            && url.set_password(Some(p)).is_err()
+        {
+            return c.fail(at, "cannot carry a password");
+        }
+        secrets.push(Secret::new(url.to_string()));
+    }
+    if r.key_prefix.is_empty()
+        || !r
+            .key_prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | ':'))
+    {
+        return c.fail(
+            "redis.key_prefix",
+            "must be non-empty letters, digits, `-`, `_`, `.` or `:`",
+        );
+    }
+    let grace_period = c.duration("redis.grace_period", &r.grace_period)?;
+    if grace_period >= sessions.idle_timeout {
+        return c.fail(
+            "redis.grace_period",
+            "must be shorter than sessions.idle_timeout",
+        );
+    }
+    Ok(RedisConfig {
+        mode,
+        urls: secrets,
+        key_prefix: r.key_prefix.clone(),
+        connect_timeout: c.positive_duration("redis.connect_timeout", &r.connect_timeout)?,
+        response_timeout: c.positive_duration("redis.response_timeout", &r.response_timeout)?,
+        grace_period,
+        touch_interval: sessions.touch_interval,
+    })
+}
+
 fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, ConfigError> {
     let s = &file.sessions;
     let store = match s.store.as_str() {
         "memory" => StoreKind::Memory,
-        other => return c.fail("sessions.store", format!("`{other}` is not a store; use \"memory\"")),
+        "redis" => StoreKind::Redis,
+        other => {
+            return c.fail(
+                "sessions.store",
+                format!("`{other}` is not a store; use \"memory\" or \"redis\""),
+            );
+        }
     };
     let idle_timeout = c.positive_duration("sessions.idle_timeout", &s.idle_timeout)?;
     let absolute_timeout = c.positive_duration("sessions.absolute_timeout", &s.absolute_timeout)?;
     let touch_interval = c.positive_duration("sessions.touch_interval", &s.touch_interval)?;
     if touch_interval >= idle_timeout {
-        return c.fail("sessions.touch_interval", "must be shorter than sessions.idle_timeout");
+        return c.fail(
+            "sessions.touch_interval",
+            "must be shorter than sessions.idle_timeout",
+        );
     }
     if s.identity.is_empty() {
-        return c.fail("sessions.identity", "must list at least one claim, e.g. [\"iss\", \"sub\"]");
+        return c.fail(
+            "sessions.identity",
+            "must list at least one claim, e.g. [\"iss\", \"sub\"]",
+        );
     }
     let mut components = Vec::new();
     for (i, entry) in s.identity.iter().enumerate() {
@@ -321,7 +506,10 @@ fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, ConfigError
         components.push(alternatives);
     }
     if !(400..=599).contains(&s.license_unavailable_status) {
-        return c.fail("sessions.license_unavailable_status", "must be an HTTP error status (400-599)");
+        return c.fail(
+            "sessions.license_unavailable_status",
+            "must be an HTTP error status (400-599)",
+        );
     }
     Ok(SessionSettings {
         store,
@@ -334,14 +522,21 @@ fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, ConfigError
     })
 }
 
-fn pools(c: &Check, file: &FileConfig, sessions: &SessionSettings) -> Result<Vec<Pool>, ConfigError> {
+fn pools(
+    c: &Check,
+    file: &FileConfig,
+    sessions: &SessionSettings,
+) -> Result<Vec<Pool>, ConfigError> {
     let mut pools = Vec::new();
     let mut names = HashSet::new();
     for (i, p) in file.pools.iter().enumerate() {
         let key = format!("pools[{i}]");
         pools.push(pool(c, &key, p, sessions)?);
         if !names.insert(p.name.clone()) {
-            return c.fail(format!("{key}.name"), format!("pool `{}` is defined twice", p.name));
+            return c.fail(
+                format!("{key}.name"),
+                format!("pool `{}` is defined twice", p.name),
+            );
         }
         if p.matcher.is_none() && i + 1 != file.pools.len() {
             return c.fail(
@@ -353,12 +548,22 @@ fn pools(c: &Check, file: &FileConfig, sessions: &SessionSettings) -> Result<Vec
     Ok(pools)
 }
 
-fn pool(c: &Check, key: &str, p: &PoolSection, sessions: &SessionSettings) -> Result<Pool, ConfigError> {
+fn pool(
+    c: &Check,
+    key: &str,
+    p: &PoolSection,
+    sessions: &SessionSettings,
+) -> Result<Pool, ConfigError> {
     let valid_name = !p.name.is_empty()
         && p.name.len() <= 64
-        && p.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+        && p.name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
     if !valid_name {
-        return c.fail(format!("{key}.name"), "must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'");
+        return c.fail(
+            format!("{key}.name"),
+            "must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'",
+        );
     }
     if p.limit == 0 {
         return c.fail(format!("{key}.limit"), "must be at least 1");
@@ -409,6 +614,12 @@ fn pool(c: &Check, key: &str, p: &PoolSection, sessions: &SessionSettings) -> Re
         Some(t) => c.positive_duration(&format!("{key}.idle_timeout"), t)?,
         None => sessions.idle_timeout,
     };
+    if idle_timeout <= sessions.touch_interval {
+        return c.fail(
+            format!("{key}.idle_timeout"),
+            "must be longer than sessions.touch_interval",
+        );
+    }
     let absolute_timeout = match &p.absolute_timeout {
         Some(t) => c.positive_duration(&format!("{key}.absolute_timeout"), t)?,
         None => sessions.absolute_timeout,
@@ -433,21 +644,38 @@ fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConfig>, Config
             return c.fail(format!("{key}.name"), "must not be empty");
         }
         if !names.insert(u.name.clone()) {
-            return c.fail(format!("{key}.name"), format!("upstream `{}` is defined twice", u.name));
+            return c.fail(
+                format!("{key}.name"),
+                format!("upstream `{}` is defined twice", u.name),
+            );
         }
         if u.servers.is_empty() {
-            return c.fail(format!("{key}.servers"), "must list at least one \"host:port\"");
+            return c.fail(
+                format!("{key}.servers"),
+                "must list at least one \"host:port\"",
+            );
         }
         for (j, s) in u.servers.iter().enumerate() {
-            let has_port = s.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+            let has_port = s
+                .rsplit_once(':')
+                .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
             if !has_port {
-                return c.fail(format!("{key}.servers[{j}]"), format!("`{s}` must be \"host:port\""));
+                return c.fail(
+                    format!("{key}.servers[{j}]"),
+                    format!("`{s}` must be \"host:port\""),
+                );
             }
             if let Err(e) = s.to_socket_addrs() {
-                return c.fail(format!("{key}.servers[{j}]"), format!("cannot resolve `{s}`: {e}"));
+                return c.fail(
+                    format!("{key}.servers[{j}]"),
+                    format!("cannot resolve `{s}`: {e}"),
+                );
             }
         }
-        let first_host = u.servers[0].rsplit_once(':').map_or("", |(h, _)| h).to_string();
+        let first_host = u.servers[0]
+            .rsplit_once(':')
+            .map_or("", |(h, _)| h)
+            .to_string();
         let health_check = match &u.health_check {
             None => None,
             Some(h) => {
@@ -456,8 +684,10 @@ fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConfig>, Config
                 }
                 Some(HealthCheckConfig {
                     path: h.path.clone(),
-                    interval: c.positive_duration(&format!("{key}.health_check.interval"), &h.interval)?,
-                    timeout: c.positive_duration(&format!("{key}.health_check.timeout"), &h.timeout)?,
+                    interval: c
+                        .positive_duration(&format!("{key}.health_check.interval"), &h.interval)?,
+                    timeout: c
+                        .positive_duration(&format!("{key}.health_check.timeout"), &h.timeout)?,
                     host: h.host.clone().unwrap_or_else(|| first_host.clone()),
                 })
             }
@@ -466,9 +696,11 @@ fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConfig>, Config
             name: u.name.clone(),
             servers: u.servers.clone(),
             health_check,
-            connect_timeout: c.positive_duration(&format!("{key}.connect_timeout"), &u.connect_timeout)?,
+            connect_timeout: c
+                .positive_duration(&format!("{key}.connect_timeout"), &u.connect_timeout)?,
             read_timeout: c.positive_duration(&format!("{key}.read_timeout"), &u.read_timeout)?,
-            write_timeout: c.positive_duration(&format!("{key}.write_timeout"), &u.write_timeout)?,
+            write_timeout: c
+                .positive_duration(&format!("{key}.write_timeout"), &u.write_timeout)?,
             tls: u.tls,
             sni: u.sni.clone().unwrap_or(first_host),
         });
@@ -487,16 +719,23 @@ fn route(
     if r.name.is_empty() {
         return c.fail(format!("{key}.name"), "must not be empty");
     }
-    let upstream = upstreams.iter().position(|u| u.name == r.upstream).map_or_else(
-        || {
-            let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-            c.fail(
-                format!("{key}.upstream"),
-                format!("no upstream named `{}` (defined: {})", r.upstream, known.join(", ")),
-            )
-        },
-        Ok,
-    )?;
+    let upstream = upstreams
+        .iter()
+        .position(|u| u.name == r.upstream)
+        .map_or_else(
+            || {
+                let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                c.fail(
+                    format!("{key}.upstream"),
+                    format!(
+                        "no upstream named `{}` (defined: {})",
+                        r.upstream,
+                        known.join(", ")
+                    ),
+                )
+            },
+            Ok,
+        )?;
     let policy = match r.policy.as_str() {
         "session" => RoutePolicy::Session,
         "token" => RoutePolicy::Token,
@@ -509,7 +748,10 @@ fn route(
         }
     };
     if !r.path_prefix.starts_with('/') || r.path_prefix.contains(['?', '#']) {
-        return c.fail(format!("{key}.path_prefix"), "must be a path starting with '/'");
+        return c.fail(
+            format!("{key}.path_prefix"),
+            "must be a path starting with '/'",
+        );
     }
     let gateway = &server.gateway_prefix;
     if r.path_prefix == *gateway || r.path_prefix.starts_with(&format!("{gateway}/")) {
@@ -524,7 +766,9 @@ fn route(
             let h = h.trim().to_ascii_lowercase();
             let body = h.strip_prefix("*.").unwrap_or(&h);
             let valid = !body.is_empty()
-                && body.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.'))
+                && body
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.'))
                 && !body.starts_with('.')
                 && !body.ends_with('.');
             if !valid {
@@ -537,7 +781,10 @@ fn route(
         }
     };
     if policy == RoutePolicy::Public && !r.required_scopes.is_empty() {
-        return c.fail(format!("{key}.required_scopes"), "a public route has no token to carry scopes");
+        return c.fail(
+            format!("{key}.required_scopes"),
+            "a public route has no token to carry scopes",
+        );
     }
     let authorization = match (r.authorization.as_str(), &r.authorization_env) {
         ("pass", None) => UpstreamAuthorization::Pass,
@@ -601,14 +848,22 @@ fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderNames, ConfigEr
             .claims
             .iter()
             .map(|(claim, header)| {
-                Ok((claim.clone(), c.header_name(&format!("headers.claims.{claim}"), header)?))
+                Ok((
+                    claim.clone(),
+                    c.header_name(&format!("headers.claims.{claim}"), header)?,
+                ))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?,
     };
     let mut seen = BTreeSet::new();
-    let all = [&names.session_id, &names.subject, &names.client, &names.pool]
-        .into_iter()
-        .chain(names.claims.iter().map(|(_, n)| n));
+    let all = [
+        &names.session_id,
+        &names.subject,
+        &names.client,
+        &names.pool,
+    ]
+    .into_iter()
+    .chain(names.claims.iter().map(|(_, n)| n));
     for name in all {
         if !seen.insert(name.as_str().to_string()) {
             return c.fail("headers", format!("header `{name}` is used twice"));
@@ -620,12 +875,23 @@ fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderNames, ConfigEr
 fn logging(c: &Check, file: &FileConfig) -> Result<LoggingConfig, ConfigError> {
     let l = &file.logging;
     if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
-        return c.fail("logging.level", format!("`{}` is not a log filter; use e.g. \"info\" or \"debug\"", l.level));
+        return c.fail(
+            "logging.level",
+            format!(
+                "`{}` is not a log filter; use e.g. \"info\" or \"debug\"",
+                l.level
+            ),
+        );
     }
     let format = match l.format.as_str() {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
-        other => return c.fail("logging.format", format!("`{other}` is not a format; use \"json\" or \"text\"")),
+        other => {
+            return c.fail(
+                "logging.format",
+                format!("`{other}` is not a format; use \"json\" or \"text\""),
+            );
+        }
     };
     Ok(LoggingConfig {
         level: l.level.clone(),

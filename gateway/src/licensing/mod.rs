@@ -36,7 +36,10 @@ impl ClaimMatch {
 
     /// Whether the token's claims pass the test.
     pub fn matches(&self, claims: &Claims) -> bool {
-        claims.values(&self.claim).iter().any(|v| self.any_of.contains(v))
+        claims
+            .values(&self.claim)
+            .iter()
+            .any(|v| self.any_of.contains(v))
     }
 }
 
@@ -118,7 +121,10 @@ impl Pool {
 
     /// The reserved group (as a bucket) a token belongs to, if any.
     pub fn reserved_bucket(&self, claims: &Claims) -> Option<Bucket> {
-        self.reserved.iter().position(|r| r.rule.matches(claims)).map(|g| g + 1)
+        self.reserved
+            .iter()
+            .position(|r| r.rule.matches(claims))
+            .map(|g| g + 1)
     }
 
     /// The bucket a new session takes, given current use per bucket, or
@@ -209,7 +215,12 @@ mod tests {
         Claims::from_map(v.as_object().cloned().unwrap())
     }
 
-    fn pool(name: &str, limit: u32, rule: Option<ClaimMatch>, reserved: Vec<ReservedSeats>) -> Pool {
+    fn pool(
+        name: &str,
+        limit: u32,
+        rule: Option<ClaimMatch>,
+        reserved: Vec<ReservedSeats>,
+    ) -> Pool {
         Pool {
             name: name.into(),
             limit,
@@ -228,19 +239,38 @@ mod tests {
     #[test]
     fn first_matching_pool_wins_and_catch_all_takes_the_rest() {
         let pools = Pools::new(vec![
-            pool("interactive", 5, Some(rule("client_id", &["erp-web"])), vec![]),
+            pool(
+                "interactive",
+                5,
+                Some(rule("client_id", &["erp-web"])),
+                vec![],
+            ),
             pool("batch", 2, Some(rule("roles", &["batch"])), vec![]),
             pool("default", 1, None, vec![]),
         ]);
         let pick = |v| pools.select(&claims(v)).map(|c| c.pool.name.clone());
-        assert_eq!(pick(json!({"client_id": "erp-web"})).as_deref(), Some("interactive"));
-        assert_eq!(pick(json!({"roles": ["x", "batch"]})).as_deref(), Some("batch"));
-        assert_eq!(pick(json!({"client_id": "other"})).as_deref(), Some("default"));
+        assert_eq!(
+            pick(json!({"client_id": "erp-web"})).as_deref(),
+            Some("interactive")
+        );
+        assert_eq!(
+            pick(json!({"roles": ["x", "batch"]})).as_deref(),
+            Some("batch")
+        );
+        assert_eq!(
+            pick(json!({"client_id": "other"})).as_deref(),
+            Some("default")
+        );
     }
 
     #[test]
     fn no_pool_when_nothing_matches_and_there_is_no_catch_all() {
-        let pools = Pools::new(vec![pool("only", 1, Some(rule("client_id", &["a"])), vec![])]);
+        let pools = Pools::new(vec![pool(
+            "only",
+            1,
+            Some(rule("client_id", &["a"])),
+            vec![],
+        )]);
         assert!(pools.select(&claims(json!({"client_id": "b"}))).is_none());
     }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};
 use crate::licensing::{PoolChoice, Pools};
 use crate::session::{
-    AdmitOutcome, AdmitRequest, Admission, IdentityRule, Refusal, Session, SessionIdentity, SharedStore,
+    Admission, AdmitOutcome, AdmitRequest, IdentityRule, Refusal, Session, SessionIdentity,
+    SharedStore,
 };
 use crate::telemetry::audit;
 
@@ -27,7 +28,9 @@ pub struct Access {
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Access").field("realm", &self.realm).finish_non_exhaustive()
+        f.debug_struct("Access")
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,17 +80,30 @@ impl Access {
 
     /// Verifies the bearer token of a request. `authorization` holds every
     /// `Authorization` header of the request.
-    pub async fn authenticate(&self, authorization: &[&[u8]]) -> Result<(Arc<Principal>, Verified), Problem> {
+    pub async fn authenticate(
+        &self,
+        authorization: &[&[u8]],
+    ) -> Result<(Arc<Principal>, Verified), Problem> {
         let header = match authorization {
             [] => return Err(Problem::missing_token(&self.realm)),
             [one] => *one,
-            _ => return Err(Problem::invalid_token(&self.realm, "more than one Authorization header")),
+            _ => {
+                return Err(Problem::invalid_token(
+                    &self.realm,
+                    "more than one Authorization header",
+                ));
+            }
         };
         let token = bearer_token(header).map_err(|e| match e {
             BearerError::NotBearer => Problem::missing_token(&self.realm),
-            BearerError::Malformed => Problem::invalid_token(&self.realm, "malformed Authorization header"),
+            BearerError::Malformed => {
+                Problem::invalid_token(&self.realm, "malformed Authorization header")
+            }
         })?;
-        self.verifier.verify(token).await.map_err(|e| self.token_problem(&e))
+        self.verifier
+            .verify(token)
+            .await
+            .map_err(|e| self.token_problem(&e))
     }
 
     fn token_problem(&self, error: &TokenError) -> Problem {
@@ -112,14 +128,18 @@ impl Access {
     }
 
     /// The session identity and pool of a principal.
-    pub fn placement(&self, principal: &Principal) -> Result<(SessionIdentity, PoolChoice), Problem> {
+    pub fn placement(
+        &self,
+        principal: &Principal,
+    ) -> Result<(SessionIdentity, PoolChoice), Problem> {
         let identity = self
             .identity
             .derive(&principal.claims)
             .map_err(|e| Problem::invalid_token(&self.realm, &e.to_string()))?;
-        let choice = self.pools.select(&principal.claims).ok_or_else(|| {
-            Problem::new(ErrorCode::NoPool, "no license pool accepts this token")
-        })?;
+        let choice = self
+            .pools
+            .select(&principal.claims)
+            .ok_or_else(|| Problem::new(ErrorCode::NoPool, "no license pool accepts this token"))?;
         Ok((identity, choice))
     }
 
@@ -131,10 +151,11 @@ impl Access {
             identity: &identity,
             reserved: choice.reserved,
         };
-        let AdmitOutcome { admission, expired } = self.store.admit(&request).await.map_err(|e| {
-            tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
-            store_problem()
-        })?;
+        let AdmitOutcome { admission, expired } =
+            self.store.admit(&request).await.map_err(|e| {
+                tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
+                store_problem()
+            })?;
         for closed in &expired {
             audit::session_closed(closed);
         }
@@ -148,7 +169,10 @@ impl Access {
                     audit::session_closed(replaced);
                 }
                 audit::session_opened(&session);
-                Ok(Seated { session, opened: true })
+                Ok(Seated {
+                    session,
+                    opened: true,
+                })
             }
             Admission::Refused(refusal) => {
                 audit::admission_refused(&choice.pool.name, &identity, &refusal);
@@ -165,7 +189,9 @@ impl Access {
                 retry_after,
             } => Problem::new(
                 ErrorCode::LicenseUnavailable,
-                format!("MaximumLicenseCountExceeded: all {limit} seats of pool `{pool}` are in use"),
+                format!(
+                    "MaximumLicenseCountExceeded: all {limit} seats of pool `{pool}` are in use"
+                ),
             )
             .with_status(self.license_unavailable_status)
             .with("pool", pool)
@@ -185,10 +211,13 @@ impl Access {
     /// The principal's open session, without opening or sliding one.
     pub async fn current_session(&self, principal: &Principal) -> Result<Option<Session>, Problem> {
         let (identity, choice) = self.placement(principal)?;
-        self.store.find(&choice.pool.name, &identity.key).await.map_err(|e| {
-            tracing::error!(error = %e, "store lookup failed");
-            store_problem()
-        })
+        self.store
+            .find(&choice.pool.name, &identity.key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "store lookup failed");
+                store_problem()
+            })
     }
 }
 

@@ -134,8 +134,18 @@ mod tests {
     #[test]
     fn spoofed_identity_headers_are_always_removed() {
         let mut r = request();
-        rewrite(&mut r, &names(), &IdentityHeaders::default(), &UpstreamAuthorization::Pass);
-        for h in ["x-auth-subject", "x_auth_subject", "x-session-id", "x-auth-roles"] {
+        rewrite(
+            &mut r,
+            &names(),
+            &IdentityHeaders::default(),
+            &UpstreamAuthorization::Pass,
+        );
+        for h in [
+            "x-auth-subject",
+            "x_auth_subject",
+            "x-session-id",
+            "x-auth-roles",
+        ] {
             assert!(r.headers.get(h).is_none(), "{h} kept");
         }
         assert_eq!(r.headers.get("accept").unwrap(), "application/json");

@@ -130,7 +130,10 @@ impl Problem {
     /// 401 without a token: the bare challenge (RFC 6750 §3.1: no error code
     /// when the request carried no authentication).
     pub fn missing_token(realm: &str) -> Self {
-        let mut p = Problem::new(ErrorCode::MissingToken, "this route needs a bearer access token");
+        let mut p = Problem::new(
+            ErrorCode::MissingToken,
+            "this route needs a bearer access token",
+        );
         p.www_authenticate = Some(format!("Bearer realm=\"{realm}\""));
         p
     }
@@ -147,7 +150,12 @@ impl Problem {
         let scope = needed.join(" ");
         let description = format!("this route needs scope `{scope}`");
         let mut p = Problem::new(ErrorCode::InsufficientScope, description.clone());
-        p.www_authenticate = Some(challenge(realm, "insufficient_scope", &description, Some(&scope)));
+        p.www_authenticate = Some(challenge(
+            realm,
+            "insufficient_scope",
+            &description,
+            Some(&scope),
+        ));
         p
     }
 
@@ -212,7 +220,10 @@ mod tests {
             .with("limit", 2)
             .retry_after(Duration::from_millis(1500));
         let body: Value = serde_json::from_slice(&p.body()).unwrap();
-        assert_eq!(body["type"], "urn:session-gateway:error:license_unavailable");
+        assert_eq!(
+            body["type"],
+            "urn:session-gateway:error:license_unavailable"
+        );
         assert_eq!(body["status"], 429);
         assert_eq!(body["pool"], "default");
         assert_eq!(body["limit"], 2);
@@ -228,7 +239,9 @@ mod tests {
         let p = Problem::invalid_token("erp", "token \"expired\"");
         assert_eq!(
             p.www_authenticate.as_deref(),
-            Some("Bearer realm=\"erp\", error=\"invalid_token\", error_description=\"token 'expired'\"")
+            Some(
+                "Bearer realm=\"erp\", error=\"invalid_token\", error_description=\"token 'expired'\""
+            )
         );
         let p = Problem::insufficient_scope("erp", &["erp.write".into()]);
         assert_eq!(p.status, 403);

@@ -54,7 +54,9 @@ impl HostPattern {
             (HostPattern::Any, _) => true,
             (_, None) => false,
             (HostPattern::Exact(h), Some(host)) => h == host,
-            (HostPattern::Suffix(s), Some(host)) => host.len() > s.len() && host.ends_with(s.as_str()),
+            (HostPattern::Suffix(s), Some(host)) => {
+                host.len() > s.len() && host.ends_with(s.as_str())
+            }
         }
     }
 }
@@ -104,7 +106,9 @@ impl Router {
         let host = host.map(normalize_host);
         self.routes
             .iter()
-            .position(|r| r.host.matches(host.as_deref()) && path.starts_with(r.path_prefix.as_str()))
+            .position(|r| {
+                r.host.matches(host.as_deref()) && path.starts_with(r.path_prefix.as_str())
+            })
             .map_or(Resolution::NotFound, Resolution::Route)
     }
 }
@@ -171,12 +175,27 @@ mod tests {
     #[test]
     fn first_match_in_order_wins() {
         let r = router();
-        assert_eq!(r.resolve(Some("erp.example.com"), "/api/orders"), Resolution::Route(0));
-        assert_eq!(r.resolve(Some("ERP.example.com:8080"), "/api/x"), Resolution::Route(0));
-        assert_eq!(r.resolve(Some("a.tenant.example"), "/api/x"), Resolution::Route(1));
-        assert_eq!(r.resolve(Some("tenant.example"), "/public/x"), Resolution::Route(2));
+        assert_eq!(
+            r.resolve(Some("erp.example.com"), "/api/orders"),
+            Resolution::Route(0)
+        );
+        assert_eq!(
+            r.resolve(Some("ERP.example.com:8080"), "/api/x"),
+            Resolution::Route(0)
+        );
+        assert_eq!(
+            r.resolve(Some("a.tenant.example"), "/api/x"),
+            Resolution::Route(1)
+        );
+        assert_eq!(
+            r.resolve(Some("tenant.example"), "/public/x"),
+            Resolution::Route(2)
+        );
         assert_eq!(r.resolve(None, "/other"), Resolution::Route(3));
-        assert_eq!(r.resolve(Some("erp.example.com"), "/api"), Resolution::Route(3));
+        assert_eq!(
+            r.resolve(Some("erp.example.com"), "/api"),
+            Resolution::Route(3)
+        );
     }
 
     #[test]
@@ -213,7 +232,10 @@ mod tests {
             "api/x",
             "*",
         ] {
-            assert!(matches!(r.resolve(None, bad), Resolution::BadPath(_)), "{bad} accepted");
+            assert!(
+                matches!(r.resolve(None, bad), Resolution::BadPath(_)),
+                "{bad} accepted"
+            );
         }
         assert_eq!(r.resolve(None, "/api/..x/y"), Resolution::Route(3));
         assert_eq!(r.resolve(None, "/api/.well-known"), Resolution::Route(3));

@@ -61,7 +61,12 @@ impl Gateway {
     }
 
     /// Runs the access decision of a route; `Ok` means forward.
-    async fn decide(&self, route: &RouteConfig, request: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Problem> {
+    async fn decide(
+        &self,
+        route: &RouteConfig,
+        request: &RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<(), Problem> {
         if route.policy == RoutePolicy::Public {
             return Ok(());
         }
@@ -72,7 +77,8 @@ impl Gateway {
             .map(|v| v.as_bytes())
             .collect();
         let (principal, _) = self.access.authenticate(&authorization).await?;
-        self.access.check_scopes(&principal, &route.required_scopes)?;
+        self.access
+            .check_scopes(&principal, &route.required_scopes)?;
         if route.policy == RoutePolicy::Session {
             let seated = self.access.admit(&principal).await?;
             ctx.opened = seated.opened;
@@ -107,7 +113,10 @@ impl Gateway {
 /// The JSON of `GET /.gateway/session`.
 fn session_view(session: &Session) -> Vec<u8> {
     let at = |ms: u64| {
-        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string()
     };
     let body = serde_json::json!({
         "session_id": session.id,
@@ -156,15 +165,26 @@ async fn respond(
         }
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(header), head_only).await?;
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
     }
     Ok(())
 }
 
 async fn respond_problem(session: &mut HttpSession, problem: &Problem) -> pingora::Result<()> {
-    respond(session, problem.status, PROBLEM_JSON, problem.body(), Some(problem)).await
+    respond(
+        session,
+        problem.status,
+        PROBLEM_JSON,
+        problem.body(),
+        Some(problem),
+    )
+    .await
 }
 
 #[async_trait]
@@ -183,19 +203,30 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn request_filter(&self, session: &mut HttpSession, ctx: &mut RequestContext) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut HttpSession,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<bool> {
         let request = session.req_header();
-        let resolution = self.router.resolve(request_host(request), request.uri.path());
+        let resolution = self
+            .router
+            .resolve(request_host(request), request.uri.path());
         let outcome = match resolution {
             Resolution::BadPath(reason) => Err(Problem::new(ErrorCode::BadRequest, reason)),
-            Resolution::NotFound => Err(Problem::new(ErrorCode::NotFound, "no route for this host and path")),
-            Resolution::Gateway(GatewayEndpoint::Session) => match self.session_endpoint(request).await {
-                Ok(body) => {
-                    respond(session, 200, "application/json", body, None).await?;
-                    return Ok(true);
+            Resolution::NotFound => Err(Problem::new(
+                ErrorCode::NotFound,
+                "no route for this host and path",
+            )),
+            Resolution::Gateway(GatewayEndpoint::Session) => {
+                match self.session_endpoint(request).await {
+                    Ok(body) => {
+                        respond(session, 200, "application/json", body, None).await?;
+                        return Ok(true);
+                    }
+                    Err(problem) => Err(problem),
                 }
-                Err(problem) => Err(problem),
-            },
+            }
             Resolution::Route(index) => {
                 ctx.route = Some(index);
                 let request = session.req_header();
@@ -212,7 +243,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut HttpSession, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut HttpSession,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<Box<HttpPeer>> {
         ctx.connect_attempts += 1;
         let route = ctx
             .route
@@ -222,7 +257,12 @@ impl ProxyHttp for Gateway {
         upstream
             .peer(&ctx.connect_attempts.to_le_bytes())
             .map(Box::new)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, format!("no healthy server in `{}`", upstream.name)))
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    format!("no healthy server in `{}`", upstream.name),
+                )
+            })
     }
 
     fn fail_to_connect(
@@ -247,30 +287,56 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
         let Some(route) = ctx.route.and_then(|r| self.routes.get(r)) else {
-            return Err(Error::explain(ErrorType::InternalError, "no route in context"));
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route in context",
+            ));
         };
         let identity = IdentityHeaders {
             principal: ctx.principal.as_deref(),
             session: ctx.session.as_ref(),
         };
-        headers::rewrite(upstream_request, &self.headers, &identity, &route.authorization);
+        headers::rewrite(
+            upstream_request,
+            &self.headers,
+            &identity,
+            &route.authorization,
+        );
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut HttpSession, e: &Error, ctx: &mut RequestContext) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut HttpSession,
+        e: &Error,
+        ctx: &mut RequestContext,
+    ) -> FailToProxy {
         let problem = match e.etype() {
-            ErrorType::HTTPStatus(code) => Some(Problem::new(ErrorCode::BadRequest, "bad request").with_status(*code)),
+            ErrorType::HTTPStatus(code) => {
+                Some(Problem::new(ErrorCode::BadRequest, "bad request").with_status(*code))
+            }
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
                 if e.esource() != &ErrorSource::Downstream =>
             {
-                Some(Problem::new(ErrorCode::UpstreamTimeout, "the upstream did not answer in time"))
+                Some(Problem::new(
+                    ErrorCode::UpstreamTimeout,
+                    "the upstream did not answer in time",
+                ))
             }
             _ => match e.esource() {
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
-                    _ => Some(Problem::new(ErrorCode::BadRequest, "the request could not be read")),
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        None
+                    }
+                    _ => Some(Problem::new(
+                        ErrorCode::BadRequest,
+                        "the request could not be read",
+                    )),
                 },
-                _ => Some(Problem::new(ErrorCode::UpstreamUnavailable, "the upstream could not be reached")),
+                _ => Some(Problem::new(
+                    ErrorCode::UpstreamUnavailable,
+                    "the upstream could not be reached",
+                )),
             },
         };
         let mut code = 0;
@@ -293,10 +359,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut HttpSession, error: Option<&Error>, ctx: &mut RequestContext) {
+    async fn logging(
+        &self,
+        session: &mut HttpSession,
+        error: Option<&Error>,
+        ctx: &mut RequestContext,
+    ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let request = session.req_header();
-        let route = ctx.route.and_then(|r| self.routes.get(r)).map_or("", |r| r.name.as_str());
+        let route = ctx
+            .route
+            .and_then(|r| self.routes.get(r))
+            .map_or("", |r| r.name.as_str());
         let principal_subject = ctx
             .principal
             .as_ref()

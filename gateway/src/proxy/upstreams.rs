@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use pingora::http::RequestHeader;
 use pingora::lb::LoadBalancer;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::http::RequestHeader;
 
 use crate::config::UpstreamConfig;
 
@@ -21,7 +21,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,14 +46,18 @@ impl Upstream {
     /// The balancer of a group. When the group has a health check, the
     /// caller must run the balancer as a background service (it probes on
     /// its own schedule) and pass its shared `Arc` to [`Upstream::new`].
-    pub fn balancer(index: usize, config: &UpstreamConfig) -> Result<LoadBalancer<RoundRobin>, UpstreamError> {
+    pub fn balancer(
+        index: usize,
+        config: &UpstreamConfig,
+    ) -> Result<LoadBalancer<RoundRobin>, UpstreamError> {
         let fail = |reason: String| UpstreamError::Servers {
             index,
             name: config.name.clone(),
             reason,
         };
-        let mut balancer = LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().map(String::as_str))
-            .map_err(|e| fail(e.to_string()))?;
+        let mut balancer =
+            LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().map(String::as_str))
+                .map_err(|e| fail(e.to_string()))?;
         if let Some(hc) = &config.health_check {
             let mut check = HttpHealthCheck::new(&hc.host, config.tls);
             let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)

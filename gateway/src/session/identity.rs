@@ -124,13 +124,16 @@ impl IdentityRule {
     pub fn derive(&self, claims: &Claims) -> Result<SessionIdentity, IdentityError> {
         let mut values: Vec<String> = Vec::with_capacity(self.components.len());
         for alternatives in &self.components {
-            let found = alternatives.iter().find_map(|name| claims.get(name).map(|v| (name, v)));
+            let found = alternatives
+                .iter()
+                .find_map(|name| claims.get(name).map(|v| (name, v)));
             let value = match found {
                 Some((_, Value::String(s))) => s.clone(),
                 Some((_, Value::Number(n))) => n.to_string(),
                 Some((name, _)) => return Err(IdentityError::NotScalar(name.clone())),
                 None => {
-                    let names: Vec<String> = alternatives.iter().map(|a| format!("`{a}`")).collect();
+                    let names: Vec<String> =
+                        alternatives.iter().map(|a| format!("`{a}`")).collect();
                     return Err(IdentityError::MissingClaim(names.join(" or ")));
                 }
             };
@@ -172,15 +175,24 @@ mod tests {
     fn refreshed_token_of_same_identity_has_same_key() {
         let a = claims(json!({"iss": "i", "sub": "alice", "azp": "web", "jti": "1", "exp": 10}));
         let b = claims(json!({"iss": "i", "sub": "alice", "azp": "web", "jti": "2", "exp": 99}));
-        assert_eq!(default_rule().derive(&a).unwrap().key, default_rule().derive(&b).unwrap().key);
+        assert_eq!(
+            default_rule().derive(&a).unwrap().key,
+            default_rule().derive(&b).unwrap().key
+        );
     }
 
     #[test]
     fn different_client_or_subject_is_a_different_identity() {
         let rule = default_rule();
-        let base = rule.derive(&claims(json!({"iss": "i", "sub": "alice", "azp": "web"}))).unwrap();
-        let other_client = rule.derive(&claims(json!({"iss": "i", "sub": "alice", "azp": "desk"}))).unwrap();
-        let other_sub = rule.derive(&claims(json!({"iss": "i", "sub": "bob", "azp": "web"}))).unwrap();
+        let base = rule
+            .derive(&claims(json!({"iss": "i", "sub": "alice", "azp": "web"})))
+            .unwrap();
+        let other_client = rule
+            .derive(&claims(json!({"iss": "i", "sub": "alice", "azp": "desk"})))
+            .unwrap();
+        let other_sub = rule
+            .derive(&claims(json!({"iss": "i", "sub": "bob", "azp": "web"})))
+            .unwrap();
         assert_ne!(base.key, other_client.key);
         assert_ne!(base.key, other_sub.key);
         assert_eq!(base.subject_key, other_client.subject_key);
@@ -190,19 +202,34 @@ mod tests {
     #[test]
     fn concatenation_cannot_forge_an_identity() {
         let rule = IdentityRule::new(vec![vec!["a".into()], vec!["b".into()]]);
-        let one = rule.derive(&claims(json!({"a": "ab", "b": "c", "sub": "s"}))).unwrap();
-        let two = rule.derive(&claims(json!({"a": "a", "b": "bc", "sub": "s"}))).unwrap();
+        let one = rule
+            .derive(&claims(json!({"a": "ab", "b": "c", "sub": "s"})))
+            .unwrap();
+        let two = rule
+            .derive(&claims(json!({"a": "a", "b": "bc", "sub": "s"})))
+            .unwrap();
         assert_ne!(one.key, two.key);
     }
 
     #[test]
     fn client_id_is_preferred_over_azp_and_missing_claims_are_errors() {
         let rule = default_rule();
-        let id = rule.derive(&claims(json!({"iss": "i", "sub": "s", "client_id": "c", "azp": "z"}))).unwrap();
+        let id = rule
+            .derive(&claims(
+                json!({"iss": "i", "sub": "s", "client_id": "c", "azp": "z"}),
+            ))
+            .unwrap();
         assert_eq!(id.client.as_deref(), Some("c"));
-        let err = rule.derive(&claims(json!({"iss": "i", "sub": "s"}))).unwrap_err();
-        assert_eq!(err.to_string(), "token lacks the claim `client_id` or `azp` needed for its session identity");
-        let err = rule.derive(&claims(json!({"iss": "i", "sub": ["s"], "azp": "z"}))).unwrap_err();
+        let err = rule
+            .derive(&claims(json!({"iss": "i", "sub": "s"})))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token lacks the claim `client_id` or `azp` needed for its session identity"
+        );
+        let err = rule
+            .derive(&claims(json!({"iss": "i", "sub": ["s"], "azp": "z"})))
+            .unwrap_err();
         assert_eq!(err, IdentityError::NotScalar("sub".into()));
     }
 

@@ -1,0 +1,579 @@
+//! The memory store: every session of one gateway instance, held in process.
+//!
+//! This is the embedded default (`store = "memory"`) for a single instance
+//! and for `session-gateway dev`. It implements the same [`Store`] contract
+//! as the Redis store, and passes the same contract suite
+//! ([`super::contract`]), so the proxy cannot tell them apart.
+//!
+//! All state sits behind one mutex. Every operation is a short, synchronous
+//! critical section (no `.await` while the lock is held), which makes each
+//! store call atomic with respect to every other one, exactly as the Redis
+//! store's Lua scripts are.
+//!
+//! Per pool the store keeps the open sessions by identity key, the seat count
+//! per bucket, and an index ordered by expiry, so purging expired sessions
+//! and computing `Retry-After` only touch the sessions that matter.
+//!
+//! Sessions that expired by time are reported exactly once, by whichever of
+//! [`Store::admit`] (for its pool) or [`Store::sweep`] finds them first.
+//! The read-only operations (`find`, `get`, `list`, `usage`) and the closing
+//! ones (`close`, `close_subject`) treat them as absent but leave them in
+//! place, so their `idle` / `absolute` close is never lost from the audit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::{
+    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
+    Refusal, Session, SessionFilter, SessionId, Store, StoreError, SubjectKey,
+};
+use crate::clock::{SharedClock, UnixMillis};
+use crate::licensing::{Bucket, Pool, Pools, SubjectLimitPolicy};
+
+/// A [`Store`] for a single gateway instance, holding sessions in memory.
+#[derive(Debug)]
+pub struct MemoryStore {
+    clock: SharedClock,
+    state: Mutex<State>,
+}
+
+/// Everything the store knows, guarded by one lock.
+#[derive(Debug)]
+struct State {
+    /// One entry per pool, in configuration order.
+    pools: Vec<PoolState>,
+    /// Where each open session lives: pool position and identity key.
+    by_id: HashMap<SessionId, (usize, IdentityKey)>,
+}
+
+/// The sessions of one pool.
+#[derive(Debug)]
+struct PoolState {
+    /// The pool as configured (limit and reserved seats for `usage`).
+    pool: Arc<Pool>,
+    /// Open sessions by identity.
+    sessions: HashMap<IdentityKey, Session>,
+    /// Seats held per bucket (index = bucket).
+    per_bucket: Vec<u32>,
+    /// Every session's identity keyed by `(expires_ms, id)`, earliest first.
+    by_expiry: BTreeMap<(UnixMillis, SessionId), IdentityKey>,
+    /// Identities of each subject in this pool, for per-subject caps.
+    by_subject: HashMap<SubjectKey, HashSet<IdentityKey>>,
+}
+
+impl MemoryStore {
+    /// An empty store for the configured pools, reading time from `clock`.
+    pub fn new(pools: &Pools, clock: SharedClock) -> Self {
+        let pools = pools
+            .iter()
+            .map(|p| PoolState::new(Arc::clone(p)))
+            .collect();
+        Self {
+            clock,
+            state: Mutex::new(State {
+                pools,
+                by_id: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl State {
+    /// The position of a pool by name.
+    fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.pool.name == name)
+    }
+
+    /// Purges the request's pool, then reuses, opens or refuses, keeping
+    /// the id index in step. A pool the store was built without is added
+    /// (its seats are then counted from zero).
+    fn admit(&mut self, request: &AdmitRequest<'_>, now: UnixMillis) -> AdmitOutcome {
+        let index = match self.pool_index(&request.pool.name) {
+            Some(index) => index,
+            None => {
+                self.pools.push(PoolState::new(Arc::clone(request.pool)));
+                self.pools.len() - 1
+            }
+        };
+        let pool = &mut self.pools[index];
+        let expired = pool.purge(now);
+        let admission = pool.admit(request, now);
+        for closed in &expired {
+            self.by_id.remove(&closed.session.id);
+        }
+        if let Admission::Opened { session, replaced } = &admission {
+            if let Some(replaced) = replaced {
+                self.by_id.remove(&replaced.session.id);
+            }
+            self.by_id
+                .insert(session.id.clone(), (index, session.identity));
+        }
+        AdmitOutcome { admission, expired }
+    }
+
+    /// An open session by id, with its pool position.
+    fn locate(&self, id: &str, now: UnixMillis) -> Option<(usize, &Session)> {
+        let (index, identity) = self.by_id.get(id)?;
+        let session = self.pools.get(*index)?.sessions.get(identity)?;
+        (!session.is_expired_at(now)).then_some((*index, session))
+    }
+
+    /// Removes a session of a pool and returns it.
+    fn remove(&mut self, index: usize, identity: &IdentityKey) -> Option<Session> {
+        let session = self.pools.get_mut(index)?.remove(identity)?;
+        self.by_id.remove(&session.id);
+        Some(session)
+    }
+
+    /// Closes the expired sessions of every pool, earliest first per pool.
+    fn sweep(&mut self, now: UnixMillis) -> Vec<ClosedSession> {
+        let mut closed = Vec::new();
+        for pool in &mut self.pools {
+            closed.extend(pool.purge(now));
+        }
+        for c in &closed {
+            self.by_id.remove(&c.session.id);
+        }
+        closed
+    }
+}
+
+impl PoolState {
+    /// An empty pool.
+    fn new(pool: Arc<Pool>) -> Self {
+        Self {
+            per_bucket: vec![0; pool.bucket_count()],
+            pool,
+            sessions: HashMap::new(),
+            by_expiry: BTreeMap::new(),
+            by_subject: HashMap::new(),
+        }
+    }
+
+    /// Reuses the identity's session, or opens one if the subject's cap and
+    /// a seat allow, or refuses (changing nothing). Expired sessions must
+    /// have been purged first.
+    fn admit(&mut self, request: &AdmitRequest<'_>, now: UnixMillis) -> Admission {
+        let pool = request.pool;
+        let identity = request.identity;
+        if let Some(session) = self.slide(&identity.key, now, pool.idle_timeout) {
+            return Admission::Reused(session);
+        }
+
+        // The subject's cap: refuse, or pick the session to replace.
+        let mut evict: Option<IdentityKey> = None;
+        if let Some(cap) = pool.subject_limit {
+            let held = self.subject_sessions(&identity.subject_key);
+            if held.len() >= cap.max as usize {
+                match cap.policy {
+                    SubjectLimitPolicy::Deny => {
+                        let earliest = held.iter().map(|s| s.expires_ms()).min();
+                        return Admission::Refused(Refusal::SubjectLimit {
+                            limit: cap.max,
+                            retry_after: retry_after(earliest, now, pool.idle_timeout),
+                        });
+                    }
+                    SubjectLimitPolicy::ReplaceOldest => {
+                        evict = held
+                            .iter()
+                            .min_by_key(|s| (s.last_seen_ms, s.created_ms, &s.id))
+                            .map(|s| s.identity);
+                    }
+                }
+            }
+        }
+
+        // A seat, counting the replaced session's seat as free.
+        let mut in_use = self.per_bucket.clone();
+        if let Some(victim) = evict.as_ref().and_then(|key| self.sessions.get(key))
+            && let Some(count) = in_use.get_mut(victim.bucket)
+        {
+            *count = count.saturating_sub(1);
+        }
+        let Some(bucket) = pool.choose_bucket(request.reserved, &in_use) else {
+            let earliest = self.earliest_expiry_in(pool.usable_buckets(request.reserved));
+            return Admission::Refused(Refusal::PoolFull {
+                limit: pool.limit,
+                in_use: self.sessions.len() as u32,
+                retry_after: retry_after(earliest, now, pool.idle_timeout),
+            });
+        };
+
+        let replaced = evict
+            .and_then(|key| self.remove(&key))
+            .map(|session| ClosedSession {
+                session,
+                reason: CloseReason::Replaced,
+            });
+        let session = Session {
+            id: super::new_session_id(),
+            pool: pool.name.clone(),
+            bucket,
+            identity: identity.key,
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            client: identity.client.clone(),
+            subject_key: identity.subject_key,
+            created_ms: now,
+            last_seen_ms: now,
+            idle_expires_ms: now.saturating_add(millis(pool.idle_timeout)),
+            absolute_expires_ms: now.saturating_add(millis(pool.absolute_timeout)),
+        };
+        self.insert(session.clone());
+        Admission::Opened { session, replaced }
+    }
+
+    /// Open sessions at `now` (the held ones minus those already expired).
+    fn in_use_at(&self, now: UnixMillis) -> u32 {
+        let expired = self
+            .by_expiry
+            .keys()
+            .take_while(|(expires, _)| *expires <= now)
+            .count();
+        self.sessions.len().saturating_sub(expired) as u32
+    }
+
+    /// Adds a session and indexes it.
+    fn insert(&mut self, session: Session) {
+        if self.per_bucket.len() <= session.bucket {
+            self.per_bucket.resize(session.bucket + 1, 0);
+        }
+        if let Some(count) = self.per_bucket.get_mut(session.bucket) {
+            *count += 1;
+        }
+        self.by_expiry
+            .insert((session.expires_ms(), session.id.clone()), session.identity);
+        self.by_subject
+            .entry(session.subject_key)
+            .or_default()
+            .insert(session.identity);
+        self.sessions.insert(session.identity, session);
+    }
+
+    /// Removes a session and its index entries.
+    fn remove(&mut self, identity: &IdentityKey) -> Option<Session> {
+        let session = self.sessions.remove(identity)?;
+        if let Some(count) = self.per_bucket.get_mut(session.bucket) {
+            *count = count.saturating_sub(1);
+        }
+        self.by_expiry
+            .remove(&(session.expires_ms(), session.id.clone()));
+        if let Some(keys) = self.by_subject.get_mut(&session.subject_key) {
+            keys.remove(identity);
+            if keys.is_empty() {
+                self.by_subject.remove(&session.subject_key);
+            }
+        }
+        Some(session)
+    }
+
+    /// Removes and returns the sessions expired at `now`, earliest first.
+    fn purge(&mut self, now: UnixMillis) -> Vec<ClosedSession> {
+        let mut closed = Vec::new();
+        while let Some((key, identity)) = self.by_expiry.first_key_value() {
+            if key.0 > now {
+                break;
+            }
+            let (key, identity) = (key.clone(), *identity);
+            match self.remove(&identity) {
+                Some(session) => closed.push(ClosedSession {
+                    reason: CloseReason::of_expiry(&session),
+                    session,
+                }),
+                // An index entry without its session cannot happen; drop it
+                // rather than loop on it.
+                None => {
+                    self.by_expiry.remove(&key);
+                }
+            }
+        }
+        closed
+    }
+
+    /// Reuses the identity's open session: last seen now, idle timer slid.
+    fn slide(
+        &mut self,
+        identity: &IdentityKey,
+        now: UnixMillis,
+        idle: Duration,
+    ) -> Option<Session> {
+        let session = self.sessions.get_mut(identity)?;
+        let old_key = (session.expires_ms(), session.id.clone());
+        session.last_seen_ms = now;
+        session.idle_expires_ms = now.saturating_add(millis(idle));
+        let new_key = (session.expires_ms(), session.id.clone());
+        let session = session.clone();
+        self.by_expiry.remove(&old_key);
+        self.by_expiry.insert(new_key, *identity);
+        Some(session)
+    }
+
+    /// The subject's sessions in this pool.
+    fn subject_sessions(&self, subject: &SubjectKey) -> Vec<&Session> {
+        self.by_subject
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.sessions.get(key))
+            .collect()
+    }
+
+    /// The earliest expiry among sessions of the given buckets.
+    fn earliest_expiry_in(&self, buckets: impl Iterator<Item = Bucket>) -> Option<UnixMillis> {
+        let buckets: Vec<Bucket> = buckets.collect();
+        self.by_expiry
+            .iter()
+            .find(|(_, identity)| {
+                self.sessions
+                    .get(identity)
+                    .is_some_and(|s| buckets.contains(&s.bucket))
+            })
+            .map(|((expires, _), _)| *expires)
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration rounded up to whole seconds, at least one.
+fn whole_seconds(d: Duration) -> Duration {
+    let ms = millis(d);
+    Duration::from_secs(ms.div_ceil(1000).max(1))
+}
+
+/// Time until `earliest`, in whole seconds rounded up (at least 1 s). When no
+/// seat the caller could use will ever free by time (e.g. a pool whose seats
+/// are all reserved for others), the pool's idle timeout is the hint.
+fn retry_after(earliest: Option<UnixMillis>, now: UnixMillis, idle: Duration) -> Duration {
+    match earliest {
+        Some(at) => whole_seconds(Duration::from_millis(at.saturating_sub(now))),
+        None => whole_seconds(idle),
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self.state.lock().admit(request, now))
+    }
+
+    async fn find(
+        &self,
+        pool: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<Session>, StoreError> {
+        let now = self.clock.now_ms();
+        let state = self.state.lock();
+        Ok(state
+            .pool_index(pool)
+            .and_then(|index| state.pools.get(index))
+            .and_then(|p| p.sessions.get(identity))
+            .filter(|s| !s.is_expired_at(now))
+            .cloned())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let now = self.clock.now_ms();
+        let state = self.state.lock();
+        Ok(state.locate(id, now).map(|(_, s)| s.clone()))
+    }
+
+    async fn close(
+        &self,
+        id: &str,
+        reason: CloseReason,
+    ) -> Result<Option<ClosedSession>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut state = self.state.lock();
+        let Some((index, identity)) = state.locate(id, now).map(|(i, s)| (i, s.identity)) else {
+            return Ok(None);
+        };
+        Ok(state
+            .remove(index, &identity)
+            .map(|session| ClosedSession { session, reason }))
+    }
+
+    async fn close_subject(
+        &self,
+        subject: &SubjectKey,
+        reason: CloseReason,
+    ) -> Result<Vec<ClosedSession>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut state = self.state.lock();
+        let mut targets: Vec<(usize, IdentityKey)> = Vec::new();
+        for (index, pool) in state.pools.iter().enumerate() {
+            for session in pool.subject_sessions(subject) {
+                if !session.is_expired_at(now) {
+                    targets.push((index, session.identity));
+                }
+            }
+        }
+        let mut closed: Vec<ClosedSession> = targets
+            .into_iter()
+            .filter_map(|(index, key)| state.remove(index, &key))
+            .map(|session| ClosedSession { session, reason })
+            .collect();
+        closed.sort_by(|a, b| {
+            (a.session.created_ms, &a.session.id).cmp(&(b.session.created_ms, &b.session.id))
+        });
+        Ok(closed)
+    }
+
+    async fn list(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        let now = self.clock.now_ms();
+        let state = self.state.lock();
+        let mut sessions: Vec<Session> = state
+            .pools
+            .iter()
+            .filter(|p| filter.pool.as_ref().is_none_or(|name| *name == p.pool.name))
+            .flat_map(|p| p.sessions.values())
+            .filter(|s| filter.subject.as_ref().is_none_or(|sub| *sub == s.subject))
+            .filter(|s| !s.is_expired_at(now))
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(sessions)
+    }
+
+    async fn usage(&self) -> Result<Vec<PoolUsage>, StoreError> {
+        let now = self.clock.now_ms();
+        let state = self.state.lock();
+        Ok(state
+            .pools
+            .iter()
+            .map(|p| PoolUsage {
+                pool: p.pool.name.clone(),
+                limit: p.pool.limit,
+                reserved: p.pool.reserved_total(),
+                in_use: p.in_use_at(now),
+            })
+            .collect())
+    }
+
+    async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self.state.lock().sweep(now))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::session::contract::{caller, pool};
+
+    const T0: UnixMillis = 1_700_000_000_000;
+
+    /// Every index agrees with the sessions it indexes.
+    fn assert_consistent(store: &MemoryStore) {
+        let state = store.state.lock();
+        let mut total = 0;
+        for (index, p) in state.pools.iter().enumerate() {
+            total += p.sessions.len();
+            let mut per_bucket = vec![0u32; p.per_bucket.len()];
+            for (key, s) in &p.sessions {
+                assert_eq!(*key, s.identity);
+                assert_eq!(state.by_id.get(&s.id), Some(&(index, s.identity)));
+                assert_eq!(p.by_expiry.get(&(s.expires_ms(), s.id.clone())), Some(key));
+                assert!(p.by_subject[&s.subject_key].contains(key));
+                per_bucket[s.bucket] += 1;
+            }
+            assert_eq!(
+                per_bucket, p.per_bucket,
+                "per-bucket counts of {}",
+                p.pool.name
+            );
+            assert_eq!(p.by_expiry.len(), p.sessions.len());
+            let indexed: usize = p.by_subject.values().map(HashSet::len).sum();
+            assert_eq!(indexed, p.sessions.len());
+        }
+        assert_eq!(state.by_id.len(), total);
+    }
+
+    #[tokio::test]
+    async fn indexes_stay_consistent_through_every_operation() {
+        let clock = ManualClock::starting_at(T0);
+        let pools = Pools::new(vec![pool("a", 3), pool("b", 2)]);
+        let store = MemoryStore::new(&pools, Arc::new(clock.clone()));
+        let a = Arc::clone(pools.get("a").expect("pool a"));
+        let b = Arc::clone(pools.get("b").expect("pool b"));
+        let people: Vec<_> = ["ann", "ben", "cat", "dan"]
+            .iter()
+            .map(|s| caller(s, "web").identity)
+            .collect();
+        for (round, who) in people.iter().cycle().take(12).enumerate() {
+            let pool = if round % 3 == 0 { &b } else { &a };
+            let request = AdmitRequest {
+                pool,
+                identity: who,
+                reserved: None,
+            };
+            store.admit(&request).await.expect("admit");
+            assert_consistent(&store);
+            clock.advance(Duration::from_secs(7 * 60));
+        }
+        let open = store.list(&SessionFilter::default()).await.expect("list");
+        if let Some(first) = open.first() {
+            store
+                .close(&first.id, CloseReason::Admin)
+                .await
+                .expect("close");
+        }
+        assert_consistent(&store);
+        store
+            .close_subject(&people[1].subject_key, CloseReason::Admin)
+            .await
+            .expect("close subject");
+        assert_consistent(&store);
+        clock.advance(Duration::from_secs(3600));
+        store.sweep().await.expect("sweep");
+        assert_consistent(&store);
+        assert!(store.state.lock().by_id.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pool_missing_from_the_configuration_is_counted_from_zero() {
+        let clock = ManualClock::starting_at(T0);
+        let store = MemoryStore::new(&Pools::new(vec![pool("known", 1)]), Arc::new(clock));
+        let late = Arc::new(pool("late", 1));
+        let who = caller("ann", "web").identity;
+        let request = AdmitRequest {
+            pool: &late,
+            identity: &who,
+            reserved: None,
+        };
+        let outcome = store.admit(&request).await.expect("admit");
+        assert!(matches!(outcome.admission, Admission::Opened { .. }));
+        let usage = store.usage().await.expect("usage");
+        let names: Vec<_> = usage.iter().map(|u| (u.pool.as_str(), u.in_use)).collect();
+        assert_eq!(names, [("known", 0), ("late", 1)]);
+        assert_consistent(&store);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        let idle = Duration::from_secs(1200);
+        assert_eq!(retry_after(Some(T0 + 1), T0, idle), Duration::from_secs(1));
+        assert_eq!(
+            retry_after(Some(T0 + 1000), T0, idle),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            retry_after(Some(T0 + 1001), T0, idle),
+            Duration::from_secs(2)
+        );
+        assert_eq!(retry_after(Some(T0), T0, idle), Duration::from_secs(1));
+        assert_eq!(retry_after(None, T0, idle), idle);
+    }
+}
