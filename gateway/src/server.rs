@@ -19,7 +19,7 @@ use crate::config::{Config, StoreKind};
 use crate::licensing::Pools;
 use crate::proxy::upstreams::Upstream;
 use crate::proxy::{Access, Gateway};
-use crate::session::{MemoryStore, SharedStore};
+use crate::session::{MemoryStore, RedisStore, SharedStore};
 use crate::telemetry::audit;
 
 /// Why the gateway could not start.
@@ -62,8 +62,15 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     }
 
     let pools = Pools::new(config.pools.clone());
-    let store: SharedStore = match config.sessions.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new(&pools, Arc::clone(&clock))),
+    let mut redis_store = None;
+    let store: SharedStore = match (config.sessions.store, &config.redis) {
+        (StoreKind::Redis, Some(redis)) => {
+            let store = RedisStore::new(redis, &pools, Arc::clone(&clock))
+                .map_err(|e| StartError::Build(e.to_string()))?;
+            redis_store = Some(Arc::clone(&store));
+            store
+        }
+        _ => Arc::new(MemoryStore::new(&pools, Arc::clone(&clock))),
     };
     let verifier = Arc::new(
         Verifier::new(&config.issuers, config.tokens.clone(), Arc::clone(&clock))
@@ -89,7 +96,8 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
 
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for (index, upstream) in config.upstreams.iter().enumerate() {
-        let balancer = Upstream::balancer(index, upstream).map_err(|e| StartError::Build(e.to_string()))?;
+        let balancer =
+            Upstream::balancer(index, upstream).map_err(|e| StartError::Build(e.to_string()))?;
         let balancer = if upstream.health_check.is_some() {
             let service = background_service(&format!("health check {}", upstream.name), balancer);
             let shared = service.task();
@@ -132,7 +140,16 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
             interval: config.sessions.sweep_interval,
         },
     ));
-    server.add_service(background_service("admin", AdminService::new(admin_listener, access)));
+    if let Some(store) = redis_store {
+        server.add_service(background_service(
+            "revocations",
+            RevocationListener { store },
+        ));
+    }
+    server.add_service(background_service(
+        "admin",
+        AdminService::new(admin_listener, access),
+    ));
 
     tracing::info!(
         listen = ?config.server.listen,
@@ -168,6 +185,18 @@ impl BackgroundService for KeyRefresher {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Drops cached leases of sessions closed anywhere in the fleet.
+struct RevocationListener {
+    store: Arc<RedisStore>,
+}
+
+#[async_trait]
+impl BackgroundService for RevocationListener {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.store.listen_for_revocations(shutdown).await;
     }
 }
 

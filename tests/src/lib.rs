@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+pub mod redis;
+
+pub use redis::RedisServer;
 pub use session_gateway::devkit::{Backend, BackendHandle, Issuer, IssuerHandle, TokenRequest};
 
 /// How long a test may wait for any one condition before it fails.
@@ -164,7 +167,12 @@ format = "json"
 
     /// The n-th table of an array of tables (`pools`, `routes`, …).
     pub fn item(&mut self, array: &str, index: usize) -> &mut toml::Table {
-        match self.0.get_mut(array).and_then(|v| v.as_array_mut()).and_then(|a| a.get_mut(index)) {
+        match self
+            .0
+            .get_mut(array)
+            .and_then(|v| v.as_array_mut())
+            .and_then(|a| a.get_mut(index))
+        {
             Some(toml::Value::Table(t)) => t,
             _ => panic!("configuration has no {array}[{index}]"),
         }
@@ -190,7 +198,8 @@ format = "json"
 
     /// Replaces an array of tables.
     pub fn clear(&mut self, array: &str) -> &mut Self {
-        self.0.insert(array.to_string(), toml::Value::Array(Vec::new()));
+        self.0
+            .insert(array.to_string(), toml::Value::Array(Vec::new()));
         self
     }
 
@@ -227,7 +236,11 @@ impl Gateway {
     }
 
     /// Starts a gateway and waits for `what`.
-    pub async fn start_awaiting(binary: &str, config: &ConfigDoc, what: Await) -> anyhow::Result<Self> {
+    pub async fn start_awaiting(
+        binary: &str,
+        config: &ConfigDoc,
+        what: Await,
+    ) -> anyhow::Result<Self> {
         let mut last_error = None;
         // Free ports are only probably free; retry on a collision.
         for _ in 0..3 {
@@ -314,7 +327,12 @@ impl Gateway {
 
     /// `GET path` with a bearer token.
     pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Reply> {
-        let r = self.client.get(self.url(path)).bearer_auth(token).send().await?;
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await?;
         Reply::read(r).await
     }
 
@@ -345,7 +363,10 @@ impl Gateway {
 
 fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
     // SIGTERM is Pingora's graceful shutdown; the test configs keep its grace short.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let started = Instant::now();
     while started.elapsed() < DEADLINE {
         if let Some(status) = child.try_wait()? {

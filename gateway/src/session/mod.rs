@@ -9,6 +9,7 @@
 
 pub mod identity;
 pub mod memory;
+pub mod redis;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -24,6 +25,7 @@ use crate::licensing::{Bucket, Pool};
 
 pub use identity::{IdentityKey, IdentityRule, SessionIdentity, SubjectKey};
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 /// The random, unguessable id of a session (32 lowercase hex digits).
 pub type SessionId = String;
@@ -160,6 +162,9 @@ pub enum Refusal {
 }
 
 /// The decision of one admission.
+// A short-lived value on the stack of one request; boxing the larger
+// variant would cost an allocation on every new session instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     /// The identity's open session was reused and its idle timer slid.
@@ -238,13 +243,18 @@ pub trait Store: Send + Sync + 'static {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError>;
 
     /// The identity's open session in a pool, without opening or sliding it.
-    async fn find(&self, pool: &str, identity: &IdentityKey) -> Result<Option<Session>, StoreError>;
+    async fn find(&self, pool: &str, identity: &IdentityKey)
+    -> Result<Option<Session>, StoreError>;
 
     /// An open session by id.
     async fn get(&self, id: &str) -> Result<Option<Session>, StoreError>;
 
     /// Closes a session by id and frees its seat; `None` if it was not open.
-    async fn close(&self, id: &str, reason: CloseReason) -> Result<Option<ClosedSession>, StoreError>;
+    async fn close(
+        &self,
+        id: &str,
+        reason: CloseReason,
+    ) -> Result<Option<ClosedSession>, StoreError>;
 
     /// Closes every open session of a subject (all pools).
     async fn close_subject(

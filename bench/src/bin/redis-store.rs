@@ -1,0 +1,213 @@
+//! Measures the Redis store on this machine against a real, local
+//! `redis-server` (started on a free loopback port, killed at the end):
+//!
+//! 1. admissions per second: distinct identities opening sessions through
+//!    `Store::admit`, 64 in flight (store level: no HTTP, no token checks);
+//! 2. Redis memory per open session: `used_memory` before and after, divided
+//!    by the number of sessions, plus `MEMORY USAGE` of one session's keys;
+//! 3. Redis commands per request at steady state: 1,000 open sessions called
+//!    at random for a few seconds through `Store::admit` with the lease cache
+//!    on (touch_interval 1 s), `INFO commandstats` before and after.
+//!
+//! Run: `cargo run --release -p session-gateway-bench --bin redis-store`
+//! (optional arguments: sessions for step 1, seconds for step 3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use session_gateway::auth::Claims;
+use session_gateway::clock::SystemClock;
+use session_gateway::config::{RedisConfig, RedisMode, Secret};
+use session_gateway::licensing::{Pool, Pools};
+use session_gateway::session::{AdmitRequest, IdentityRule, RedisStore, SessionIdentity, Store};
+use session_gateway_e2e::RedisServer;
+
+fn identity(n: u64) -> SessionIdentity {
+    let rule = IdentityRule::new(vec![
+        vec!["iss".into()],
+        vec!["sub".into()],
+        vec!["client_id".into()],
+    ]);
+    let claims = serde_json_map(n);
+    rule.derive(&claims).expect("identity")
+}
+
+fn serde_json_map(n: u64) -> Claims {
+    let mut map = serde_json::Map::new();
+    map.insert("iss".into(), "https://idp.bench".into());
+    map.insert("sub".into(), format!("user-{n}").into());
+    map.insert("client_id".into(), "erp-web".into());
+    Claims::from_map(map)
+}
+
+fn config(url: String, touch_interval: Duration) -> RedisConfig {
+    RedisConfig {
+        mode: RedisMode::Standalone,
+        urls: vec![Secret::new(url)],
+        key_prefix: "bench".into(),
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(5),
+        grace_period: Duration::ZERO,
+        touch_interval,
+    }
+}
+
+fn info_number(info: &str, key: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn total_calls(commandstats: &str) -> u64 {
+    commandstats
+        .lines()
+        .filter_map(|l| l.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let sessions: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
+
+    let redis = RedisServer::start()?;
+    let pool = Arc::new(Pool {
+        name: "bench".into(),
+        limit: u32::MAX / 2,
+        rule: None,
+        subject_limit: None,
+        reserved: vec![],
+        idle_timeout: Duration::from_secs(1200),
+        absolute_timeout: Duration::from_secs(8 * 3600),
+    });
+    let pools = Pools::new(vec![(*pool).clone()]);
+
+    // 1. Admissions per second (the lease cache off: every call is a script).
+    let store = RedisStore::new(
+        &config(redis.url(), Duration::ZERO),
+        &pools,
+        Arc::new(SystemClock),
+    )?;
+    store.ping().await?;
+    let before = info_number(&redis.cli(&["INFO", "memory"])?, "used_memory");
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers = (0..64).map(|_| {
+        let (store, next, pool) = (Arc::clone(&store), Arc::clone(&next), Arc::clone(&pool));
+        tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= sessions {
+                    return anyhow::Ok(());
+                }
+                let identity = identity(n);
+                let request = AdmitRequest {
+                    pool: &pool,
+                    identity: &identity,
+                    reserved: None,
+                };
+                let outcome = store.admit(&request).await?;
+                anyhow::ensure!(outcome.admission.session().is_some(), "refused");
+            }
+        })
+    });
+    for worker in futures_util::future::join_all(workers).await {
+        worker??;
+    }
+    let elapsed = started.elapsed();
+    let after = info_number(&redis.cli(&["INFO", "memory"])?, "used_memory");
+    println!(
+        "admissions: {sessions} new sessions in {:.2} s = {:.0} admissions/s (64 in flight, store level)",
+        elapsed.as_secs_f64(),
+        sessions as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. Memory per open session.
+    let usage = store.usage().await?;
+    let sample = store
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no session"))?;
+    let hash = redis.cli(&[
+        "MEMORY",
+        "USAGE",
+        &format!("{{bench:bench}}:s:{}", sample.identity.to_hex()),
+    ])?;
+    let id_key = redis.cli(&[
+        "MEMORY",
+        "USAGE",
+        &format!("{{bench:bench}}:i:{}", sample.id),
+    ])?;
+    let subject = redis.cli(&[
+        "MEMORY",
+        "USAGE",
+        &format!("{{bench:bench}}:u:{}", sample.subject_key.to_hex()),
+    ])?;
+    println!(
+        "memory: {} open sessions, used_memory +{} bytes = {:.0} bytes/session; MEMORY USAGE session hash {hash} B, id key {id_key} B, subject set {subject} B",
+        usage[0].in_use,
+        after.saturating_sub(before),
+        after.saturating_sub(before) as f64 / f64::from(usage[0].in_use.max(1)),
+    );
+
+    // 3. Commands per request at steady state with the lease cache on.
+    let cached = RedisStore::new(
+        &config(redis.url(), Duration::from_secs(1)),
+        &pools,
+        Arc::new(SystemClock),
+    )?;
+    let active: u64 = 1000;
+    for n in 0..active {
+        let identity = identity(n);
+        cached
+            .admit(&AdmitRequest {
+                pool: &pool,
+                identity: &identity,
+                reserved: None,
+            })
+            .await?;
+    }
+    redis.cli(&["CONFIG", "RESETSTAT"])?;
+    let requests = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers = (0..64u64).map(|w| {
+        let (store, requests, pool) = (
+            Arc::clone(&cached),
+            Arc::clone(&requests),
+            Arc::clone(&pool),
+        );
+        tokio::spawn(async move {
+            let mut n = w;
+            while Instant::now() < deadline {
+                n = (n * 6364136223846793005 + 1442695040888963407) % active;
+                let identity = identity(n);
+                store
+                    .admit(&AdmitRequest {
+                        pool: &pool,
+                        identity: &identity,
+                        reserved: None,
+                    })
+                    .await?;
+                requests.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        })
+    });
+    for worker in futures_util::future::join_all(workers).await {
+        worker??;
+    }
+    let calls = total_calls(&redis.cli(&["INFO", "commandstats"])?);
+    let requests = requests.load(Ordering::Relaxed);
+    println!(
+        "steady state: {requests} admissions of {active} open sessions in {seconds} s, {calls} Redis commands = {:.4} commands/request (lease cache, touch_interval 1 s; INFO itself counts 1)",
+        calls as f64 / requests.max(1) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! The local lease cache of one gateway instance (design.md §4 step 4).
+//!
+//! A session this instance confirmed in Redis less than `touch_interval`
+//! ago is reused without a round trip; its idle timer is slid in Redis by an
+//! asynchronous touch, at most one per `touch_interval / 2`, so steady
+//! traffic of one session costs a few Redis commands per second whatever its
+//! request rate. Closes made anywhere in the fleet are published and drop the
+//! lease on every instance; a lost message is corrected by the next touch,
+//! within `touch_interval`.
+//!
+//! When Redis is unreachable, a lease confirmed within `grace_period` keeps
+//! its session working (default 0: strict, no grace).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+use crate::session::{IdentityKey, Session};
+
+/// A cached confirmation of one session. Shared, so marking a touch as sent
+/// never writes the entry back (which could resurrect a revoked lease).
+#[derive(Debug)]
+struct Lease {
+    session: Session,
+    confirmed: Instant,
+    /// When the last touch was sent, in ms after `confirmed`.
+    touch_sent_ms: AtomicU64,
+}
+
+/// A close published by some instance: drop the lease of this identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The pool.
+    pub pool: String,
+    /// The identity whose session closed.
+    pub identity: IdentityKey,
+}
+
+impl Revocation {
+    /// Parses a revocation message (`<pool> <identity hex>`).
+    pub fn parse(message: &str) -> Option<Self> {
+        let (pool, identity) = message.split_once(' ')?;
+        Some(Self {
+            pool: pool.to_string(),
+            identity: crate::session::identity::Digest32::from_hex(identity)?,
+        })
+    }
+}
+
+/// What [`LeaseCache::fresh`] found.
+#[derive(Debug, Clone)]
+pub struct FreshLease {
+    /// The session to reuse.
+    pub session: Session,
+    /// Whether the caller should send the asynchronous touch now.
+    pub touch_due: bool,
+}
+
+/// The cache, bounded in entries.
+pub struct LeaseCache {
+    touch_interval: Duration,
+    grace: Duration,
+    leases: quick_cache::sync::Cache<(String, IdentityKey), Arc<Lease>>,
+}
+
+impl std::fmt::Debug for LeaseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseCache")
+            .field("touch_interval", &self.touch_interval)
+            .field("entries", &self.leases.len())
+            .finish()
+    }
+}
+
+impl LeaseCache {
+    /// A cache; a zero `touch_interval` disables the fast path (every call
+    /// goes to Redis).
+    pub fn new(touch_interval: Duration, grace: Duration) -> Self {
+        Self {
+            touch_interval,
+            grace,
+            leases: quick_cache::sync::Cache::new(200_000),
+        }
+    }
+
+    /// A session confirmed less than `touch_interval` ago, if any.
+    pub fn fresh(&self, pool: &str, identity: &IdentityKey) -> Option<FreshLease> {
+        if self.touch_interval.is_zero() {
+            return None;
+        }
+        let lease = self.leases.get(&(pool.to_string(), *identity))?;
+        let age = lease.confirmed.elapsed();
+        if age >= self.touch_interval || lease.session.absolute_expires_ms <= SystemClock.now_ms() {
+            return None;
+        }
+        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        let half = u64::try_from((self.touch_interval / 2).as_millis()).unwrap_or(u64::MAX);
+        let sent = lease.touch_sent_ms.load(Ordering::Relaxed);
+        // One caller wins the right to send the touch of this half-interval.
+        let touch_due = age_ms.saturating_sub(sent) >= half
+            && lease
+                .touch_sent_ms
+                .compare_exchange(sent, age_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        Some(FreshLease {
+            session: lease.session.clone(),
+            touch_due,
+        })
+    }
+
+    /// Records that Redis just confirmed this session.
+    pub fn confirm(&self, session: Session) {
+        if self.touch_interval.is_zero() && self.grace.is_zero() {
+            return;
+        }
+        self.leases.insert(
+            (session.pool.clone(), session.identity),
+            Arc::new(Lease {
+                session,
+                confirmed: Instant::now(),
+                touch_sent_ms: AtomicU64::new(0),
+            }),
+        );
+    }
+
+    /// Drops a lease (its session closed).
+    pub fn forget(&self, pool: &str, identity: &IdentityKey) {
+        self.leases.remove(&(pool.to_string(), *identity));
+    }
+
+    /// A session confirmed within the grace period (Redis unreachable).
+    pub fn within_grace(&self, pool: &str, identity: &IdentityKey) -> Option<Session> {
+        if self.grace.is_zero() {
+            return None;
+        }
+        let lease = self.leases.get(&(pool.to_string(), *identity))?;
+        let alive = lease.session.absolute_expires_ms > SystemClock.now_ms();
+        (alive && lease.confirmed.elapsed() < self.grace).then(|| lease.session.clone())
+    }
+
+    /// Number of cached leases.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Whether no lease is cached.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::identity::Digest32;
+
+    fn session(identity: IdentityKey) -> Session {
+        Session {
+            id: "a".repeat(32),
+            pool: "p".into(),
+            bucket: 0,
+            identity,
+            issuer: "i".into(),
+            subject: "s".into(),
+            client: None,
+            subject_key: identity,
+            created_ms: 0,
+            last_seen_ms: 0,
+            idle_expires_ms: u64::MAX,
+            absolute_expires_ms: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn confirmed_leases_are_fresh_until_forgotten() {
+        let cache = LeaseCache::new(Duration::from_secs(60), Duration::ZERO);
+        let id = Digest32::of_parts("t", [b"x".as_slice()]);
+        assert!(cache.fresh("p", &id).is_none());
+        cache.confirm(session(id));
+        let hit = cache.fresh("p", &id).expect("fresh");
+        assert!(!hit.touch_due, "just confirmed");
+        cache.forget("p", &id);
+        assert!(cache.fresh("p", &id).is_none());
+    }
+
+    #[test]
+    fn a_zero_interval_disables_the_cache_and_grace_needs_a_period() {
+        let cache = LeaseCache::new(Duration::ZERO, Duration::ZERO);
+        let id = Digest32::of_parts("t", [b"x".as_slice()]);
+        cache.confirm(session(id));
+        assert!(cache.fresh("p", &id).is_none());
+        assert!(cache.within_grace("p", &id).is_none());
+        let cache = LeaseCache::new(Duration::ZERO, Duration::from_secs(60));
+        cache.confirm(session(id));
+        assert!(cache.within_grace("p", &id).is_some());
+    }
+
+    #[test]
+    fn revocations_parse() {
+        let id = Digest32::of_parts("t", [b"x".as_slice()]);
+        let r = Revocation::parse(&format!("pool {}", id.to_hex())).unwrap();
+        assert_eq!(r.pool, "pool");
+        assert_eq!(r.identity, id);
+        assert!(Revocation::parse("nonsense").is_none());
+    }
+}

@@ -1,0 +1,120 @@
+-- admit: reuse-and-slide the identity's session, or open one if a seat (and
+-- the subject's cap) allows, or refuse. Expired sessions of the pool are
+-- closed first, and returned so they are audited exactly once.
+--
+-- KEYS[1]  T:s:<identity> (declares the pool's slot)
+-- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 identity   4 new session id
+--          5 issuer   6 subject   7 client   8 subject key
+--          9 idle ms   10 absolute ms   11 linger ms
+--          12 reserved bucket (0 = none)   13 per-subject max (0 = none)
+--          14 subject policy ('deny' | 'replace')   15 bucket count n
+--          16 .. 15+n  capacity of bucket 0 .. n-1
+-- Returns  { kind, session, replaced, in_use or count, retry ms, closed }
+--          kind = 'reused' | 'opened' | 'full' | 'subject'
+--          retry ms is -1 when no seat the caller could use frees by time
+local now = now_ms(ARGV[1])
+local tag, identity = ARGV[2], ARGV[3]
+local idle, absolute, linger = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
+local n = tonumber(ARGV[15])
+local caps = {}
+for b = 0, n - 1 do
+    caps[b] = tonumber(ARGV[16 + b])
+end
+
+local closed = {}
+purge(tag, n, now, closed)
+
+local s = load_alive(tag, identity, now)
+if s then
+    s[9] = tostring(now)
+    s[10] = tostring(now + idle)
+    persist(tag, s, now, linger)
+    return {'reused', s, {}, 0, 0, closed}
+end
+
+-- Seats held now: only sessions alive at `now` count, so expired ones the
+-- bounded purge has not reached yet never make a pool look full.
+local used = {}
+for b = 0, n - 1 do
+    used[b] = redis.call('ZCOUNT', tag .. ':b:' .. b, '(' .. now, '+inf')
+end
+local function choose()
+    if reserved >= 1 and used[reserved] and used[reserved] < caps[reserved] then
+        return reserved
+    end
+    if used[0] < caps[0] then
+        return 0
+    end
+    return nil
+end
+
+local replaced = {}
+if subject_max > 0 then
+    local ukey = tag .. ':u:' .. ARGV[8]
+    -- The subject's live sessions, least recently used first; entries whose
+    -- session is gone (expired keys) are dropped on the way.
+    local members = {}
+    for _, m in ipairs(redis.call('ZRANGE', ukey, 0, -1)) do
+        if load_alive(tag, m, now) then
+            table.insert(members, m)
+        elseif not load(tag, m) then
+            redis.call('ZREM', ukey, m)
+        end
+    end
+    if #members >= subject_max then
+        if policy ~= 'replace' then
+            local earliest = nil
+            for _, m in ipairs(members) do
+                local v = load(tag, m)
+                if v and (not earliest or expires(v) < earliest) then
+                    earliest = expires(v)
+                end
+            end
+            return {'subject', {}, {}, #members, earliest and (earliest - now) or -1, closed}
+        end
+        -- Least recently used first (scores are last-seen times).
+        local victim = load(tag, members[1])
+        if victim then
+            local vb = tonumber(victim[3])
+            -- A bucket no longer configured (a reserved group removed) holds
+            -- no counted seat.
+            if used[vb] then
+                used[vb] = used[vb] - 1
+            end
+            if choose() ~= nil then
+                remove(tag, victim)
+                revoke(tag, victim)
+                victim[12] = 'replaced'
+                replaced = victim
+            elseif used[vb] then
+                used[vb] = used[vb] + 1
+            end
+        end
+    end
+end
+
+local bucket = choose()
+if bucket == nil then
+    local in_use = 0
+    for b = 0, n - 1 do
+        in_use = in_use + used[b]
+    end
+    local earliest = nil
+    local usable = {0}
+    if reserved >= 1 then
+        table.insert(usable, reserved)
+    end
+    for _, b in ipairs(usable) do
+        local first = redis.call('ZRANGEBYSCORE', tag .. ':b:' .. b, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+        if first[2] and (not earliest or tonumber(first[2]) < earliest) then
+            earliest = tonumber(first[2])
+        end
+    end
+    return {'full', {}, {}, in_use, earliest and (earliest - now) or -1, closed}
+end
+
+s = {ARGV[4], identity, tostring(bucket), ARGV[5], ARGV[6], ARGV[7], ARGV[8],
+     tostring(now), tostring(now), tostring(now + idle), tostring(now + absolute)}
+persist(tag, s, now, linger)
+return {'opened', s, replaced, 0, 0, closed}

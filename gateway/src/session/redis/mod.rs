@@ -1,0 +1,796 @@
+//! The Redis store: sessions and seats shared by a fleet of gateway
+//! instances (design.md §5, docs/architecture.md).
+//!
+//! Every state transition is one Lua script (`lua/*.lua`, each with a header
+//! listing KEYS and ARGV), run atomically by Redis with EVALSHA (the redis
+//! crate loads a script again on NOSCRIPT). No transition is a
+//! read-modify-write from Rust across two round trips, so no interleaving of
+//! instances can put more sessions in a pool than its limit or give one
+//! identity two seats.
+//!
+//! Session expiry uses the Redis server's clock (`TIME`), so instance clocks
+//! may drift without changing who holds a seat; with a manual [`Clock`]
+//! (tests) the store passes its time to the scripts instead.
+//!
+//! All keys of a pool share the hash tag `{<prefix>:<pool>}`, so a pool lives
+//! in one Redis Cluster slot, and every key expires with its sessions.
+
+mod lease;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Script, Value};
+use tokio::sync::OnceCell;
+
+pub use lease::{LeaseCache, Revocation};
+
+use super::{
+    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
+    Refusal, Session, SessionFilter, Store, StoreError, SubjectKey,
+};
+use crate::clock::{SharedClock, UnixMillis};
+use crate::config::{RedisConfig, RedisMode};
+use crate::licensing::{Pool, Pools, SubjectLimitPolicy};
+use crate::session::identity::Digest32;
+
+const COMMON: &str = include_str!("lua/common.lua");
+
+/// How long a session's keys outlive its expiry, so the sweeper can still
+/// read a just-expired session and report its `idle` / `absolute` close.
+const LINGER: Duration = Duration::from_secs(600);
+
+/// The scripts, compiled once (their SHA-1 is computed at start).
+struct Scripts {
+    admit: Script,
+    touch: Script,
+    find: Script,
+    get: Script,
+    close: Script,
+    close_subject: Script,
+    list: Script,
+    usage: Script,
+    sweep: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_common = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
+        Self {
+            admit: with_common(include_str!("lua/admit.lua")),
+            touch: with_common(include_str!("lua/touch.lua")),
+            find: with_common(include_str!("lua/find.lua")),
+            get: with_common(include_str!("lua/get.lua")),
+            close: with_common(include_str!("lua/close.lua")),
+            close_subject: with_common(include_str!("lua/close_subject.lua")),
+            list: with_common(include_str!("lua/list.lua")),
+            usage: with_common(include_str!("lua/usage.lua")),
+            sweep: with_common(include_str!("lua/sweep.lua")),
+        }
+    }
+}
+
+/// The connection: the redis crate's own clients, which reconnect by
+/// themselves. They run a driver task on the runtime that creates them, so
+/// they are created on the store's own small runtime (see [`Driver`]), never
+/// on whichever Pingora service happens to call first.
+enum Connection {
+    Standalone {
+        client: redis::Client,
+        config: redis::aio::ConnectionManagerConfig,
+        conn: OnceCell<ConnectionManager>,
+    },
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        conn: OnceCell<ClusterConnection>,
+    },
+}
+
+/// A dedicated one-thread runtime for the Redis connection's driver task:
+/// alive as long as the store, never starved by proxy work, and not stopped
+/// before in-flight requests during a graceful shutdown.
+struct Driver(Option<tokio::runtime::Runtime>);
+
+impl Driver {
+    fn new() -> Result<Self, StoreError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("redis-driver")
+            .enable_all()
+            .build()
+            .map(|rt| Driver(Some(rt)))
+            .map_err(|e| StoreError::Protocol(format!("redis runtime: {e}")))
+    }
+
+    /// Runs a future on the driver runtime and waits for it from any runtime.
+    async fn run<F, T>(&self, future: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, redis::RedisError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let runtime = self
+            .0
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
+        match runtime.spawn(future).await {
+            Ok(result) => result.map_err(|e| store_error(&e)),
+            Err(e) => Err(StoreError::Unavailable(format!("redis driver: {e}"))),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one panics; this never blocks.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A [`Store`] in Redis, shared by every gateway instance that points at it.
+pub struct RedisStore {
+    connection: Connection,
+    driver: Driver,
+    prefix: String,
+    pools: Pools,
+    clock: Option<SharedClock>,
+    scripts: Scripts,
+    leases: Arc<LeaseCache>,
+    timeout: Duration,
+    /// For revocation messages (any node of a cluster hears every PUBLISH).
+    pubsub_url: String,
+    /// Itself, to spawn asynchronous touches.
+    me: Weak<RedisStore>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session as the scripts return it: 11 fields, plus a close reason.
+type Fields = Vec<String>;
+
+impl RedisStore {
+    /// A store for these pools. `clock` is used only when it is manual
+    /// (tests); otherwise Redis `TIME` decides expiry.
+    pub fn new(
+        config: &RedisConfig,
+        pools: &Pools,
+        clock: SharedClock,
+    ) -> Result<Arc<Self>, StoreError> {
+        let bad = |e: redis::RedisError| StoreError::Protocol(format!("redis configuration: {e}"));
+        let connection = match &config.mode {
+            RedisMode::Standalone => Connection::Standalone {
+                client: redis::Client::open(first_url(config)?).map_err(bad)?,
+                config: redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.response_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(2)),
+                conn: OnceCell::new(),
+            },
+            RedisMode::Cluster => Connection::Cluster {
+                client: redis::cluster::ClusterClientBuilder::new(
+                    config.urls.iter().map(|u| u.expose()),
+                )
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(1)
+                .build()
+                .map_err(bad)?,
+                conn: OnceCell::new(),
+            },
+        };
+        let pubsub_url = first_url(config)?.to_string();
+        let driver = Driver::new()?;
+        Ok(Arc::new_cyclic(|me| Self {
+            connection,
+            driver,
+            prefix: config.key_prefix.clone(),
+            pools: pools.clone(),
+            clock: clock.is_manual().then_some(clock),
+            scripts: Scripts::new(),
+            leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
+            timeout: config.connect_timeout + config.response_timeout,
+            pubsub_url,
+            me: me.clone(),
+        }))
+    }
+
+    /// Listens for revocations published by any instance and drops the
+    /// matching leases, until `shutdown` turns true. Reconnects by itself.
+    pub async fn listen_for_revocations(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        use futures_util::StreamExt;
+        let channel = format!("{}:revocations", self.prefix);
+        loop {
+            let subscribed = async {
+                let client = redis::Client::open(self.pubsub_url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let text: String = message.get_payload().unwrap_or_default();
+                    if let Some(revocation) = Revocation::parse(&text) {
+                        self.leases.forget(&revocation.pool, &revocation.identity);
+                    }
+                }
+                redis::RedisResult::Ok(())
+            };
+            tokio::select! {
+                result = subscribed => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "revocation channel lost; reconnecting");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            // The leases may have missed messages meanwhile; they are
+            // corrected by their next touch, within touch_interval.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn touch_later(&self, session: Session) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            match me.touch(&session).await {
+                Ok(Some(fresh)) => me.leases.confirm(fresh),
+                Ok(None) => me.leases.forget(&session.pool, &session.identity),
+                // Keep the lease: it expires from the cache by itself.
+                Err(error) => tracing::debug!(%error, "asynchronous touch failed"),
+            }
+        });
+    }
+
+    /// The local lease cache (the hot path reads it; revocations drop from it).
+    pub fn leases(&self) -> &Arc<LeaseCache> {
+        &self.leases
+    }
+
+    fn tag(&self, pool: &str) -> String {
+        format!("{{{}:{}}}", self.prefix, pool)
+    }
+
+    fn now_arg(&self) -> String {
+        self.clock
+            .as_ref()
+            .map_or_else(|| "0".to_string(), |c| c.now_ms().to_string())
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        // Connecting is bounded too: a Redis that accepts but never answers
+        // must not hold a request forever.
+        let call = async {
+            match &self.connection {
+                Connection::Standalone {
+                    client,
+                    config,
+                    conn,
+                } => {
+                    let conn = conn
+                        .get_or_try_init(|| {
+                            let (client, config) = (client.clone(), config.clone());
+                            self.driver.run(async move {
+                                client.get_connection_manager_with_config(config).await
+                            })
+                        })
+                        .await?;
+                    invocation
+                        .invoke_async::<Value>(&mut conn.clone())
+                        .await
+                        .map_err(|e| store_error(&e))
+                }
+                Connection::Cluster { client, conn } => {
+                    let conn = conn
+                        .get_or_try_init(|| {
+                            let client = client.clone();
+                            self.driver
+                                .run(async move { client.get_async_connection().await })
+                        })
+                        .await?;
+                    invocation
+                        .invoke_async::<Value>(&mut conn.clone())
+                        .await
+                        .map_err(|e| store_error(&e))
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable("timed out".into())),
+        }
+    }
+
+    fn pool(&self, name: &str) -> Result<&Arc<Pool>, StoreError> {
+        self.pools
+            .get(name)
+            .ok_or_else(|| StoreError::Protocol(format!("unknown pool `{name}`")))
+    }
+
+    fn bucket_args(pool: &Pool) -> Vec<String> {
+        let n = pool.bucket_count();
+        let mut args = vec![n.to_string()];
+        args.extend((0..n).map(|b| pool.bucket_capacity(b).to_string()));
+        args
+    }
+
+    /// Slides a session's idle timer without opening anything (the lease
+    /// cache's asynchronous touch). `None` when it has closed.
+    pub async fn touch(&self, session: &Session) -> Result<Option<Session>, StoreError> {
+        let pool = self.pool(&session.pool)?;
+        let tag = self.tag(&pool.name);
+        let identity = session.identity.to_hex();
+        let value = self
+            .run(
+                &self.scripts.touch,
+                &[format!("{tag}:s:{identity}")],
+                &[
+                    self.now_arg(),
+                    tag,
+                    identity,
+                    session.id.clone(),
+                    millis(pool.idle_timeout).to_string(),
+                    millis(LINGER).to_string(),
+                ],
+            )
+            .await?;
+        Ok(session_of(&pool.name, &value)?.map(|(s, _)| s))
+    }
+
+    async fn admit_in_store(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
+        let pool = request.pool;
+        let tag = self.tag(&pool.name);
+        let identity = request.identity.key.to_hex();
+        let (subject_max, policy) = match pool.subject_limit {
+            Some(limit) => (
+                limit.max,
+                match limit.policy {
+                    SubjectLimitPolicy::Deny => "deny",
+                    SubjectLimitPolicy::ReplaceOldest => "replace",
+                },
+            ),
+            None => (0, "deny"),
+        };
+        let mut args = vec![
+            self.now_arg(),
+            tag.clone(),
+            identity.clone(),
+            super::new_session_id(),
+            request.identity.issuer.clone(),
+            request.identity.subject.clone(),
+            request.identity.client.clone().unwrap_or_default(),
+            request.identity.subject_key.to_hex(),
+            millis(pool.idle_timeout).to_string(),
+            millis(pool.absolute_timeout).to_string(),
+            millis(LINGER).to_string(),
+            request.reserved.unwrap_or(0).to_string(),
+            subject_max.to_string(),
+            policy.to_string(),
+        ];
+        args.extend(Self::bucket_args(pool));
+        let value = self
+            .run(&self.scripts.admit, &[format!("{tag}:s:{identity}")], &args)
+            .await?;
+        let parts = array(&value)?;
+        if parts.len() != 6 {
+            return Err(protocol("admit reply has the wrong shape"));
+        }
+        let kind = text(&parts[0])?;
+        let expired = closed_list(&pool.name, &parts[5])?;
+        let count = u32::try_from(int(&parts[3])?).unwrap_or(u32::MAX);
+        let retry_ms = int(&parts[4])?;
+        let retry_after = if retry_ms < 0 {
+            whole_seconds(pool.idle_timeout)
+        } else {
+            whole_seconds(Duration::from_millis(retry_ms as u64))
+        };
+        let session = || {
+            session_of(&pool.name, &parts[1])?
+                .map(|(s, _)| s)
+                .ok_or_else(|| protocol("admit reply lacks the session"))
+        };
+        let admission = match kind.as_str() {
+            "reused" => Admission::Reused(session()?),
+            "opened" => Admission::Opened {
+                session: session()?,
+                replaced: session_of(&pool.name, &parts[2])?.map(|(s, reason)| ClosedSession {
+                    session: s,
+                    reason: reason.unwrap_or(CloseReason::Replaced),
+                }),
+            },
+            "full" => Admission::Refused(Refusal::PoolFull {
+                limit: pool.limit,
+                in_use: count,
+                retry_after,
+            }),
+            "subject" => Admission::Refused(Refusal::SubjectLimit {
+                limit: subject_max,
+                retry_after,
+            }),
+            other => return Err(protocol(&format!("admit reply kind `{other}`"))),
+        };
+        Ok(AdmitOutcome { admission, expired })
+    }
+
+    /// Closes by id in every pool (ids do not name their pool; pools are few
+    /// and closing is rare).
+    async fn close_by_id(
+        &self,
+        id: &str,
+        reason: CloseReason,
+    ) -> Result<Option<ClosedSession>, StoreError> {
+        for pool in self.pools.iter() {
+            let tag = self.tag(&pool.name);
+            let value = self
+                .run(
+                    &self.scripts.close,
+                    &[format!("{tag}:i:{id}")],
+                    &[
+                        self.now_arg(),
+                        tag,
+                        id.to_string(),
+                        reason.as_str().to_string(),
+                    ],
+                )
+                .await?;
+            if let Some((session, _)) = session_of(&pool.name, &value)? {
+                self.leases.forget(&session.pool, &session.identity);
+                return Ok(Some(ClosedSession { session, reason }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
+        if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key) {
+            if lease.touch_due {
+                self.touch_later(lease.session.clone());
+            }
+            return Ok(AdmitOutcome {
+                admission: Admission::Reused(lease.session),
+                expired: Vec::new(),
+            });
+        }
+        match self.admit_in_store(request).await {
+            Ok(outcome) => {
+                if let Some(session) = outcome.admission.session() {
+                    self.leases.confirm(session.clone());
+                }
+                if let Admission::Opened {
+                    replaced: Some(replaced),
+                    ..
+                } = &outcome.admission
+                {
+                    self.leases
+                        .forget(&replaced.session.pool, &replaced.session.identity);
+                }
+                for closed in &outcome.expired {
+                    self.leases
+                        .forget(&closed.session.pool, &closed.session.identity);
+                }
+                Ok(outcome)
+            }
+            Err(error) => match self
+                .leases
+                .within_grace(&request.pool.name, &request.identity.key)
+            {
+                // Redis is down, but this session was confirmed recently
+                // enough: the operator chose to let it continue.
+                Some(session) => Ok(AdmitOutcome {
+                    admission: Admission::Reused(session),
+                    expired: Vec::new(),
+                }),
+                None => Err(error),
+            },
+        }
+    }
+
+    async fn find(
+        &self,
+        pool: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<Session>, StoreError> {
+        let tag = self.tag(pool);
+        let identity = identity.to_hex();
+        let value = self
+            .run(
+                &self.scripts.find,
+                &[format!("{tag}:s:{identity}")],
+                &[self.now_arg(), tag, identity],
+            )
+            .await?;
+        Ok(session_of(pool, &value)?.map(|(s, _)| s))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        for pool in self.pools.iter() {
+            let tag = self.tag(&pool.name);
+            let value = self
+                .run(
+                    &self.scripts.get,
+                    &[format!("{tag}:i:{id}")],
+                    &[self.now_arg(), tag, id.to_string()],
+                )
+                .await?;
+            if let Some((session, _)) = session_of(&pool.name, &value)? {
+                return Ok(Some(session));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn close(
+        &self,
+        id: &str,
+        reason: CloseReason,
+    ) -> Result<Option<ClosedSession>, StoreError> {
+        self.close_by_id(id, reason).await
+    }
+
+    async fn close_subject(
+        &self,
+        subject: &SubjectKey,
+        reason: CloseReason,
+    ) -> Result<Vec<ClosedSession>, StoreError> {
+        let mut closed = Vec::new();
+        for pool in self.pools.iter() {
+            let tag = self.tag(&pool.name);
+            let value = match self
+                .run(
+                    &self.scripts.close_subject,
+                    &[format!("{tag}:u:{}", subject.to_hex())],
+                    &[self.now_arg(), tag, reason.as_str().to_string()],
+                )
+                .await
+            {
+                Ok(value) => value,
+                Err(error) => return partial(closed, error),
+            };
+            for c in closed_list(&pool.name, &value)? {
+                self.leases.forget(&c.session.pool, &c.session.identity);
+                closed.push(ClosedSession { reason, ..c });
+            }
+        }
+        Ok(closed)
+    }
+
+    async fn list(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = Vec::new();
+        for pool in self.pools.iter() {
+            if filter.pool.as_ref().is_some_and(|p| p != &pool.name) {
+                continue;
+            }
+            let tag = self.tag(&pool.name);
+            let value = self
+                .run(
+                    &self.scripts.list,
+                    &[format!("{tag}:b:0")],
+                    &[self.now_arg(), tag, pool.bucket_count().to_string()],
+                )
+                .await?;
+            for item in array(&value)? {
+                if let Some((s, _)) = session_of(&pool.name, item)?
+                    && filter.subject.as_ref().is_none_or(|sub| sub == &s.subject)
+                {
+                    sessions.push(s);
+                }
+            }
+        }
+        sessions.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(sessions)
+    }
+
+    async fn usage(&self) -> Result<Vec<PoolUsage>, StoreError> {
+        let mut usage = Vec::new();
+        for pool in self.pools.iter() {
+            let tag = self.tag(&pool.name);
+            let value = self
+                .run(
+                    &self.scripts.usage,
+                    &[format!("{tag}:b:0")],
+                    &[self.now_arg(), tag, pool.bucket_count().to_string()],
+                )
+                .await?;
+            usage.push(PoolUsage {
+                pool: pool.name.clone(),
+                limit: pool.limit,
+                reserved: pool.reserved_total(),
+                in_use: u32::try_from(int(&value)?).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(usage)
+    }
+
+    async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError> {
+        let mut closed = Vec::new();
+        for pool in self.pools.iter() {
+            let tag = self.tag(&pool.name);
+            let value = match self
+                .run(
+                    &self.scripts.sweep,
+                    &[format!("{tag}:b:0")],
+                    &[self.now_arg(), tag, pool.bucket_count().to_string()],
+                )
+                .await
+            {
+                Ok(value) => value,
+                Err(error) => return partial(closed, error),
+            };
+            for c in closed_list(&pool.name, &value)? {
+                self.leases.forget(&c.session.pool, &c.session.identity);
+                closed.push(c);
+            }
+        }
+        Ok(closed)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let value = self.run(&self.scripts_ping(), &[], &[]).await?;
+        match value {
+            Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
+            _ => Err(protocol("PING reply")),
+        }
+    }
+}
+
+impl RedisStore {
+    fn scripts_ping(&self) -> Script {
+        Script::new("return redis.call('PING')")
+    }
+}
+
+/// Sessions already closed in earlier pools are gone from Redis: they must
+/// still be reported (audited) even when a later pool fails.
+fn partial(
+    closed: Vec<ClosedSession>,
+    error: StoreError,
+) -> Result<Vec<ClosedSession>, StoreError> {
+    if closed.is_empty() {
+        Err(error)
+    } else {
+        tracing::warn!(%error, "store operation failed part-way; reporting what was closed");
+        Ok(closed)
+    }
+}
+
+fn first_url(config: &RedisConfig) -> Result<&str, StoreError> {
+    config
+        .urls
+        .first()
+        .map(|u| u.expose())
+        .ok_or_else(|| StoreError::Protocol("no Redis URL configured".into()))
+}
+
+fn store_error(e: &redis::RedisError) -> StoreError {
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+    {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Protocol(e.to_string())
+    }
+}
+
+fn protocol(what: &str) -> StoreError {
+    StoreError::Protocol(what.to_string())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(millis(d).div_ceil(1000).max(1))
+}
+
+fn array(v: &Value) -> Result<&[Value], StoreError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(&[]),
+        _ => Err(protocol("expected an array")),
+    }
+}
+
+fn text(v: &Value) -> Result<String, StoreError> {
+    match v {
+        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(i) => Ok(i.to_string()),
+        _ => Err(protocol("expected a string")),
+    }
+}
+
+fn int(v: &Value) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        Value::BulkString(_) | Value::SimpleString(_) => text(v)?
+            .parse()
+            .map_err(|_| protocol("expected an integer")),
+        _ => Err(protocol("expected an integer")),
+    }
+}
+
+/// Parses a session reply (11 fields, optionally a 12th with the close
+/// reason); `Nil` or an empty array is no session.
+fn session_of(pool: &str, v: &Value) -> Result<Option<(Session, Option<CloseReason>)>, StoreError> {
+    let items = array(v)?;
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let fields: Fields = items.iter().map(text).collect::<Result<_, _>>()?;
+    if fields.len() < 11 {
+        return Err(protocol("session reply has too few fields"));
+    }
+    let digest = |s: &str| Digest32::from_hex(s).ok_or_else(|| protocol("bad digest in session"));
+    let number = |s: &str| {
+        s.parse::<UnixMillis>()
+            .map_err(|_| protocol("bad time in session"))
+    };
+    let session = Session {
+        id: fields[0].clone(),
+        identity: digest(&fields[1])?,
+        bucket: fields[2]
+            .parse()
+            .map_err(|_| protocol("bad bucket in session"))?,
+        issuer: fields[3].clone(),
+        subject: fields[4].clone(),
+        client: (!fields[5].is_empty()).then(|| fields[5].clone()),
+        subject_key: digest(&fields[6])?,
+        created_ms: number(&fields[7])?,
+        last_seen_ms: number(&fields[8])?,
+        idle_expires_ms: number(&fields[9])?,
+        absolute_expires_ms: number(&fields[10])?,
+        pool: pool.to_string(),
+    };
+    let reason = fields.get(11).map(|r| match r.as_str() {
+        "absolute" => CloseReason::Absolute,
+        "logout" => CloseReason::Logout,
+        "backchannel" => CloseReason::Backchannel,
+        "admin" => CloseReason::Admin,
+        "replaced" => CloseReason::Replaced,
+        _ => CloseReason::Idle,
+    });
+    Ok(Some((session, reason)))
+}
+
+fn closed_list(pool: &str, v: &Value) -> Result<Vec<ClosedSession>, StoreError> {
+    let mut out = Vec::new();
+    for item in array(v)? {
+        if let Some((session, reason)) = session_of(pool, item)? {
+            out.push(ClosedSession {
+                session,
+                reason: reason.unwrap_or(CloseReason::Idle),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,140 @@
+//! Fleet tests: several real gateway processes sharing one real
+//! `redis-server`. Seats are exact across instances, a session opened on one
+//! instance is reused on another, expiry is seen everywhere, and a Redis
+//! restart is survived without restarting the gateways.
+
+use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, TokenRequest, eventually};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
+
+fn fleet_config(kit: &Devkit, redis: &RedisServer, limit: i64, idle: &str) -> ConfigDoc {
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("sessions", "idle_timeout", idle);
+    config.set("sessions", "touch_interval", "1s");
+    config.set("redis", "url", redis.url());
+    config.pool(0).insert("limit".into(), limit.into());
+    config
+}
+
+async fn fleet(config: &ConfigDoc, size: usize) -> anyhow::Result<Vec<Gateway>> {
+    let mut gateways = Vec::with_capacity(size);
+    for _ in 0..size {
+        gateways.push(Gateway::start(BIN, config).await?);
+    }
+    Ok(gateways)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_users_get_exactly_the_free_seats_across_instances() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let limit = 5;
+    let gateways = fleet(&fleet_config(&kit, &redis, limit, "20m"), 3).await?;
+
+    for round in 0..5 {
+        let tokens: Vec<String> = (0..20)
+            .map(|u| kit.token(&format!("user-{round}-{u}")))
+            .collect();
+        let calls = tokens.iter().enumerate().map(|(i, token)| {
+            let gw = &gateways[i % gateways.len()];
+            async move { gw.get("/api/race", token).await }
+        });
+        let replies = futures_util::future::join_all(calls).await;
+        let mut admitted = 0;
+        let mut refused = 0;
+        for reply in replies {
+            let reply = reply?;
+            match reply.status {
+                200 => admitted += 1,
+                429 => {
+                    assert_eq!(reply.problem(), "license_unavailable");
+                    refused += 1;
+                }
+                other => panic!("round {round}: unexpected {other}: {:?}", reply.json()),
+            }
+        }
+        assert_eq!(admitted, limit, "round {round}");
+        assert_eq!(refused, 20 - limit, "round {round}");
+        let seats = redis.cli(&["ZCARD", "{sg:default}:b:0"])?;
+        assert_eq!(seats, limit.to_string(), "round {round}: seats in Redis");
+        // Start the next round with an empty pool.
+        assert_eq!(redis.cli(&["FLUSHALL"])?, "OK");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_follows_its_identity_across_instances() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let gateways = fleet(&fleet_config(&kit, &redis, 2, "3s"), 2).await?;
+    let (a, b) = (&gateways[0], &gateways[1]);
+
+    let token = kit.token("alice");
+    let first = a.get("/api/x", &token).await?;
+    assert_eq!(first.status, 200);
+    let id = first.forwarded_header("x-session-id").unwrap_or_default();
+    assert_eq!(id.len(), 32);
+
+    // Another instance, a refreshed token: the same session, one seat.
+    let refreshed = kit.mint(&TokenRequest::new("alice").expires_in(600));
+    let second = b.get("/api/x", &refreshed).await?;
+    assert_eq!(second.forwarded_header("x-session-id"), Some(id.clone()));
+    assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "1");
+    assert_eq!(b.get("/api/x", &kit.token("bob")).await?.status, 200);
+    let carol = a.get("/api/x", &kit.token("carol")).await?;
+    assert_eq!(carol.status, 429);
+    assert_eq!(carol.json()["in_use"], 2);
+
+    // Idle expiry is seen by every instance.
+    for gw in [a, b] {
+        eventually("idle expiry on every instance", || async {
+            Ok((gw.session(&token).await?.status == 404).then_some(()))
+        })
+        .await?;
+    }
+    // The sweeper closed them in Redis without any traffic.
+    eventually("the sweeper freeing the seats", || async {
+        Ok((redis.cli(&["ZCARD", "{sg:default}:b:0"])? == "0").then_some(()))
+    })
+    .await?;
+    let reopened = b.get("/api/x", &token).await?;
+    assert_ne!(reopened.forwarded_header("x-session-id"), Some(id));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_outage_refuses_new_sessions_and_recovers_by_itself() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let mut redis = RedisServer::start()?;
+    let mut config = fleet_config(&kit, &redis, 5, "20m");
+    config.set("redis", "connect_timeout", "500ms");
+    config.set("redis", "response_timeout", "500ms");
+    let gw = Gateway::start(BIN, &config).await?;
+    assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
+    let forwarded = kit.backend.requests();
+
+    redis.stop();
+    let refused = gw.get("/api/x", &kit.token("bob")).await?;
+    assert_eq!(refused.status, 503, "{:?}", refused.json());
+    assert_eq!(refused.problem(), "store_unavailable");
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(
+        kit.backend.requests(),
+        forwarded,
+        "forwarded during the outage"
+    );
+    let ready = gw.client().get(gw.admin_url("/readyz")).send().await?;
+    assert_eq!(ready.status().as_u16(), 503);
+
+    redis.restart()?;
+    let bob = kit.token("bob");
+    eventually("recovery after the restart", || async {
+        Ok((gw.get("/api/x", &bob).await?.status == 200).then_some(()))
+    })
+    .await?;
+    let ready = gw.client().get(gw.admin_url("/readyz")).send().await?;
+    assert_eq!(ready.status().as_u16(), 200);
+    Ok(())
+}
