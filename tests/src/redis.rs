@@ -186,3 +186,79 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }
+
+/// A real Redis Sentinel watching one primary (quorum 1), killed when dropped.
+pub struct RedisSentinel {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    /// The name the sentinel monitors the primary under.
+    pub const MASTER: &'static str = "mymaster";
+
+    /// Starts a sentinel monitoring `primary`.
+    pub fn start(primary: &RedisServer) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor {} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {} 5000\n",
+                Self::MASTER,
+                primary.port,
+                Self::MASTER
+            ),
+        )?;
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start `redis-server --sentinel` (needs redis-server on PATH)")?;
+        let sentinel = Self {
+            child: Some(child),
+            port,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while started.elapsed() < DEADLINE {
+            let out = Command::new("redis-cli")
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    Self::MASTER,
+                ])
+                .output();
+            if out.is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout).contains(&primary.port.to_string())
+            }) {
+                return Ok(sentinel);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("sentinel did not report the primary within {DEADLINE:?}")
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -138,3 +138,30 @@ async fn a_redis_outage_refuses_new_sessions_and_recovers_by_itself() -> anyhow:
     assert_eq!(ready.status().as_u16(), 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_grace_period_keeps_confirmed_sessions_working_through_an_outage() -> anyhow::Result<()>
+{
+    let kit = Devkit::start().await?;
+    let mut redis = RedisServer::start()?;
+    let mut config = fleet_config(&kit, &redis, 5, "20m");
+    config.set("redis", "grace_period", "10m");
+    config.set("redis", "connect_timeout", "500ms");
+    config.set("redis", "response_timeout", "500ms");
+    let gw = Gateway::start(BIN, &config).await?;
+    let alice = kit.token("alice");
+    let opened = gw.get("/api/x", &alice).await?;
+    let id = opened.forwarded_header("x-session-id");
+    assert!(id.is_some());
+
+    redis.stop();
+    // Confirmed before the outage: keeps working, same session.
+    let during = gw.get("/api/x", &alice).await?;
+    assert_eq!(during.status, 200, "{:?}", during.json());
+    assert_eq!(during.forwarded_header("x-session-id"), id);
+    // Nobody new gets in while the seats cannot be counted.
+    let bob = gw.get("/api/x", &kit.token("bob")).await?;
+    assert_eq!(bob.status, 503);
+    assert_eq!(bob.problem(), "store_unavailable");
+    Ok(())
+}

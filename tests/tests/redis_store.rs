@@ -27,6 +27,7 @@ fn redis_config(url: String) -> RedisConfig {
     RedisConfig {
         mode: RedisMode::Standalone,
         urls: vec![Secret::new(url)],
+        master_name: None,
         key_prefix: "contract".into(),
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),
@@ -93,4 +94,62 @@ impl Store for StoreWithServer {
 
 mod contract {
     session_gateway::store_contract_tests!(super::redis_factory);
+}
+
+/// A close on one instance drops the cached lease on another through the
+/// revocation channel, so the next call there goes to Redis (and opens a new
+/// session) instead of reusing the closed one from its cache.
+#[tokio::test]
+async fn revocations_drop_cached_leases_on_other_instances() -> anyhow::Result<()> {
+    use session_gateway::clock::SystemClock;
+    use session_gateway::session::contract::{caller, pool};
+    use session_gateway::session::{Admission, CloseReason};
+
+    let server = RedisServer::start()?;
+    let mut config = redis_config(server.url());
+    // Long enough that only the revocation can drop the lease in this test.
+    config.touch_interval = Duration::from_secs(600);
+    let pools = Pools::new(vec![pool("p", 5)]);
+    let a = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+    let b = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let listener = tokio::spawn({
+        let b = Arc::clone(&b);
+        async move { b.listen_for_revocations(shutdown).await }
+    });
+
+    let alice = caller("alice", "erp-web");
+    let p = Arc::new(pool("p", 5));
+    let request = AdmitRequest {
+        pool: &p,
+        identity: &alice.identity,
+        reserved: None,
+    };
+    let opened = a.admit(&request).await?.admission;
+    let id = opened.session().map(|s| s.id.clone()).unwrap_or_default();
+    // B confirms the session in Redis and caches the lease.
+    assert!(matches!(b.admit(&request).await?.admission, Admission::Reused(ref s) if s.id == id));
+    assert_eq!(b.leases().len(), 1);
+
+    // Wait until B's subscription is live (its lease survives until then).
+    session_gateway_e2e::eventually("B subscribed", || async {
+        Ok((server
+            .cli(&["PUBSUB", "NUMSUB", "contract:revocations"])?
+            .ends_with('1'))
+        .then_some(()))
+    })
+    .await?;
+    let closed = a.close(&id, CloseReason::Admin).await?;
+    assert!(closed.is_some());
+    session_gateway_e2e::eventually("the revocation reaching B", || async {
+        Ok(b.leases().is_empty().then_some(()))
+    })
+    .await?;
+    match b.admit(&request).await?.admission {
+        Admission::Opened { session, .. } => assert_ne!(session.id, id),
+        other => panic!("B reused a closed session: {other:?}"),
+    }
+    let _ = stop.send(true);
+    listener.await?;
+    Ok(())
 }

@@ -597,6 +597,7 @@ fn redis_config(url: String) -> RedisConfig {
     RedisConfig {
         mode: RedisMode::Standalone,
         urls: vec![Secret::new(url)],
+        master_name: None,
         key_prefix: "model".into(),
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),

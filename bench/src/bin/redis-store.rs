@@ -45,6 +45,7 @@ fn config(url: String, touch_interval: Duration) -> RedisConfig {
     RedisConfig {
         mode: RedisMode::Standalone,
         urls: vec![Secret::new(url)],
+        master_name: None,
         key_prefix: "bench".into(),
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),

@@ -161,12 +161,15 @@ impl Default for SessionsSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSection {
-    /// `standalone` or `cluster`.
+    /// `standalone`, `cluster` or `sentinel`.
     pub mode: String,
     /// The server (standalone), without a password.
     pub url: String,
-    /// Seed nodes (cluster).
+    /// Seed nodes (cluster) or sentinels (sentinel).
     pub urls: Vec<String>,
+    /// The monitored master's name (sentinel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_name: Option<String>,
     /// Environment variable holding the password, if Redis needs one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
@@ -182,6 +185,7 @@ impl Default for RedisSection {
             mode: "standalone".into(),
             url: "redis://127.0.0.1:6379".into(),
             urls: Vec::new(),
+            master_name: None,
             password_env: None,
             key_prefix: "sg".into(),
             connect_timeout: "1s".into(),

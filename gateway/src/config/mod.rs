@@ -192,6 +192,9 @@ pub enum RedisMode {
     Standalone,
     /// Redis Cluster, from seed nodes.
     Cluster,
+    /// A primary found through Redis Sentinel (`master_name`), re-resolved
+    /// after a failover.
+    Sentinel,
 }
 
 /// `[redis]`, validated.
@@ -199,8 +202,11 @@ pub enum RedisMode {
 pub struct RedisConfig {
     /// Standalone or cluster.
     pub mode: RedisMode,
-    /// `redis://` URLs (the password, if any, already inserted).
+    /// `redis://` URLs (the password, if any, already inserted): the server,
+    /// the cluster's seed nodes, or the sentinels.
     pub urls: Vec<Secret>,
+    /// The master's name under Sentinel.
+    pub master_name: Option<String>,
     /// Prefix of every key and channel.
     pub key_prefix: String,
     /// Bound on connecting.

@@ -395,13 +395,34 @@ fn redis(
             }
             (RedisMode::Cluster, r.urls.clone(), "redis.urls")
         }
+        "sentinel" => {
+            if r.urls.is_empty() {
+                return c.fail(
+                    "redis.urls",
+                    "sentinel mode needs at least one sentinel URL",
+                );
+            }
+            if r.master_name.as_deref().is_none_or(str::is_empty) {
+                return c.fail(
+                    "redis.master_name",
+                    "sentinel mode needs the monitored master's name",
+                );
+            }
+            (RedisMode::Sentinel, r.urls.clone(), "redis.urls")
+        }
         other => {
             return c.fail(
                 "redis.mode",
-                format!("`{other}` is not a mode; use \"standalone\" or \"cluster\""),
+                format!("`{other}` is not a mode; use \"standalone\", \"cluster\" or \"sentinel\""),
             );
         }
     };
+    if mode == RedisMode::Sentinel && r.password_env.is_some() {
+        return c.fail(
+            "redis.password_env",
+            "is not supported with mode = \"sentinel\" yet",
+        );
+    }
     let password = match &r.password_env {
         None => None,
         Some(var) => match env(var) {
@@ -416,7 +437,7 @@ fn redis(
     };
     let mut secrets = Vec::with_capacity(urls.len());
     for (i, text) in urls.iter().enumerate() {
-        let at = if mode == RedisMode::Cluster {
+        let at = if mode != RedisMode::Standalone {
             format!("{key}[{i}]")
         } else {
             key.to_string()
@@ -459,6 +480,7 @@ fn redis(
     Ok(RedisConfig {
         mode,
         urls: secrets,
+        master_name: r.master_name.clone(),
         key_prefix: r.key_prefix.clone(),
         connect_timeout: c.positive_duration("redis.connect_timeout", &r.connect_timeout)?,
         response_timeout: c.positive_duration("redis.response_timeout", &r.response_timeout)?,

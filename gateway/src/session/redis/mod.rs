@@ -87,6 +87,15 @@ enum Connection {
         client: redis::cluster::ClusterClient,
         conn: OnceCell<ClusterConnection>,
     },
+    Sentinel {
+        sentinel: Arc<tokio::sync::Mutex<redis::sentinel::Sentinel>>,
+        master: String,
+        config: redis::aio::ConnectionManagerConfig,
+        /// The current primary; cleared on any error so the next call asks
+        /// the sentinels again (after a failover the old primary refuses
+        /// writes or is gone).
+        conn: arc_swap::ArcSwapOption<ConnectionManager>,
+    },
 }
 
 /// A dedicated one-thread runtime for the Redis connection's driver task:
@@ -167,15 +176,27 @@ impl RedisStore {
         clock: SharedClock,
     ) -> Result<Arc<Self>, StoreError> {
         let bad = |e: redis::RedisError| StoreError::Protocol(format!("redis configuration: {e}"));
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
         let connection = match &config.mode {
             RedisMode::Standalone => Connection::Standalone {
                 client: redis::Client::open(first_url(config)?).map_err(bad)?,
-                config: redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.response_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(2)),
+                config: manager_config,
                 conn: OnceCell::new(),
+            },
+            RedisMode::Sentinel => Connection::Sentinel {
+                sentinel: Arc::new(tokio::sync::Mutex::new(
+                    redis::sentinel::Sentinel::build(
+                        config.urls.iter().map(|u| u.expose()).collect(),
+                    )
+                    .map_err(bad)?,
+                )),
+                master: config.master_name.clone().unwrap_or_default(),
+                config: manager_config,
+                conn: arc_swap::ArcSwapOption::empty(),
             },
             RedisMode::Cluster => Connection::Cluster {
                 client: redis::cluster::ClusterClientBuilder::new(
@@ -212,7 +233,7 @@ impl RedisStore {
         let channel = format!("{}:revocations", self.prefix);
         loop {
             let subscribed = async {
-                let client = redis::Client::open(self.pubsub_url.as_str())?;
+                let client = self.pubsub_client().await?;
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
                 let mut messages = pubsub.into_on_message();
@@ -238,6 +259,17 @@ impl RedisStore {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    /// A client for the revocation channel: the server, a cluster node (any
+    /// node hears every PUBLISH), or the primary the sentinels name now.
+    async fn pubsub_client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.connection {
+            Connection::Sentinel {
+                sentinel, master, ..
+            } => sentinel.lock().await.async_master_for(master, None).await,
+            _ => redis::Client::open(self.pubsub_url.as_str()),
         }
     }
 
@@ -302,6 +334,42 @@ impl RedisStore {
                         .invoke_async::<Value>(&mut conn.clone())
                         .await
                         .map_err(|e| store_error(&e))
+                }
+                Connection::Sentinel {
+                    sentinel,
+                    master,
+                    config,
+                    conn,
+                } => {
+                    let manager = match conn.load_full() {
+                        Some(manager) => manager,
+                        None => {
+                            let (sentinel, master, config) =
+                                (Arc::clone(sentinel), master.clone(), config.clone());
+                            let manager = Arc::new(
+                                self.driver
+                                    .run(async move {
+                                        let client = sentinel
+                                            .lock()
+                                            .await
+                                            .async_master_for(&master, None)
+                                            .await?;
+                                        client.get_connection_manager_with_config(config).await
+                                    })
+                                    .await?,
+                            );
+                            conn.store(Some(Arc::clone(&manager)));
+                            manager
+                        }
+                    };
+                    let result = invocation
+                        .invoke_async::<Value>(&mut (*manager).clone())
+                        .await
+                        .map_err(|e| store_error(&e));
+                    if result.is_err() {
+                        conn.store(None);
+                    }
+                    result
                 }
                 Connection::Cluster { client, conn } => {
                     let conn = conn
