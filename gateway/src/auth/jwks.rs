@@ -394,10 +394,20 @@ impl IssuerKeys {
 /// Keeps an issuer's keys fresh until `shutdown` turns true: loads them at
 /// once, retries quickly while they were never loaded, then refreshes every
 /// `jwks_refresh`. A failed refresh keeps the previous keys.
-pub async fn keep_fresh(issuer: Arc<IssuerKeys>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn keep_fresh(
+    issuer: Arc<IssuerKeys>,
+    metrics: Arc<crate::telemetry::Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut failures: u32 = 0;
     loop {
-        match issuer.refresh().await {
+        let result = issuer.refresh().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics
+            .jwks_refreshes
+            .with_label_values(&[issuer.config.issuer.as_str(), outcome])
+            .inc();
+        match result {
             Ok(keys) => {
                 failures = 0;
                 tracing::debug!(issuer = %issuer.config.issuer, keys = keys.len(), "JWKS loaded");

@@ -4,7 +4,11 @@
 //!   `RUST_LOG`);
 //! * [`audit`]: one structured event per session transition (opened, closed
 //!   with its reason, refused), under the `audit` target so operators can
-//!   route them separately.
+//!   route them separately;
+//! * [`metrics`]: the Prometheus metrics of the admin listener's `/metrics`.
 
 pub mod audit;
 pub mod logs;
+pub mod metrics;
+
+pub use metrics::Metrics;

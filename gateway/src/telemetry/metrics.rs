@@ -1,0 +1,256 @@
+//! Prometheus metrics, served on the admin listener's `/metrics`.
+//!
+//! One [`Metrics`] is built at start-up with its own registry and shared by
+//! the proxy, the store calls, the JWKS refresher and the admin listener.
+//! The `prometheus` crate is the one Pingora links (through
+//! `pingora_prometheus`), so there is a single copy of it in the binary.
+//!
+//! Seat gauges (`session_gateway_seats_*`) are read from the store when
+//! `/metrics` is scraped, so with the Redis store they are true for the whole
+//! fleet, whichever instance is scraped. Every name is documented in
+//! docs/operations.md.
+
+use std::time::Duration;
+
+use pingora_prometheus::prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::session::PoolUsage;
+
+/// Every metric of the gateway.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, policy and outcome (`forwarded` or an error code).
+    pub requests: IntCounterVec,
+    /// Request duration by route and policy, seconds.
+    pub request_duration: HistogramVec,
+    /// Upstream failures by upstream and kind (`unavailable`, `timeout`).
+    pub upstream_errors: IntCounterVec,
+    /// Tokens refused, by reason.
+    pub token_rejections: IntCounterVec,
+    /// Tokens accepted, by how (`cache`, `signature`).
+    pub tokens_verified: IntCounterVec,
+    /// Sessions opened, by pool.
+    pub sessions_opened: IntCounterVec,
+    /// Sessions closed, by pool and reason.
+    pub sessions_closed: IntCounterVec,
+    /// New sessions refused, by pool and reason (`pool_full`, `subject_limit`).
+    pub license_refusals: IntCounterVec,
+    /// Seats held, per pool (fleet-wide with Redis).
+    pub seats_in_use: IntGaugeVec,
+    /// Seat limit, per pool.
+    pub seats_limit: IntGaugeVec,
+    /// Reserved seats, per pool.
+    pub seats_reserved: IntGaugeVec,
+    /// Store call latency by operation, seconds.
+    pub store_duration: HistogramVec,
+    /// Store call failures by operation.
+    pub store_errors: IntCounterVec,
+    /// JWKS loads by issuer and result (`ok`, `error`).
+    pub jwks_refreshes: IntCounterVec,
+    /// Age of the keys in use, per issuer, seconds (-1: never loaded).
+    pub jwks_key_age: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Latency buckets from 100 µs to 10 s: the gateway's own work is
+/// sub-millisecond, an upstream call may take seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl Metrics {
+    /// A fresh set on its own registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g =
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric definition");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("metric registered once");
+            h
+        };
+        Self {
+            requests: counter(
+                "session_gateway_requests_total",
+                "Requests by route, policy and outcome (forwarded or the error code).",
+                &["route", "policy", "outcome"],
+            ),
+            request_duration: histogram(
+                "session_gateway_request_duration_seconds",
+                "Time from request to the end of the response, by route and policy.",
+                &["route", "policy"],
+            ),
+            upstream_errors: counter(
+                "session_gateway_upstream_errors_total",
+                "Upstream failures by upstream and kind (unavailable, timeout).",
+                &["upstream", "kind"],
+            ),
+            token_rejections: counter(
+                "session_gateway_token_rejections_total",
+                "Access tokens refused, by reason.",
+                &["reason"],
+            ),
+            tokens_verified: counter(
+                "session_gateway_tokens_verified_total",
+                "Access tokens accepted, by source (cache or signature).",
+                &["source"],
+            ),
+            sessions_opened: counter(
+                "session_gateway_sessions_opened_total",
+                "Sessions opened by this instance, by pool.",
+                &["pool"],
+            ),
+            sessions_closed: counter(
+                "session_gateway_sessions_closed_total",
+                "Sessions closed as seen by this instance, by pool and reason.",
+                &["pool", "reason"],
+            ),
+            license_refusals: counter(
+                "session_gateway_license_refusals_total",
+                "New sessions refused, by pool and reason (pool_full, subject_limit).",
+                &["pool", "reason"],
+            ),
+            seats_in_use: gauge(
+                "session_gateway_seats_in_use",
+                "Seats held now, per pool (the whole fleet with the Redis store).",
+                &["pool"],
+            ),
+            seats_limit: gauge(
+                "session_gateway_seats_limit",
+                "Seat limit, per pool.",
+                &["pool"],
+            ),
+            seats_reserved: gauge(
+                "session_gateway_seats_reserved",
+                "Seats reserved for named groups, per pool.",
+                &["pool"],
+            ),
+            store_duration: histogram(
+                "session_gateway_store_operation_duration_seconds",
+                "Session store calls, by operation.",
+                &["operation"],
+            ),
+            store_errors: counter(
+                "session_gateway_store_errors_total",
+                "Session store calls that failed, by operation.",
+                &["operation"],
+            ),
+            jwks_refreshes: counter(
+                "session_gateway_jwks_refreshes_total",
+                "JWKS loads by issuer and result (ok, error).",
+                &["issuer", "result"],
+            ),
+            jwks_key_age: gauge(
+                "session_gateway_jwks_key_age_seconds",
+                "Age of the signing keys in use, per issuer (-1 when never loaded).",
+                &["issuer"],
+            ),
+            registry,
+        }
+    }
+
+    /// Records one store call.
+    pub fn store_call<T, E>(&self, operation: &str, took: Duration, result: &Result<T, E>) {
+        self.store_duration
+            .with_label_values(&[operation])
+            .observe(took.as_secs_f64());
+        if result.is_err() {
+            self.store_errors.with_label_values(&[operation]).inc();
+        }
+    }
+
+    /// Sets the seat gauges from the store's usage.
+    pub fn set_usage(&self, usage: &[PoolUsage]) {
+        for pool in usage {
+            let name = [pool.pool.as_str()];
+            self.seats_in_use
+                .with_label_values(&name)
+                .set(i64::from(pool.in_use));
+            self.seats_limit
+                .with_label_values(&name)
+                .set(i64::from(pool.limit));
+            self.seats_reserved
+                .with_label_values(&name)
+                .set(i64::from(pool.reserved));
+        }
+    }
+
+    /// The text exposition format of everything registered.
+    pub fn render(&self) -> Result<(String, Vec<u8>), String> {
+        let encoder = TextEncoder::new();
+        let mut body = Vec::new();
+        encoder
+            .encode(&self.registry.gather(), &mut body)
+            .map_err(|e| e.to_string())?;
+        Ok((encoder.format_type().to_string(), body))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_registered_metrics_with_labels() {
+        let m = Metrics::new();
+        m.requests
+            .with_label_values(&["api", "session", "forwarded"])
+            .inc();
+        m.set_usage(&[PoolUsage {
+            pool: "default".into(),
+            limit: 10,
+            reserved: 1,
+            in_use: 3,
+        }]);
+        let (content_type, body) = m.render().unwrap();
+        let text = String::from_utf8(body).unwrap();
+        assert!(content_type.starts_with("text/plain"));
+        assert!(text.contains("session_gateway_requests_total{outcome=\"forwarded\",policy=\"session\",route=\"api\"} 1"));
+        assert!(text.contains("session_gateway_seats_in_use{pool=\"default\"} 3"));
+        assert!(text.contains("session_gateway_seats_limit{pool=\"default\"} 10"));
+    }
+
+    #[test]
+    fn two_instances_do_not_share_a_registry() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.token_rejections.with_label_values(&["expired"]).inc();
+        let (_, body) = b.render().unwrap();
+        assert!(!String::from_utf8(body).unwrap().contains("expired"));
+    }
+}
