@@ -1,6 +1,6 @@
 //! The command line (the binary's edge, where errors become one line on
-//! stderr and an exit code): run the gateway, check a configuration, or
-//! start the self-contained dev mode.
+//! stderr and an exit code): run the gateway, check a configuration, start
+//! the self-contained dev mode, or call a running gateway's admin API.
 //!
 //! It lives in the library so that the `session-gateway` binary and the
 //! end-to-end tests' `gateway-under-test` binary are the same code.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::{devkit, server, telemetry};
+use crate::{admin, devkit, server, telemetry};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -20,6 +20,7 @@ const DEV_GATEWAY: &str = "127.0.0.1:8080";
 const DEV_ADMIN: &str = "127.0.0.1:9190";
 const DEV_ISSUER: &str = "127.0.0.1:9180";
 const DEV_BACKEND: &str = "127.0.0.1:9181";
+const DEV_ADMIN_TOKEN_ENV: &str = "SESSION_GATEWAY_ADMIN_TOKEN";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +61,9 @@ enum Command {
         #[arg(long, default_value = DEV_BACKEND)]
         backend: SocketAddr,
     },
+    /// Call a running gateway's admin API: list and close sessions, show
+    /// license use. The admin token comes from an environment variable.
+    Admin(admin::command::AdminArgs),
 }
 
 /// Where dev mode listens (all loopback by default).
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Dev { addresses } => dev(&addresses),
         Command::Devkit { issuer, backend } => devkit_only(issuer, backend),
+        Command::Admin(args) => admin::command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,15 +123,24 @@ fn dev(at: &DevAddresses) -> anyhow::Result<()> {
         .replace(DEV_ADMIN, &at.admin.to_string())
         .replace(DEV_ISSUER, &at.issuer.to_string())
         .replace(DEV_BACKEND, &at.backend.to_string());
+    // The admin token: the operator's, or a fresh random one for this run.
+    let admin_token = std::env::var(DEV_ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let config = Config::from_toml(&text, "config/dev.toml", Path::new("."), &|name| {
-        std::env::var(name).ok()
+        if name == DEV_ADMIN_TOKEN_ENV {
+            Some(admin_token.clone())
+        } else {
+            std::env::var(name).ok()
+        }
     })?;
     telemetry::logs::init(&config.logging);
     // The devkit runs on a thread of its own: Pingora builds its runtimes
     // itself and must not be started inside one.
     let _devkit = devkit::spawn_devkit_thread(at.issuer, at.backend)
         .context("starting the demo issuer and backend")?;
-    println!("{}", walkthrough(&config, at));
+    println!("{}", walkthrough(&config, at, &admin_token));
     server::run(config)?;
     Ok(())
 }
@@ -140,7 +154,7 @@ fn devkit_only(issuer: SocketAddr, backend: SocketAddr) -> anyhow::Result<()> {
     runtime.block_on(devkit::run_devkit(issuer, backend))
 }
 
-fn walkthrough(config: &Config, at: &DevAddresses) -> String {
+fn walkthrough(config: &Config, at: &DevAddresses, admin_token: &str) -> String {
     let gw = at.listen;
     let admin = at.admin;
     let issuer = at.issuer;
@@ -172,7 +186,15 @@ curl -si -H "Authorization: Bearer $(curl -s 'http://{issuer}/dev/token?user=car
 # 5. Wait {idle} without calls: the seats free, and carol gets in:
 sleep {wait}; curl -s -H "Authorization: Bearer $(curl -s 'http://{issuer}/dev/token?user=carol')" http://{gw}/api/orders
 
-# Health: curl -s http://{admin}/readyz    Stop: Ctrl-C
+# Operators: license use and open sessions through the admin API (token of this run):
+export {DEV_ADMIN_TOKEN_ENV}={admin_token}
+session-gateway admin --url http://{admin} licenses      # or: cargo run -q -p session-gateway -- admin …
+curl -s -H "Authorization: Bearer ${DEV_ADMIN_TOKEN_ENV}" http://{admin}/admin/v1/sessions
+
+# Log out (frees the seat at once, refuses that token):
+curl -s -X POST -H "Authorization: Bearer $T2" http://{gw}/.gateway/logout
+
+# Health: curl -s http://{admin}/readyz    Metrics: curl -s http://{admin}/metrics    Stop: Ctrl-C
 "#
     )
 }

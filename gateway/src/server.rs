@@ -20,7 +20,7 @@ use crate::licensing::Pools;
 use crate::proxy::upstreams::Upstream;
 use crate::proxy::{Access, Gateway};
 use crate::session::{MemoryStore, RedisStore, SharedStore};
-use crate::telemetry::audit;
+use crate::telemetry::Metrics;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,7 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
         Verifier::new(&config.issuers, config.tokens.clone(), Arc::clone(&clock))
             .map_err(|e| StartError::Build(e.to_string()))?,
     );
+    let metrics = Arc::new(Metrics::new());
     let access = Arc::new(Access::new(
         Arc::clone(&verifier),
         pools,
@@ -83,6 +84,7 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
         Arc::clone(&store),
         config.server.realm.clone(),
         config.sessions.license_unavailable_status,
+        Arc::clone(&metrics),
     ));
 
     let conf = ServerConf {
@@ -132,11 +134,17 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     }
     server.add_service(proxy);
 
-    server.add_service(background_service("jwks", KeyRefresher { verifier }));
+    server.add_service(background_service(
+        "jwks",
+        KeyRefresher {
+            verifier,
+            metrics: Arc::clone(&metrics),
+        },
+    ));
     server.add_service(background_service(
         "session sweeper",
         Sweeper {
-            store,
+            access: Arc::clone(&access),
             interval: config.sessions.sweep_interval,
         },
     ));
@@ -148,7 +156,7 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     }
     server.add_service(background_service(
         "admin",
-        AdminService::new(admin_listener, access),
+        AdminService::new(admin_listener, access, &config.admin),
     ));
 
     tracing::info!(
@@ -171,6 +179,7 @@ fn bind(addr: &str, what: &'static str) -> Result<TcpListener, StartError> {
 /// Keeps every issuer's JWKS fresh.
 struct KeyRefresher {
     verifier: Arc<Verifier>,
+    metrics: Arc<Metrics>,
 }
 
 #[async_trait]
@@ -180,7 +189,13 @@ impl BackgroundService for KeyRefresher {
             .verifier
             .issuers()
             .iter()
-            .map(|issuer| tokio::spawn(keep_fresh(Arc::clone(issuer), shutdown.clone())))
+            .map(|issuer| {
+                tokio::spawn(keep_fresh(
+                    Arc::clone(issuer),
+                    Arc::clone(&self.metrics),
+                    shutdown.clone(),
+                ))
+            })
             .collect();
         for task in tasks {
             let _ = task.await;
@@ -203,7 +218,7 @@ impl BackgroundService for RevocationListener {
 /// Closes expired sessions without waiting for traffic, so seat counts and
 /// audit events are true even when nobody calls.
 struct Sweeper {
-    store: SharedStore,
+    access: Arc<Access>,
     interval: std::time::Duration,
 }
 
@@ -217,8 +232,15 @@ impl BackgroundService for Sweeper {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            match self.store.sweep().await {
-                Ok(closed) => closed.iter().for_each(audit::session_closed),
+            // Revocations made by other instances arrive with this tick.
+            self.access.sync_revocations().await;
+            let started = std::time::Instant::now();
+            let result = self.access.store().sweep().await;
+            self.access
+                .metrics()
+                .store_call("sweep", started.elapsed(), &result);
+            match result {
+                Ok(closed) => closed.iter().for_each(|c| self.access.record_closed(c)),
                 Err(error) => tracing::warn!(%error, "session sweep failed"),
             }
         }

@@ -11,7 +11,7 @@ use session_gateway::licensing::Pools;
 use session_gateway::session::contract::StoreFuture;
 use session_gateway::session::{
     AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage, RedisStore,
-    Session, SessionFilter, Store, StoreError, SubjectKey,
+    Revocation, Session, SessionFilter, Store, StoreError, SubjectKey,
 };
 use session_gateway_e2e::RedisServer;
 
@@ -89,6 +89,12 @@ impl Store for StoreWithServer {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
+    }
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.store.revoke(revocation).await
+    }
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.store.revocations().await
     }
 }
 

@@ -68,10 +68,36 @@ pub enum TokenError {
     /// A required claim is absent, or a time claim is not a number.
     #[error("{0}")]
     BadClaim(String),
+    /// The token was revoked (logout, operator).
+    #[error("token revoked")]
+    Revoked,
     /// The issuer's keys were never loaded: the gateway cannot judge the
     /// token at all (503 `issuer_unavailable`, not the client's fault).
     #[error("keys of issuer not available")]
     IssuerUnavailable,
+}
+
+impl TokenError {
+    /// A short, stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::TooLarge => "too_large",
+            TokenError::UntrustedIssuer => "untrusted_issuer",
+            TokenError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::LifetimeTooLong => "lifetime_too_long",
+            TokenError::AuthenticationTooOld => "authentication_too_old",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::BadClaim(_) => "bad_claim",
+            TokenError::Revoked => "revoked",
+            TokenError::IssuerUnavailable => "issuer_unavailable",
+        }
+    }
 }
 
 /// A verified token.
@@ -85,6 +111,9 @@ pub struct Principal {
     pub expires_at: i64,
     /// `nbf`, seconds since the epoch, if set.
     pub not_before: Option<i64>,
+    /// What revocations name the token by: its `jti`, or the hex SHA-256 of
+    /// the token when it has none.
+    pub token_key: String,
 }
 
 /// Verifies tokens against the configured issuers.
@@ -140,6 +169,11 @@ impl Verifier {
         })
     }
 
+    /// The clock tokens are judged by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// The issuers' key holders (for the refresh service and readiness).
     pub fn issuers(&self) -> &[Arc<IssuerKeys>] {
         &self.issuers
@@ -156,7 +190,12 @@ impl Verifier {
             self.check_still_valid(&principal)?;
             return Ok((principal, Verified::Cached));
         }
-        let principal = Arc::new(self.verify_uncached(token).await?);
+        let mut principal = self.verify_uncached(token).await?;
+        principal.token_key = match principal.claims.token_id() {
+            Some(jti) => jti.to_string(),
+            None => hex(&digest),
+        };
+        let principal = Arc::new(principal);
         if let Some(cache) = &self.cache {
             cache.insert(digest, Arc::clone(&principal));
         }
@@ -244,6 +283,7 @@ impl Verifier {
             expires_at,
             not_before,
             claims: Claims::default(),
+            token_key: String::new(),
         };
         self.check_still_valid(&principal)?;
         if let Some(iat) = issued_at
@@ -370,6 +410,10 @@ impl<'a> CompactJws<'a> {
         serde_json::from_slice::<Claims>(&bytes)
             .map_err(|e| TokenError::Malformed(format!("claims: {}", first_line(&e.to_string()))))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn first_line(s: &str) -> &str {

@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub headers: HeadersSection,
     #[serde(default)]
     pub logging: LoggingSection,
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[server]`: listeners and process behaviour.
@@ -330,6 +332,19 @@ impl Default for HeadersSection {
             claims: BTreeMap::new(),
         }
     }
+}
+
+/// `[admin]`: the admin API's bearer token, from the environment or a file
+/// (never inline). Without either, the admin API is disabled.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Environment variable holding the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// File holding the token (surrounding whitespace ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
 }
 
 /// `[logging]`: log level and format.

@@ -95,6 +95,8 @@ pub struct Config {
     pub headers: IdentityHeaderNames,
     /// Logging.
     pub logging: LoggingConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
     /// The file as parsed, with every default filled in (for `check-config`).
     pub effective: FileConfig,
 }
@@ -377,6 +379,14 @@ pub enum LogFormat {
     Json,
     /// Human-readable text.
     Text,
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// The bearer token of the admin API; `None` disables the API (health,
+    /// readiness and metrics stay open).
+    pub token: Option<Secret>,
 }
 
 /// `[logging]`.

@@ -6,13 +6,21 @@
 
 use std::sync::Arc;
 
+use crate::auth::RevocationList;
+use crate::auth::Verified as VerifiedBy;
 use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};
 use crate::licensing::{PoolChoice, Pools};
+use crate::session::ClosedSession;
 use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, IdentityRule, Refusal, Session, SessionIdentity,
     SharedStore,
 };
-use crate::telemetry::audit;
+use crate::session::{CloseReason, Revocation};
+use crate::telemetry::{Metrics, audit};
+
+/// How long a token revocation outlives the token's `exp`: more than any
+/// sensible verification leeway.
+const REVOCATION_MARGIN_MS: u64 = 5 * 60 * 1000;
 
 use super::problem::{ErrorCode, Problem};
 
@@ -24,6 +32,8 @@ pub struct Access {
     store: SharedStore,
     realm: String,
     license_unavailable_status: u16,
+    metrics: Arc<Metrics>,
+    revocations: RevocationList,
 }
 
 impl std::fmt::Debug for Access {
@@ -52,6 +62,7 @@ impl Access {
         store: SharedStore,
         realm: String,
         license_unavailable_status: u16,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             verifier,
@@ -60,7 +71,105 @@ impl Access {
             store,
             realm,
             license_unavailable_status,
+            metrics,
+            revocations: RevocationList::new(),
         }
+    }
+
+    /// Records a revocation in the store (for the fleet) and applies it here
+    /// at once.
+    pub async fn revoke(&self, revocation: Revocation) -> Result<(), Problem> {
+        let started = std::time::Instant::now();
+        let result = self.store.revoke(&revocation).await;
+        self.metrics
+            .store_call("revoke", started.elapsed(), &result);
+        result.map_err(|e| {
+            tracing::error!(error = %e, "store revocation failed");
+            store_problem()
+        })?;
+        self.apply_revocation(revocation);
+        Ok(())
+    }
+
+    /// Applies a revocation already recorded in the store to this instance
+    /// at once (and audits it).
+    pub fn apply_revocation(&self, revocation: Revocation) {
+        audit::revoked(&revocation);
+        self.revocations.add(revocation);
+    }
+
+    /// Mirrors the store's revocations (the periodic sync).
+    pub async fn sync_revocations(&self) {
+        let started = std::time::Instant::now();
+        let result = self.store.revocations().await;
+        self.metrics
+            .store_call("revocations", started.elapsed(), &result);
+        match result {
+            Ok(list) => self.revocations.replace(list),
+            Err(error) => tracing::warn!(%error, "revocation sync failed; keeping the last list"),
+        }
+    }
+
+    /// Closes the principal's session and refuses the presented token until
+    /// it expires (`POST /.gateway/logout`). Returns the closed session.
+    pub async fn logout(&self, principal: &Principal) -> Result<Option<Session>, Problem> {
+        let (identity, choice) = self.placement(principal)?;
+        // Revoke first: even if closing fails, this token cannot reopen a
+        // session. The margin covers the verification leeway.
+        let until_ms = u64::try_from(principal.expires_at)
+            .unwrap_or(0)
+            .saturating_mul(1000)
+            + REVOCATION_MARGIN_MS;
+        self.revoke(Revocation::Token {
+            key: principal.token_key.clone(),
+            until_ms,
+        })
+        .await?;
+        let found = self
+            .store
+            .find(&choice.pool.name, &identity.key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "store lookup failed");
+                store_problem()
+            })?;
+        let Some(session) = found else {
+            return Ok(None);
+        };
+        let closed = self
+            .store
+            .close(&session.id, CloseReason::Logout)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "store close failed");
+                store_problem()
+            })?;
+        Ok(closed.map(|c| {
+            self.record_closed(&c);
+            c.session
+        }))
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Audits and counts a closed session (whoever closed it).
+    pub fn record_closed(&self, closed: &ClosedSession) {
+        audit::session_closed(closed);
+        self.metrics
+            .sessions_closed
+            .with_label_values(&[closed.session.pool.as_str(), closed.reason.as_str()])
+            .inc();
+    }
+
+    fn record_opened(&self, session: &Session) {
+        audit::session_opened(session);
+        self.metrics
+            .sessions_opened
+            .with_label_values(&[session.pool.as_str()])
+            .inc();
     }
 
     /// The verifier (for readiness and key refresh).
@@ -97,13 +206,49 @@ impl Access {
         let token = bearer_token(header).map_err(|e| match e {
             BearerError::NotBearer => Problem::missing_token(&self.realm),
             BearerError::Malformed => {
+                self.metrics
+                    .token_rejections
+                    .with_label_values(&["malformed"])
+                    .inc();
                 Problem::invalid_token(&self.realm, "malformed Authorization header")
             }
         })?;
-        self.verifier
-            .verify(token)
-            .await
-            .map_err(|e| self.token_problem(&e))
+        match self.verifier.verify(token).await {
+            Ok((principal, _))
+                if self.revocations.is_revoked(
+                    &principal,
+                    &principal.token_key,
+                    self.verifier.clock().now_ms(),
+                ) =>
+            {
+                self.metrics
+                    .token_rejections
+                    .with_label_values(&["revoked"])
+                    .inc();
+                Err(Problem::invalid_token(
+                    &self.realm,
+                    &TokenError::Revoked.to_string(),
+                ))
+            }
+            Ok((principal, how)) => {
+                let source = match how {
+                    VerifiedBy::Cached => "cache",
+                    VerifiedBy::Checked => "signature",
+                };
+                self.metrics
+                    .tokens_verified
+                    .with_label_values(&[source])
+                    .inc();
+                Ok((principal, how))
+            }
+            Err(e) => {
+                self.metrics
+                    .token_rejections
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                Err(self.token_problem(&e))
+            }
+        }
     }
 
     fn token_problem(&self, error: &TokenError) -> Problem {
@@ -151,13 +296,15 @@ impl Access {
             identity: &identity,
             reserved: choice.reserved,
         };
-        let AdmitOutcome { admission, expired } =
-            self.store.admit(&request).await.map_err(|e| {
-                tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
-                store_problem()
-            })?;
+        let started = std::time::Instant::now();
+        let result = self.store.admit(&request).await;
+        self.metrics.store_call("admit", started.elapsed(), &result);
+        let AdmitOutcome { admission, expired } = result.map_err(|e| {
+            tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
+            store_problem()
+        })?;
         for closed in &expired {
-            audit::session_closed(closed);
+            self.record_closed(closed);
         }
         match admission {
             Admission::Reused(session) => Ok(Seated {
@@ -166,9 +313,9 @@ impl Access {
             }),
             Admission::Opened { session, replaced } => {
                 if let Some(replaced) = &replaced {
-                    audit::session_closed(replaced);
+                    self.record_closed(replaced);
                 }
-                audit::session_opened(&session);
+                self.record_opened(&session);
                 Ok(Seated {
                     session,
                     opened: true,
@@ -176,6 +323,14 @@ impl Access {
             }
             Admission::Refused(refusal) => {
                 audit::admission_refused(&choice.pool.name, &identity, &refusal);
+                let reason = match refusal {
+                    Refusal::PoolFull { .. } => "pool_full",
+                    Refusal::SubjectLimit { .. } => "subject_limit",
+                };
+                self.metrics
+                    .license_refusals
+                    .with_label_values(&[choice.pool.name.as_str(), reason])
+                    .inc();
                 Err(self.refusal_problem(&choice.pool.name, &refusal))
             }
         }
@@ -211,13 +366,13 @@ impl Access {
     /// The principal's open session, without opening or sliding one.
     pub async fn current_session(&self, principal: &Principal) -> Result<Option<Session>, Problem> {
         let (identity, choice) = self.placement(principal)?;
-        self.store
-            .find(&choice.pool.name, &identity.key)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "store lookup failed");
-                store_problem()
-            })
+        let started = std::time::Instant::now();
+        let result = self.store.find(&choice.pool.name, &identity.key).await;
+        self.metrics.store_call("find", started.elapsed(), &result);
+        result.map_err(|e| {
+            tracing::error!(error = %e, "store lookup failed");
+            store_problem()
+        })
     }
 }
 

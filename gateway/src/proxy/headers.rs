@@ -128,6 +128,7 @@ mod tests {
             issuer: 0,
             expires_at: 0,
             not_before: None,
+            token_key: String::new(),
         }
     }
 

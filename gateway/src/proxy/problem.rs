@@ -101,6 +101,8 @@ pub struct Problem {
     pub www_authenticate: Option<String>,
     /// `Retry-After`, in whole seconds.
     pub retry_after: Option<u64>,
+    /// `Allow`, for 405.
+    pub allow: Option<&'static str>,
 }
 
 impl Problem {
@@ -124,6 +126,7 @@ impl Problem {
             extra: Map::new(),
             www_authenticate: None,
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -163,6 +166,12 @@ impl Problem {
     pub fn retry_after(mut self, wait: Duration) -> Self {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// Sets `Allow` (405 answers).
+    pub fn allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
         self
     }
 

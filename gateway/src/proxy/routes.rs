@@ -15,6 +15,8 @@ use crate::config::RouteConfig;
 pub enum GatewayEndpoint {
     /// `GET <prefix>/session`: the caller's current session.
     Session,
+    /// `POST <prefix>/logout`: close the caller's session, revoke the token.
+    Logout,
 }
 
 /// What a request is for.
@@ -100,6 +102,7 @@ impl Router {
         {
             return match rest {
                 "/session" => Resolution::Gateway(GatewayEndpoint::Session),
+                "/logout" => Resolution::Gateway(GatewayEndpoint::Logout),
                 _ => Resolution::NotFound,
             };
         }
@@ -210,6 +213,10 @@ mod tests {
         assert_eq!(
             r.resolve(None, "/.gateway/session"),
             Resolution::Gateway(GatewayEndpoint::Session)
+        );
+        assert_eq!(
+            r.resolve(None, "/.gateway/logout"),
+            Resolution::Gateway(GatewayEndpoint::Logout)
         );
         assert_eq!(r.resolve(None, "/.gateway/nope"), Resolution::NotFound);
         assert_eq!(r.resolve(None, "/.gateway"), Resolution::NotFound);

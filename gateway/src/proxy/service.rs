@@ -40,6 +40,8 @@ pub struct RequestContext {
     opened: bool,
     refusal: Option<ErrorCode>,
     connect_attempts: usize,
+    /// The gateway endpoint answered, if the request was for one.
+    endpoint: Option<&'static str>,
 }
 
 impl Gateway {
@@ -70,13 +72,7 @@ impl Gateway {
         if route.policy == RoutePolicy::Public {
             return Ok(());
         }
-        let authorization: Vec<&[u8]> = request
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let (principal, _) = self.access.authenticate(&authorization).await?;
+        let (principal, _) = self.access.authenticate(&authorization(request)).await?;
         self.access
             .check_scopes(&principal, &route.required_scopes)?;
         if route.policy == RoutePolicy::Session {
@@ -91,15 +87,9 @@ impl Gateway {
     /// `GET <prefix>/session`.
     async fn session_endpoint(&self, request: &RequestHeader) -> Result<Vec<u8>, Problem> {
         if request.method != http::Method::GET {
-            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use GET"));
+            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use GET").allow("GET"));
         }
-        let authorization: Vec<&[u8]> = request
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let (principal, _) = self.access.authenticate(&authorization).await?;
+        let (principal, _) = self.access.authenticate(&authorization(request)).await?;
         match self.access.current_session(&principal).await? {
             Some(session) => Ok(session_view(&session)),
             None => Err(Problem::new(
@@ -110,26 +100,36 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// `POST <prefix>/logout`: closes the caller's session (freeing its seat)
+    /// and refuses the presented token until it expires.
+    async fn logout_endpoint(&self, request: &RequestHeader) -> Result<Vec<u8>, Problem> {
+        if request.method != http::Method::POST {
+            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use POST").allow("POST"));
+        }
+        let (principal, _) = self.access.authenticate(&authorization(request)).await?;
+        let closed = self.access.logout(&principal).await?;
+        let body = serde_json::json!({
+            "logged_out": true,
+            "session_id": closed.map(|s| s.id),
+        });
+        Ok(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
 /// The JSON of `GET /.gateway/session`.
 fn session_view(session: &Session) -> Vec<u8> {
-    let at = |ms: u64| {
-        humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        )
-        .to_string()
-    };
-    let body = serde_json::json!({
-        "session_id": session.id,
-        "pool": session.pool,
-        "subject": session.subject,
-        "client": session.client,
-        "created": at(session.created_ms),
-        "last_seen": at(session.last_seen_ms),
-        "idle_expires": at(session.idle_expires_ms),
-        "absolute_expires": at(session.absolute_expires_ms),
-        "expires": at(session.expires_ms()),
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
+    serde_json::to_vec(&session.view()).unwrap_or_default()
+}
+
+/// Every `Authorization` header of a request (more than one is refused).
+fn authorization(request: &RequestHeader) -> Vec<&[u8]> {
+    request
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
 }
 
 fn request_host(request: &RequestHeader) -> Option<&str> {
@@ -160,8 +160,8 @@ async fn respond(
         if let Some(secs) = problem.retry_after {
             header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
         }
-        if problem.code == ErrorCode::MethodNotAllowed {
-            header.insert_header(http::header::ALLOW, "GET")?;
+        if let Some(allow) = problem.allow {
+            header.insert_header(http::header::ALLOW, allow)?;
         }
     }
     let head_only = session.req_header().method == http::Method::HEAD;
@@ -200,6 +200,7 @@ impl ProxyHttp for Gateway {
             opened: false,
             refusal: None,
             connect_attempts: 0,
+            endpoint: None,
         }
     }
 
@@ -218,8 +219,18 @@ impl ProxyHttp for Gateway {
                 ErrorCode::NotFound,
                 "no route for this host and path",
             )),
-            Resolution::Gateway(GatewayEndpoint::Session) => {
-                match self.session_endpoint(request).await {
+            Resolution::Gateway(endpoint) => {
+                let answer = match endpoint {
+                    GatewayEndpoint::Session => {
+                        ctx.endpoint = Some("gateway:session");
+                        self.session_endpoint(request).await
+                    }
+                    GatewayEndpoint::Logout => {
+                        ctx.endpoint = Some("gateway:logout");
+                        self.logout_endpoint(request).await
+                    }
+                };
+                match answer {
                     Ok(body) => {
                         respond(session, 200, "application/json", body, None).await?;
                         return Ok(true);
@@ -347,6 +358,19 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
             code = problem.status;
             ctx.refusal = Some(problem.code);
+            let kind = match problem.code {
+                ErrorCode::UpstreamTimeout => Some("timeout"),
+                ErrorCode::UpstreamUnavailable => Some("unavailable"),
+                _ => None,
+            };
+            if let (Some(kind), Some(route)) = (kind, ctx.route.and_then(|r| self.routes.get(r))) {
+                let upstream = self.upstreams[route.upstream].name.as_str();
+                self.access
+                    .metrics()
+                    .upstream_errors
+                    .with_label_values(&[upstream, kind])
+                    .inc();
+            }
             if session.response_written().is_none()
                 && let Err(write_error) = respond_problem(session, &problem).await
             {
@@ -367,10 +391,30 @@ impl ProxyHttp for Gateway {
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let request = session.req_header();
-        let route = ctx
-            .route
-            .and_then(|r| self.routes.get(r))
-            .map_or("", |r| r.name.as_str());
+        let route_config = ctx.route.and_then(|r| self.routes.get(r));
+        let route = route_config.map_or("", |r| r.name.as_str());
+        // Requests that matched no route share one label, so a scan of random
+        // paths cannot grow the metric's cardinality.
+        let (route_label, policy) = match (route_config, ctx.endpoint) {
+            (Some(r), _) => (r.name.as_str(), r.policy.as_str()),
+            (None, Some(endpoint)) => (endpoint, "gateway"),
+            (None, None) => ("-", "-"),
+        };
+        let outcome = match (ctx.refusal, error, ctx.endpoint) {
+            (Some(code), _, _) => code.as_str(),
+            (None, Some(_), _) => "error",
+            (None, None, Some(_)) => "answered",
+            (None, None, None) => "forwarded",
+        };
+        let metrics = self.access.metrics();
+        metrics
+            .requests
+            .with_label_values(&[route_label, policy, outcome])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route_label, policy])
+            .observe(ctx.started.elapsed().as_secs_f64());
         let principal_subject = ctx
             .principal
             .as_ref()

@@ -1186,6 +1186,37 @@ pub async fn concurrent_same_identity_shares_one_session(factory: &dyn StoreFact
 ///     session_gateway::store_contract_tests!(super::redis_factory);
 /// }
 /// ```
+/// Revocations are shared until they lapse, and recording one twice keeps
+/// one.
+pub async fn revocations_are_kept_until_they_lapse(factory: &dyn StoreFactory) {
+    use crate::session::Revocation;
+    let t = StoreUnderTest::new(factory, vec![pool("p", 1)]).await;
+    let token = Revocation::Token {
+        key: "jti-1".into(),
+        until_ms: T0 + 60_000,
+    };
+    let subject = Revocation::Subject {
+        subject: crate::session::identity::subject_key(ISSUER, "alice"),
+        not_before_ms: T0,
+        until_ms: T0 + 120_000,
+    };
+    assert!(t.store.revocations().await.expect("revocations").is_empty());
+    t.store.revoke(&token).await.expect("revoke");
+    t.store.revoke(&subject).await.expect("revoke");
+    t.store.revoke(&token).await.expect("revoke again");
+    let mut now = t.store.revocations().await.expect("revocations");
+    now.sort_by_key(Revocation::until_ms);
+    assert_eq!(now, vec![token.clone(), subject.clone()]);
+    t.advance_ms(60_000);
+    assert_eq!(
+        t.store.revocations().await.expect("revocations"),
+        vec![subject.clone()],
+        "the token revocation lapses exactly at its end"
+    );
+    t.advance_ms(60_000);
+    assert!(t.store.revocations().await.expect("revocations").is_empty());
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {
@@ -1226,6 +1257,7 @@ macro_rules! store_contract_tests {
             sweep_closes_only_expired_once,
             absolute_end_is_exact_for_sweep,
             each_pool_counts_its_own_seats,
+            revocations_are_kept_until_they_lapse,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,

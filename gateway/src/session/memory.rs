@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 
 use super::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
-    Refusal, Session, SessionFilter, SessionId, Store, StoreError, SubjectKey,
+    Refusal, Revocation, Session, SessionFilter, SessionId, Store, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::licensing::{Bucket, Pool, Pools, SubjectLimitPolicy};
@@ -39,6 +39,8 @@ use crate::licensing::{Bucket, Pool, Pools, SubjectLimitPolicy};
 pub struct MemoryStore {
     clock: SharedClock,
     state: Mutex<State>,
+    /// Revocations in force (a separate lock: never taken with `state`).
+    revocations: Mutex<Vec<Revocation>>,
 }
 
 /// Everything the store knows, guarded by one lock.
@@ -78,6 +80,7 @@ impl MemoryStore {
                 pools,
                 by_id: HashMap::new(),
             }),
+            revocations: Mutex::new(Vec::new()),
         }
     }
 }
@@ -464,6 +467,21 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut revocations = self.revocations.lock();
+        revocations.retain(|r| r.until_ms() > now && r != revocation);
+        revocations.push(revocation.clone());
+        Ok(())
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut revocations = self.revocations.lock();
+        revocations.retain(|r| r.until_ms() > now);
+        Ok(revocations.clone())
     }
 }
 

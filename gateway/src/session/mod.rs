@@ -76,6 +76,55 @@ impl Session {
     pub fn is_expired_at(&self, now: UnixMillis) -> bool {
         now >= self.expires_ms()
     }
+
+    /// The public JSON view of the session (`GET /.gateway/session` and the
+    /// admin API), with RFC 3339 timestamps in UTC with milliseconds.
+    pub fn view(&self) -> SessionView {
+        let at = |ms: UnixMillis| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            )
+            .to_string()
+        };
+        SessionView {
+            session_id: self.id.clone(),
+            pool: self.pool.clone(),
+            subject: self.subject.clone(),
+            issuer: self.issuer.clone(),
+            client: self.client.clone(),
+            created: at(self.created_ms),
+            last_seen: at(self.last_seen_ms),
+            idle_expires: at(self.idle_expires_ms),
+            absolute_expires: at(self.absolute_expires_ms),
+            expires: at(self.expires_ms()),
+        }
+    }
+}
+
+/// A session as the gateway shows it over HTTP ([`Session::view`]); the
+/// identity key and seat bucket stay internal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SessionView {
+    /// The session id.
+    pub session_id: SessionId,
+    /// The pool whose seat it holds.
+    pub pool: String,
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The client (`client_id` / `azp`), if any.
+    pub client: Option<String>,
+    /// When it was opened.
+    pub created: String,
+    /// When a call last used it.
+    pub last_seen: String,
+    /// When it closes unless a call slides it.
+    pub idle_expires: String,
+    /// When it closes whatever happens.
+    pub absolute_expires: String,
+    /// The earlier of the two expiries.
+    pub expires: String,
 }
 
 /// Why a session closed.
@@ -222,6 +271,73 @@ pub struct SessionFilter {
     pub subject: Option<String>,
 }
 
+/// A refusal of tokens that are otherwise valid, shared by the fleet until
+/// it lapses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Revocation {
+    /// One token, by its `jti` (or the SHA-256 of the token when it has
+    /// none), until it expires.
+    Token {
+        /// The token key.
+        key: String,
+        /// When the revocation lapses (the token's expiry).
+        until_ms: UnixMillis,
+    },
+    /// Every token of a subject issued before `not_before_ms`.
+    Subject {
+        /// Issuer + subject.
+        subject: SubjectKey,
+        /// Tokens issued (`iat`) before this are refused.
+        not_before_ms: UnixMillis,
+        /// When the revocation lapses.
+        until_ms: UnixMillis,
+    },
+}
+
+impl Revocation {
+    /// When it lapses.
+    pub fn until_ms(&self) -> UnixMillis {
+        match self {
+            Revocation::Token { until_ms, .. } | Revocation::Subject { until_ms, .. } => *until_ms,
+        }
+    }
+
+    /// A compact text form (stored by the Redis store).
+    pub fn encode(&self) -> String {
+        match self {
+            Revocation::Token { key, until_ms } => format!("t|{until_ms}|{key}"),
+            Revocation::Subject {
+                subject,
+                not_before_ms,
+                until_ms,
+            } => format!("s|{until_ms}|{}|{not_before_ms}", subject.to_hex()),
+        }
+    }
+
+    /// Parses [`Revocation::encode`]'s form.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '|');
+        let kind = parts.next()?;
+        let until_ms = parts.next()?.parse().ok()?;
+        let rest = parts.next()?;
+        match kind {
+            "t" => Some(Revocation::Token {
+                key: rest.to_string(),
+                until_ms,
+            }),
+            "s" => {
+                let (subject, not_before) = rest.split_once('|')?;
+                Some(Revocation::Subject {
+                    subject: identity::Digest32::from_hex(subject)?,
+                    not_before_ms: not_before.parse().ok()?,
+                    until_ms,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Failures of the store itself (never of the caller's input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -274,6 +390,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records a revocation for the whole fleet, until it lapses.
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+
+    /// The revocations in force now.
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 }
 
 /// A store shared by the proxy, the sweeper and the admin API.

@@ -1,7 +1,7 @@
 //! Audit events of session transitions, as structured log lines on the
 //! `audit` target. They carry ids, pool and subject, never a token.
 
-use crate::session::{ClosedSession, Refusal, Session, SessionIdentity};
+use crate::session::{ClosedSession, Refusal, Revocation, Session, SessionIdentity};
 
 /// A session was opened and took a seat.
 pub fn session_opened(session: &Session) {
@@ -43,4 +43,28 @@ pub fn admission_refused(pool: &str, identity: &SessionIdentity, refusal: &Refus
         reason,
         "session refused"
     );
+}
+
+/// Tokens were revoked (a token by id, or a subject's earlier tokens).
+pub fn revoked(revocation: &Revocation) {
+    match revocation {
+        Revocation::Token { until_ms, .. } => tracing::info!(
+            target: "audit",
+            event = "token_revoked",
+            until_ms,
+            "token revoked"
+        ),
+        Revocation::Subject {
+            subject,
+            not_before_ms,
+            until_ms,
+        } => tracing::info!(
+            target: "audit",
+            event = "subject_revoked",
+            subject_key = %subject,
+            not_before_ms,
+            until_ms,
+            "tokens of a subject revoked"
+        ),
+    }
 }

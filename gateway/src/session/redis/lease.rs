@@ -30,14 +30,14 @@ struct Lease {
 
 /// A close published by some instance: drop the lease of this identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revocation {
+pub struct LeaseDrop {
     /// The pool.
     pub pool: String,
     /// The identity whose session closed.
     pub identity: IdentityKey,
 }
 
-impl Revocation {
+impl LeaseDrop {
     /// Parses a revocation message (`<pool> <identity hex>`).
     pub fn parse(message: &str) -> Option<Self> {
         let (pool, identity) = message.split_once(' ')?;
@@ -199,9 +199,9 @@ mod tests {
     #[test]
     fn revocations_parse() {
         let id = Digest32::of_parts("t", [b"x".as_slice()]);
-        let r = Revocation::parse(&format!("pool {}", id.to_hex())).unwrap();
+        let r = LeaseDrop::parse(&format!("pool {}", id.to_hex())).unwrap();
         assert_eq!(r.pool, "pool");
         assert_eq!(r.identity, id);
-        assert!(Revocation::parse("nonsense").is_none());
+        assert!(LeaseDrop::parse("nonsense").is_none());
     }
 }

@@ -26,11 +26,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
-pub use lease::{LeaseCache, Revocation};
+pub use lease::{LeaseCache, LeaseDrop};
 
 use super::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
-    Refusal, Session, SessionFilter, Store, StoreError, SubjectKey,
+    Refusal, Revocation, Session, SessionFilter, Store, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{RedisConfig, RedisMode};
@@ -54,6 +54,9 @@ struct Scripts {
     list: Script,
     usage: Script,
     sweep: Script,
+    revoke: Script,
+    revocations: Script,
+    ping: Script,
 }
 
 impl Scripts {
@@ -69,6 +72,9 @@ impl Scripts {
             list: with_common(include_str!("lua/list.lua")),
             usage: with_common(include_str!("lua/usage.lua")),
             sweep: with_common(include_str!("lua/sweep.lua")),
+            revoke: with_common(include_str!("lua/revoke.lua")),
+            revocations: with_common(include_str!("lua/revocations.lua")),
+            ping: Script::new("return redis.call('PING')"),
         }
     }
 }
@@ -239,7 +245,7 @@ impl RedisStore {
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     let text: String = message.get_payload().unwrap_or_default();
-                    if let Some(revocation) = Revocation::parse(&text) {
+                    if let Some(revocation) = LeaseDrop::parse(&text) {
                         self.leases.forget(&revocation.pool, &revocation.identity);
                     }
                 }
@@ -288,6 +294,10 @@ impl RedisStore {
     /// The local lease cache (the hot path reads it; revocations drop from it).
     pub fn leases(&self) -> &Arc<LeaseCache> {
         &self.leases
+    }
+
+    fn revocations_key(&self) -> String {
+        format!("{{{}}}:revocations", self.prefix)
     }
 
     fn tag(&self, pool: &str) -> String {
@@ -503,6 +513,18 @@ impl RedisStore {
         Ok(AdmitOutcome { admission, expired })
     }
 
+    /// Runs one of the scripts that read or sweep a whole pool (list,
+    /// usage, sweep: same KEYS and ARGV).
+    async fn whole_pool(&self, script: &Script, pool: &Pool) -> Result<Value, StoreError> {
+        let tag = self.tag(&pool.name);
+        self.run(
+            script,
+            &[format!("{tag}:b:0")],
+            &[self.now_arg(), tag, pool.bucket_count().to_string()],
+        )
+        .await
+    }
+
     /// Closes by id in every pool (ids do not name their pool; pools are few
     /// and closing is rare).
     async fn close_by_id(
@@ -654,14 +676,7 @@ impl Store for RedisStore {
             if filter.pool.as_ref().is_some_and(|p| p != &pool.name) {
                 continue;
             }
-            let tag = self.tag(&pool.name);
-            let value = self
-                .run(
-                    &self.scripts.list,
-                    &[format!("{tag}:b:0")],
-                    &[self.now_arg(), tag, pool.bucket_count().to_string()],
-                )
-                .await?;
+            let value = self.whole_pool(&self.scripts.list, pool).await?;
             for item in array(&value)? {
                 if let Some((s, _)) = session_of(&pool.name, item)?
                     && filter.subject.as_ref().is_none_or(|sub| sub == &s.subject)
@@ -677,14 +692,7 @@ impl Store for RedisStore {
     async fn usage(&self) -> Result<Vec<PoolUsage>, StoreError> {
         let mut usage = Vec::new();
         for pool in self.pools.iter() {
-            let tag = self.tag(&pool.name);
-            let value = self
-                .run(
-                    &self.scripts.usage,
-                    &[format!("{tag}:b:0")],
-                    &[self.now_arg(), tag, pool.bucket_count().to_string()],
-                )
-                .await?;
+            let value = self.whole_pool(&self.scripts.usage, pool).await?;
             usage.push(PoolUsage {
                 pool: pool.name.clone(),
                 limit: pool.limit,
@@ -698,15 +706,7 @@ impl Store for RedisStore {
     async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError> {
         let mut closed = Vec::new();
         for pool in self.pools.iter() {
-            let tag = self.tag(&pool.name);
-            let value = match self
-                .run(
-                    &self.scripts.sweep,
-                    &[format!("{tag}:b:0")],
-                    &[self.now_arg(), tag, pool.bucket_count().to_string()],
-                )
-                .await
-            {
+            let value = match self.whole_pool(&self.scripts.sweep, pool).await {
                 Ok(value) => value,
                 Err(error) => return partial(closed, error),
             };
@@ -719,17 +719,40 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let value = self.run(&self.scripts_ping(), &[], &[]).await?;
+        let value = self.run(&self.scripts.ping, &[], &[]).await?;
         match value {
             Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
             _ => Err(protocol("PING reply")),
         }
     }
-}
 
-impl RedisStore {
-    fn scripts_ping(&self) -> Script {
-        Script::new("return redis.call('PING')")
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.run(
+            &self.scripts.revoke,
+            &[self.revocations_key()],
+            &[
+                self.now_arg(),
+                revocation.encode(),
+                revocation.until_ms().to_string(),
+                millis(LINGER).to_string(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let value = self
+            .run(
+                &self.scripts.revocations,
+                &[self.revocations_key()],
+                &[self.now_arg()],
+            )
+            .await?;
+        array(&value)?
+            .iter()
+            .map(|v| Revocation::decode(&text(v)?).ok_or_else(|| protocol("bad revocation")))
+            .collect()
     }
 }
 

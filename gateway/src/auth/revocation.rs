@@ -1,0 +1,155 @@
+//! Revoked tokens: tokens that verify but must be refused anyway, because
+//! their user logged out or an operator revoked them.
+//!
+//! The list is shared through the session store (so it holds across the
+//! fleet) and mirrored in each instance, where the hot path checks it without
+//! any I/O. An instance applies its own revocations at once and picks up the
+//! others' on its next sync (every `sessions.sweep_interval`).
+
+use parking_lot::RwLock;
+
+use super::Principal;
+use crate::clock::UnixMillis;
+use crate::session::identity::subject_key;
+use crate::session::{Revocation, SubjectKey};
+
+/// The revocations this instance knows, ready for lookups.
+#[derive(Debug, Default)]
+pub struct RevocationList {
+    inner: RwLock<Vec<Revocation>>,
+}
+
+impl RevocationList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one revocation now (this instance made it).
+    pub fn add(&self, revocation: Revocation) {
+        let mut list = self.inner.write();
+        if !list.contains(&revocation) {
+            list.push(revocation);
+        }
+    }
+
+    /// Replaces the list with the store's (the periodic sync); revocations
+    /// added locally meanwhile are in the store too.
+    pub fn replace(&self, revocations: Vec<Revocation>) {
+        *self.inner.write() = revocations;
+    }
+
+    /// Whether a verified token is revoked at `now`. `token_key` is the
+    /// token's `jti`, or the hex SHA-256 of the token when it has none.
+    pub fn is_revoked(&self, principal: &Principal, token_key: &str, now: UnixMillis) -> bool {
+        let list = self.inner.read();
+        if list.is_empty() {
+            return false;
+        }
+        let subject: Option<SubjectKey> =
+            match (principal.claims.issuer(), principal.claims.subject()) {
+                (Some(iss), Some(sub)) => Some(subject_key(iss, sub)),
+                _ => None,
+            };
+        // A token without `iat` cannot prove it was issued after a
+        // subject-wide revocation, so it counts as issued before.
+        let issued_ms = principal
+            .claims
+            .numeric_date("iat")
+            .ok()
+            .flatten()
+            .map_or(0, |s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
+        list.iter().filter(|r| r.until_ms() > now).any(|r| match r {
+            Revocation::Token { key, .. } => key == token_key,
+            Revocation::Subject {
+                subject: revoked,
+                not_before_ms,
+                ..
+            } => subject.as_ref() == Some(revoked) && issued_ms < *not_before_ms,
+        })
+    }
+
+    /// Number of revocations known.
+    pub fn len(&self) -> usize {
+        self.inner.read().len()
+    }
+
+    /// Whether none is known.
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Claims;
+    use serde_json::json;
+
+    fn principal(iat: i64) -> Principal {
+        Principal {
+            claims: Claims::from_map(
+                json!({"iss": "https://idp", "sub": "alice", "iat": iat})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+            issuer: 0,
+            expires_at: iat + 300,
+            not_before: None,
+            token_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn token_revocations_match_their_key_until_they_lapse() {
+        let list = RevocationList::new();
+        let p = principal(1_000);
+        assert!(!list.is_revoked(&p, "jti-1", 1_000_000));
+        list.add(Revocation::Token {
+            key: "jti-1".into(),
+            until_ms: 2_000_000,
+        });
+        assert!(list.is_revoked(&p, "jti-1", 1_000_000));
+        assert!(!list.is_revoked(&p, "jti-2", 1_000_000));
+        assert!(!list.is_revoked(&p, "jti-1", 2_000_000), "lapsed");
+    }
+
+    #[test]
+    fn subject_revocations_refuse_tokens_issued_before() {
+        let list = RevocationList::new();
+        list.add(Revocation::Subject {
+            subject: subject_key("https://idp", "alice"),
+            not_before_ms: 1_500_000,
+            until_ms: 9_000_000,
+        });
+        assert!(list.is_revoked(&principal(1_000), "x", 2_000_000));
+        assert!(!list.is_revoked(&principal(1_600), "x", 2_000_000));
+        let mut bob = principal(1_000);
+        bob.claims = Claims::from_map(
+            json!({"iss": "https://idp", "sub": "bob", "iat": 1_000})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        assert!(!list.is_revoked(&bob, "x", 2_000_000));
+    }
+
+    #[test]
+    fn revocations_survive_their_text_form() {
+        for r in [
+            Revocation::Token {
+                key: "a|b".into(),
+                until_ms: 5,
+            },
+            Revocation::Subject {
+                subject: subject_key("i", "s"),
+                not_before_ms: 3,
+                until_ms: 9,
+            },
+        ] {
+            assert_eq!(Revocation::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(Revocation::decode("x|1|y"), None);
+    }
+}
