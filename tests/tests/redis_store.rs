@@ -96,6 +96,20 @@ impl Store for StoreWithServer {
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.store.revocations().await
     }
+    async fn link_sid(
+        &self,
+        sid_key: &str,
+        session_id: &str,
+        until_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.store.link_sid(sid_key, session_id, until_ms).await
+    }
+    async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<String>, StoreError> {
+        self.store.linked_sessions(sid_key).await
+    }
+    async fn first_use(&self, key: &str, until_ms: u64) -> Result<bool, StoreError> {
+        self.store.first_use(key, until_ms).await
+    }
 }
 
 mod contract {

@@ -13,6 +13,13 @@ use crate::clock::UnixMillis;
 use crate::session::identity::subject_key;
 use crate::session::{Revocation, SubjectKey};
 
+/// The revocation key of the tokens that carry an identity provider session
+/// id (`sid`): a back-channel logout of that session revokes them all.
+pub fn sid_key(issuer: &str, sid: &str) -> String {
+    crate::session::identity::Digest32::of_parts("sid", [issuer.as_bytes(), sid.as_bytes()])
+        .to_hex()
+}
+
 /// The revocations this instance knows, ready for lookups.
 #[derive(Debug, Default)]
 pub struct RevocationList {
@@ -59,8 +66,14 @@ impl RevocationList {
             .ok()
             .flatten()
             .map_or(0, |s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
+        let sid = match (principal.claims.issuer(), principal.claims.str("sid")) {
+            (Some(iss), Some(sid)) => Some(format!("sid:{}", sid_key(iss, sid))),
+            _ => None,
+        };
         list.iter().filter(|r| r.until_ms() > now).any(|r| match r {
-            Revocation::Token { key, .. } => key == token_key,
+            Revocation::Token { key, .. } => {
+                key == token_key || sid.as_deref() == Some(key.as_str())
+            }
             Revocation::Subject {
                 subject: revoked,
                 not_before_ms,

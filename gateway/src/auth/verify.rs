@@ -217,6 +217,18 @@ impl Verifier {
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<Principal, TokenError> {
+        let (index, claims) = self.verify_signature(token).await?;
+        self.check_claims(self.issuers[index].config(), index, claims)
+    }
+
+    /// Checks a token's signature against its issuer's keys and allow-list,
+    /// and returns the issuer's index and the claims — nothing about the
+    /// claims is checked yet. Shared by access tokens and back-channel
+    /// logout tokens.
+    pub async fn verify_signature(&self, token: &str) -> Result<(usize, Claims), TokenError> {
+        if token.len() > self.policy.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
         let parts = CompactJws::split(token)?;
         let header = parts.header()?;
         let claims = parts.claims()?;
@@ -260,8 +272,17 @@ impl Verifier {
             SignatureCheck::Invalid => return Err(TokenError::BadSignature),
             SignatureCheck::NoKey => return Err(TokenError::UnknownKey),
         }
+        Ok((index, claims))
+    }
 
-        self.check_claims(config, index, claims)
+    /// The verification leeway, in seconds.
+    pub fn leeway_secs(&self) -> i64 {
+        self.policy.leeway.as_secs() as i64
+    }
+
+    /// The configuration of the issuer at `index`.
+    pub fn issuer_config(&self, index: usize) -> Option<&IssuerConfig> {
+        self.issuers.get(index).map(|i| i.config())
     }
 
     fn check_claims(

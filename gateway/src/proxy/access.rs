@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::auth::RevocationList;
 use crate::auth::Verified as VerifiedBy;
+use crate::auth::revocation::sid_key;
 use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};
 use crate::licensing::{PoolChoice, Pools};
 use crate::session::ClosedSession;
@@ -21,6 +22,25 @@ use crate::telemetry::{Metrics, audit};
 /// How long a token revocation outlives the token's `exp`: more than any
 /// sensible verification leeway.
 const REVOCATION_MARGIN_MS: u64 = 5 * 60 * 1000;
+
+/// How long revocations made by a back-channel logout last: longer than any
+/// access token lives.
+const SUBJECT_REVOCATION_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// The event a back-channel logout token carries (OIDC BCL 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Why a back-channel logout was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackchannelError {
+    /// The logout token is invalid (400 `invalid_request`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store or the issuer's keys are unavailable (503; the identity
+    /// provider retries).
+    #[error("temporarily unavailable")]
+    Unavailable,
+}
 
 use super::problem::{ErrorCode, Problem};
 
@@ -108,6 +128,142 @@ impl Access {
             Ok(list) => self.revocations.replace(list),
             Err(error) => tracing::warn!(%error, "revocation sync failed; keeping the last list"),
         }
+    }
+
+    /// Links a new session to the identity provider session its token names
+    /// (`sid`), for back-channel logout. A failure costs only that link.
+    async fn link_sid(&self, principal: &Principal, session: &Session) {
+        let (Some(iss), Some(sid)) = (principal.claims.issuer(), principal.claims.str("sid"))
+        else {
+            return;
+        };
+        if let Err(error) = self
+            .store
+            .link_sid(&sid_key(iss, sid), &session.id, session.absolute_expires_ms)
+            .await
+        {
+            tracing::warn!(%error, session_id = %session.id, "could not link the session to its sid");
+        }
+    }
+
+    /// OpenID Connect Back-Channel Logout 1.0: validates a logout token and
+    /// closes the sessions it names (`sid`: the sessions linked to that
+    /// identity provider session; `sub` alone: every session of the
+    /// subject), and revokes the tokens that could reopen them. Returns how
+    /// many sessions closed.
+    pub async fn backchannel_logout(&self, logout_token: &str) -> Result<usize, BackchannelError> {
+        let invalid = |m: String| BackchannelError::Invalid(m);
+        let (index, claims) = self
+            .verifier
+            .verify_signature(logout_token)
+            .await
+            .map_err(|e| match e {
+                TokenError::IssuerUnavailable => BackchannelError::Unavailable,
+                other => invalid(other.to_string()),
+            })?;
+        let issuer = self
+            .verifier
+            .issuer_config(index)
+            .ok_or_else(|| invalid("untrusted issuer".into()))?;
+        let now = self.verifier.clock().now_secs();
+        let leeway = self.verifier.leeway_secs();
+        let date = |name: &str| claims.numeric_date(name).map_err(invalid);
+        let iat = date("iat")?.ok_or_else(|| invalid("missing claim `iat`".into()))?;
+        if iat > now.saturating_add(leeway) {
+            return Err(invalid("issued in the future".into()));
+        }
+        let exp = date("exp")?.ok_or_else(|| invalid("missing claim `exp`".into()))?;
+        if now > exp.saturating_add(leeway) {
+            return Err(invalid("logout token expired".into()));
+        }
+        let audiences = claims.audiences();
+        if !issuer
+            .audiences
+            .iter()
+            .any(|a| audiences.contains(&a.as_str()))
+        {
+            return Err(invalid("wrong audience".into()));
+        }
+        let is_logout_event = claims
+            .get("events")
+            .and_then(|e| e.as_object())
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(|v| v.is_object());
+        if !is_logout_event {
+            return Err(invalid(format!(
+                "`events` must contain `{BACKCHANNEL_LOGOUT_EVENT}`"
+            )));
+        }
+        if claims.has("nonce") {
+            return Err(invalid("a logout token must not contain `nonce`".into()));
+        }
+        let sid = claims.str("sid");
+        let sub = claims.str("sub");
+        if sid.is_none() && sub.is_none() {
+            return Err(invalid("a logout token names `sid` or `sub`".into()));
+        }
+        let jti = claims
+            .token_id()
+            .ok_or_else(|| invalid("missing claim `jti`".into()))?;
+        let until_ms = u64::try_from(exp.saturating_add(leeway))
+            .unwrap_or(0)
+            .saturating_mul(1000)
+            + REVOCATION_MARGIN_MS;
+        let once = crate::session::identity::Digest32::of_parts(
+            "logout-jti",
+            [issuer.issuer.as_bytes(), jti.as_bytes()],
+        );
+        let fresh = self
+            .store
+            .first_use(&once.to_hex(), until_ms)
+            .await
+            .map_err(|_| BackchannelError::Unavailable)?;
+        if !fresh {
+            return Err(invalid("logout token replayed".into()));
+        }
+
+        let now_ms = self.verifier.clock().now_ms();
+        let mut closed = Vec::new();
+        if let Some(sid) = sid {
+            let key = sid_key(&issuer.issuer, sid);
+            let ids = self
+                .store
+                .linked_sessions(&key)
+                .await
+                .map_err(|_| BackchannelError::Unavailable)?;
+            for id in ids {
+                if let Some(c) = self
+                    .store
+                    .close(&id, CloseReason::Backchannel)
+                    .await
+                    .map_err(|_| BackchannelError::Unavailable)?
+                {
+                    closed.push(c);
+                }
+            }
+            self.revoke(Revocation::Token {
+                key: format!("sid:{key}"),
+                until_ms: now_ms + SUBJECT_REVOCATION_TTL_MS,
+            })
+            .await
+            .map_err(|_| BackchannelError::Unavailable)?;
+        } else if let Some(sub) = sub {
+            let subject = crate::session::identity::subject_key(&issuer.issuer, sub);
+            closed = self
+                .store
+                .close_subject(&subject, CloseReason::Backchannel)
+                .await
+                .map_err(|_| BackchannelError::Unavailable)?;
+            self.revoke(Revocation::Subject {
+                subject,
+                not_before_ms: now_ms,
+                until_ms: now_ms + SUBJECT_REVOCATION_TTL_MS,
+            })
+            .await
+            .map_err(|_| BackchannelError::Unavailable)?;
+        }
+        closed.iter().for_each(|c| self.record_closed(c));
+        Ok(closed.len())
     }
 
     /// Closes the principal's session and refuses the presented token until
@@ -316,6 +472,7 @@ impl Access {
                     self.record_closed(replaced);
                 }
                 self.record_opened(&session);
+                self.link_sid(principal, &session).await;
                 Ok(Seated {
                     session,
                     opened: true,

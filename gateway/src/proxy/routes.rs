@@ -17,6 +17,8 @@ pub enum GatewayEndpoint {
     Session,
     /// `POST <prefix>/logout`: close the caller's session, revoke the token.
     Logout,
+    /// `POST <prefix>/backchannel-logout`: OpenID Connect Back-Channel Logout.
+    BackchannelLogout,
 }
 
 /// What a request is for.
@@ -103,6 +105,7 @@ impl Router {
             return match rest {
                 "/session" => Resolution::Gateway(GatewayEndpoint::Session),
                 "/logout" => Resolution::Gateway(GatewayEndpoint::Logout),
+                "/backchannel-logout" => Resolution::Gateway(GatewayEndpoint::BackchannelLogout),
                 _ => Resolution::NotFound,
             };
         }

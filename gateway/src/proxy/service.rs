@@ -12,7 +12,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session as HttpSession};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use super::access::Access;
+use super::access::{Access, BackchannelError};
 use super::headers::{self, IdentityHeaders};
 use super::problem::{ErrorCode, PROBLEM_JSON, Problem};
 use super::routes::{GatewayEndpoint, Resolution, Router};
@@ -114,6 +114,91 @@ impl Gateway {
             "session_id": closed.map(|s| s.id),
         });
         Ok(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
+/// The largest back-channel logout request body read (a form with one JWT).
+const MAX_LOGOUT_BODY: usize = 64 * 1024;
+
+impl Gateway {
+    /// `POST <prefix>/backchannel-logout` (OpenID Connect Back-Channel Logout
+    /// 1.0 §2.8): 200 with `Cache-Control: no-store` when the logout token is
+    /// valid, 400 `{error, error_description}` otherwise.
+    async fn backchannel_endpoint(&self, session: &mut HttpSession) -> pingora::Result<()> {
+        let answer = match self.read_logout_token(session).await? {
+            Ok(token) => match self.access.backchannel_logout(&token).await {
+                Ok(closed) => {
+                    tracing::info!(closed, "back-channel logout");
+                    Ok(())
+                }
+                Err(BackchannelError::Invalid(reason)) => Err((400, reason)),
+                Err(BackchannelError::Unavailable) => {
+                    Err((503, "temporarily unavailable".to_string()))
+                }
+            },
+            Err(reason) => Err((400, reason)),
+        };
+        match answer {
+            Ok(()) => respond(session, 200, "application/json", b"{}".to_vec(), None).await,
+            Err((status, reason)) => {
+                let error = if status == 400 {
+                    "invalid_request"
+                } else {
+                    "temporarily_unavailable"
+                };
+                let body = serde_json::json!({"error": error, "error_description": reason});
+                respond(
+                    session,
+                    status,
+                    "application/json",
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The `logout_token` of a form-encoded POST, or why there is none.
+    async fn read_logout_token(
+        &self,
+        session: &mut HttpSession,
+    ) -> pingora::Result<Result<String, String>> {
+        let request = session.req_header();
+        if request.method != http::Method::POST {
+            return Ok(Err("use POST".into()));
+        }
+        let form = request
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';').next().is_some_and(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            });
+        if !form {
+            return Ok(Err(
+                "the body must be application/x-www-form-urlencoded".into()
+            ));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_LOGOUT_BODY {
+                return Ok(Err("request body too large".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let tokens: Vec<String> = url::form_urlencoded::parse(&body)
+            .filter(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        Ok(match tokens.as_slice() {
+            [token] if !token.is_empty() => Ok(token.clone()),
+            [] | [_] => Err("missing `logout_token`".into()),
+            _ => Err("more than one `logout_token`".into()),
+        })
     }
 }
 
@@ -219,6 +304,11 @@ impl ProxyHttp for Gateway {
                 ErrorCode::NotFound,
                 "no route for this host and path",
             )),
+            Resolution::Gateway(GatewayEndpoint::BackchannelLogout) => {
+                ctx.endpoint = Some("gateway:backchannel-logout");
+                self.backchannel_endpoint(session).await?;
+                return Ok(true);
+            }
             Resolution::Gateway(endpoint) => {
                 let answer = match endpoint {
                     GatewayEndpoint::Session => {
@@ -229,6 +319,11 @@ impl ProxyHttp for Gateway {
                         ctx.endpoint = Some("gateway:logout");
                         self.logout_endpoint(request).await
                     }
+                    // Answered by the arm above, which reads the body.
+                    GatewayEndpoint::BackchannelLogout => Err(Problem::new(
+                        ErrorCode::NotFound,
+                        "no such gateway endpoint",
+                    )),
                 };
                 match answer {
                     Ok(body) => {

@@ -1217,6 +1217,60 @@ pub async fn revocations_are_kept_until_they_lapse(factory: &dyn StoreFactory) {
     assert!(t.store.revocations().await.expect("revocations").is_empty());
 }
 
+/// Links from identity provider sessions to sessions, and one-time token
+/// ids (logout token replay), hold until they lapse.
+pub async fn sid_links_and_one_time_ids_lapse(factory: &dyn StoreFactory) {
+    let t = StoreUnderTest::new(factory, vec![pool("p", 1)]).await;
+    assert!(
+        t.store
+            .linked_sessions("sid-a")
+            .await
+            .expect("links")
+            .is_empty()
+    );
+    t.store
+        .link_sid("sid-a", "s1", T0 + 60_000)
+        .await
+        .expect("link");
+    t.store
+        .link_sid("sid-a", "s2", T0 + 120_000)
+        .await
+        .expect("link");
+    t.store
+        .link_sid("sid-a", "s1", T0 + 60_000)
+        .await
+        .expect("link again");
+    let mut linked = t.store.linked_sessions("sid-a").await.expect("links");
+    linked.sort();
+    assert_eq!(linked, vec!["s1".to_string(), "s2".to_string()]);
+    assert!(
+        t.store
+            .linked_sessions("sid-b")
+            .await
+            .expect("links")
+            .is_empty()
+    );
+
+    assert!(
+        t.store
+            .first_use("jti-1", T0 + 60_000)
+            .await
+            .expect("first use")
+    );
+    assert!(
+        !t.store
+            .first_use("jti-1", T0 + 60_000)
+            .await
+            .expect("replay")
+    );
+    assert!(
+        t.store
+            .first_use("jti-2", T0 + 60_000)
+            .await
+            .expect("another id")
+    );
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {
@@ -1258,6 +1312,7 @@ macro_rules! store_contract_tests {
             absolute_end_is_exact_for_sweep,
             each_pool_counts_its_own_seats,
             revocations_are_kept_until_they_lapse,
+            sid_links_and_one_time_ids_lapse,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,

@@ -41,6 +41,10 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Revocations in force (a separate lock: never taken with `state`).
     revocations: Mutex<Vec<Revocation>>,
+    /// Identity provider sessions → linked session ids, with their lapse.
+    sids: Mutex<HashMap<String, Vec<(SessionId, UnixMillis)>>>,
+    /// One-time token ids seen, with their lapse.
+    used: Mutex<HashMap<String, UnixMillis>>,
 }
 
 /// Everything the store knows, guarded by one lock.
@@ -81,6 +85,8 @@ impl MemoryStore {
                 by_id: HashMap::new(),
             }),
             revocations: Mutex::new(Vec::new()),
+            sids: Mutex::new(HashMap::new()),
+            used: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -482,6 +488,46 @@ impl Store for MemoryStore {
         let mut revocations = self.revocations.lock();
         revocations.retain(|r| r.until_ms() > now);
         Ok(revocations.clone())
+    }
+
+    async fn link_sid(
+        &self,
+        sid_key: &str,
+        session_id: &str,
+        until_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut sids = self.sids.lock();
+        sids.retain(|_, links| {
+            links.retain(|(_, until)| *until > now);
+            !links.is_empty()
+        });
+        let links = sids.entry(sid_key.to_string()).or_default();
+        links.retain(|(id, _)| id != session_id);
+        links.push((session_id.to_string(), until_ms));
+        Ok(())
+    }
+
+    async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .sids
+            .lock()
+            .get(sid_key)
+            .map_or_else(Vec::new, |links| {
+                links
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            }))
+    }
+
+    async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut used = self.used.lock();
+        used.retain(|_, until| *until > now);
+        Ok(used.insert(key.to_string(), until_ms).is_none())
     }
 }
 

@@ -396,6 +396,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revocations in force now.
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Links a session to the identity provider's session (`sid`), so a
+    /// back-channel logout naming that `sid` finds it; the link lapses at
+    /// `until_ms`.
+    async fn link_sid(
+        &self,
+        sid_key: &str,
+        session_id: &str,
+        until_ms: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// The sessions linked to an identity provider session.
+    async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Records a one-time token id (a logout token's `jti`) until `until_ms`;
+    /// `false` when it was recorded before — a replay.
+    async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError>;
 }
 
 /// A store shared by the proxy, the sweeper and the admin API.

@@ -30,7 +30,7 @@ pub use lease::{LeaseCache, LeaseDrop};
 
 use super::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
-    Refusal, Revocation, Session, SessionFilter, Store, StoreError, SubjectKey,
+    Refusal, Revocation, Session, SessionFilter, SessionId, Store, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{RedisConfig, RedisMode};
@@ -56,6 +56,9 @@ struct Scripts {
     sweep: Script,
     revoke: Script,
     revocations: Script,
+    link_sid: Script,
+    first_use: Script,
+    members: Script,
     ping: Script,
 }
 
@@ -74,6 +77,9 @@ impl Scripts {
             sweep: with_common(include_str!("lua/sweep.lua")),
             revoke: with_common(include_str!("lua/revoke.lua")),
             revocations: with_common(include_str!("lua/revocations.lua")),
+            link_sid: with_common(include_str!("lua/link_sid.lua")),
+            first_use: with_common(include_str!("lua/first_use.lua")),
+            members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             ping: Script::new("return redis.call('PING')"),
         }
     }
@@ -753,6 +759,43 @@ impl Store for RedisStore {
             .iter()
             .map(|v| Revocation::decode(&text(v)?).ok_or_else(|| protocol("bad revocation")))
             .collect()
+    }
+
+    async fn link_sid(
+        &self,
+        sid_key: &str,
+        session_id: &str,
+        until_ms: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.run(
+            &self.scripts.link_sid,
+            &[format!("{{{}}}:sid:{sid_key}", self.prefix)],
+            &[self.now_arg(), session_id.to_string(), until_ms.to_string()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
+        let value = self
+            .run(
+                &self.scripts.members,
+                &[format!("{{{}}}:sid:{sid_key}", self.prefix)],
+                &[],
+            )
+            .await?;
+        array(&value)?.iter().map(text).collect()
+    }
+
+    async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError> {
+        let value = self
+            .run(
+                &self.scripts.first_use,
+                &[format!("{{{}}}:used:{key}", self.prefix)],
+                &[self.now_arg(), until_ms.to_string()],
+            )
+            .await?;
+        Ok(int(&value)? == 1)
     }
 }
 
