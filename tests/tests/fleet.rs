@@ -100,7 +100,16 @@ async fn a_session_follows_its_identity_across_instances() -> anyhow::Result<()>
     })
     .await?;
     let reopened = b.get("/api/x", &token).await?;
-    assert_ne!(reopened.forwarded_header("x-session-id"), Some(id));
+    assert_ne!(reopened.forwarded_header("x-session-id"), Some(id.clone()));
+
+    // The audit trail is also a capped Redis stream, shared by the fleet.
+    let trail = eventually("the audit stream", || async {
+        let entries = redis.cli(&["XRANGE", "{sg}:audit", "-", "+"])?;
+        Ok((entries.contains("session_closed") && entries.contains(&id)).then_some(entries))
+    })
+    .await?;
+    assert!(trail.contains("session_opened"));
+    assert!(trail.contains("pool_full"), "the refusal of carol: {trail}");
     Ok(())
 }
 

@@ -115,6 +115,14 @@ impl Access {
     /// at once (and audits it).
     pub fn apply_revocation(&self, revocation: Revocation) {
         audit::revoked(&revocation);
+        let kind = match &revocation {
+            Revocation::Token { .. } => "token_revoked",
+            Revocation::Subject { .. } => "subject_revoked",
+        };
+        self.trail(vec![
+            ("event", kind.into()),
+            ("until_ms", revocation.until_ms().to_string()),
+        ]);
         self.revocations.add(revocation);
     }
 
@@ -314,14 +322,40 @@ impl Access {
     /// Audits and counts a closed session (whoever closed it).
     pub fn record_closed(&self, closed: &ClosedSession) {
         audit::session_closed(closed);
+        self.trail(vec![
+            ("event", "session_closed".into()),
+            ("session_id", closed.session.id.clone()),
+            ("pool", closed.session.pool.clone()),
+            ("subject", closed.session.subject.clone()),
+            ("reason", closed.reason.as_str().into()),
+        ]);
         self.metrics
             .sessions_closed
             .with_label_values(&[closed.session.pool.as_str(), closed.reason.as_str()])
             .inc();
     }
 
+    /// Appends an audit event to the store's trail (the Redis stream)
+    /// without holding up the request; a failure is logged, the log line of
+    /// the event is written anyway.
+    fn trail(&self, mut event: Vec<(&'static str, String)>) {
+        let store = Arc::clone(&self.store);
+        event.push(("at_ms", self.verifier.clock().now_ms().to_string()));
+        tokio::spawn(async move {
+            if let Err(error) = store.append_audit(&event).await {
+                tracing::debug!(%error, "audit event not appended to the store");
+            }
+        });
+    }
+
     fn record_opened(&self, session: &Session) {
         audit::session_opened(session);
+        self.trail(vec![
+            ("event", "session_opened".into()),
+            ("session_id", session.id.clone()),
+            ("pool", session.pool.clone()),
+            ("subject", session.subject.clone()),
+        ]);
         self.metrics
             .sessions_opened
             .with_label_values(&[session.pool.as_str()])
@@ -484,6 +518,12 @@ impl Access {
                     Refusal::PoolFull { .. } => "pool_full",
                     Refusal::SubjectLimit { .. } => "subject_limit",
                 };
+                self.trail(vec![
+                    ("event", "session_refused".into()),
+                    ("pool", choice.pool.name.clone()),
+                    ("subject", identity.subject.clone()),
+                    ("reason", reason.into()),
+                ]);
                 self.metrics
                     .license_refusals
                     .with_label_values(&[choice.pool.name.as_str(), reason])

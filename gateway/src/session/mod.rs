@@ -410,6 +410,13 @@ pub trait Store: Send + Sync + 'static {
     /// The sessions linked to an identity provider session.
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError>;
 
+    /// Appends an audit event to the store's own trail, where it has one
+    /// (the Redis store: a capped stream). The memory store keeps none: its
+    /// audit trail is the log.
+    async fn append_audit(&self, _event: &[(&'static str, String)]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Records a one-time token id (a logout token's `jti`) until `until_ms`;
     /// `false` when it was recorded before — a replay.
     async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError>;

@@ -39,6 +39,9 @@ use crate::session::identity::Digest32;
 
 const COMMON: &str = include_str!("lua/common.lua");
 
+/// About how many audit events the stream keeps (`XADD … MAXLEN ~`).
+const AUDIT_STREAM_CAP: u64 = 100_000;
+
 /// How long a session's keys outlive its expiry, so the sweeper can still
 /// read a just-expired session and report its `idle` / `absolute` close.
 const LINGER: Duration = Duration::from_secs(600);
@@ -59,6 +62,7 @@ struct Scripts {
     link_sid: Script,
     first_use: Script,
     members: Script,
+    audit: Script,
     ping: Script,
 }
 
@@ -80,6 +84,10 @@ impl Scripts {
             link_sid: with_common(include_str!("lua/link_sid.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
+            // KEYS[1] the stream; ARGV[1] its approximate cap, then field/value pairs.
+            audit: Script::new(
+                "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))",
+            ),
             ping: Script::new("return redis.call('PING')"),
         }
     }
@@ -785,6 +793,21 @@ impl Store for RedisStore {
             )
             .await?;
         array(&value)?.iter().map(text).collect()
+    }
+
+    async fn append_audit(&self, event: &[(&'static str, String)]) -> Result<(), StoreError> {
+        let mut args = vec![AUDIT_STREAM_CAP.to_string()];
+        for (field, value) in event {
+            args.push((*field).to_string());
+            args.push(value.clone());
+        }
+        self.run(
+            &self.scripts.audit,
+            &[format!("{{{}}}:audit", self.prefix)],
+            &args,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError> {
