@@ -875,11 +875,27 @@ async fn revocations_refuse_tokens_by_id_or_by_subject() -> anyhow::Result<()> {
     let newer = kit.mint(&TokenRequest::new("bob").claim("iat", now + 2));
     assert_eq!(gw.get("/api/x", &newer).await?.status, 200);
 
+    // The command line records one too.
+    let url = gw.admin_url("");
+    let out = cli(
+        &["admin", "--url", &url, "revoke", "--subject", "erin"],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("subject"), "{}", out.stdout);
+    let out = cli(
+        &["admin", "--url", &url, "revoke", "--token-id", "x"],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(!out.ok, "--token-id needs --until");
+
     let listed = admin(&gw, Method::GET, "/admin/v1/revocations").await?;
     assert_eq!(listed.status, 200);
     assert_eq!(
         listed.json()["revocations"].as_array().map(Vec::len),
-        Some(2)
+        Some(3)
     );
 
     for bad in [

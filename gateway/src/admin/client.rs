@@ -153,6 +153,19 @@ impl AdminClient {
             .await
     }
 
+    /// Records a revocation (`POST /revocations`); the revocation as stored.
+    pub async fn revoke(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send(
+            reqwest::Method::POST,
+            self.url(&["revocations"]),
+            Some(request),
+        )
+        .await
+    }
+
     /// The URL of an API path; each segment is percent-encoded, so a
     /// subject or id can never change the path.
     fn url(&self, segments: &[&str]) -> Url {
@@ -172,14 +185,24 @@ impl AdminClient {
         method: reqwest::Method,
         url: Url,
     ) -> Result<T, ClientError> {
+        self.send(method, url, None).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
         let shown = url.to_string();
-        let response = self
+        let mut request = self
             .http
             .request(method, url)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+            .bearer_auth(self.token.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         if status == 401 {

@@ -76,6 +76,30 @@ pub enum AdminCommand {
     },
     /// Show seat use per license pool.
     Licenses,
+    /// Refuse tokens that still verify: one token by its `jti` until a time,
+    /// or every token of a subject issued before a time (default: now).
+    Revoke {
+        /// The token's `jti`.
+        #[arg(
+            long,
+            required_unless_present = "subject",
+            conflicts_with = "subject",
+            requires = "until"
+        )]
+        token_id: Option<String>,
+        /// With --token-id: until when (RFC 3339), normally the token's `exp`.
+        #[arg(long)]
+        until: Option<String>,
+        /// Revoke every token of this subject (the token's `sub`) instead.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The subject's issuer; needed when the gateway trusts several.
+        #[arg(long, requires = "subject")]
+        issuer: Option<String>,
+        /// With --subject: refuse tokens issued before this (RFC 3339).
+        #[arg(long, requires = "subject")]
+        not_before: Option<String>,
+    },
 }
 
 /// Runs `session-gateway admin` on a small runtime of its own (this command
@@ -140,6 +164,28 @@ async fn execute(
         } => render(&client.kill_subject(subject, issuer.as_deref()).await?),
         AdminCommand::Kill { .. } => anyhow::bail!("kill needs a session id or --subject"),
         AdminCommand::Licenses => render(&client.licenses().await?),
+        AdminCommand::Revoke {
+            token_id,
+            until,
+            subject,
+            issuer,
+            not_before,
+        } => {
+            let mut request = serde_json::Map::new();
+            for (key, value) in [
+                ("token_id", token_id),
+                ("until", until),
+                ("subject", subject),
+                ("issuer", issuer),
+                ("not_before", not_before),
+            ] {
+                if let Some(value) = value {
+                    request.insert(key.into(), value.clone().into());
+                }
+            }
+            let answer = client.revoke(&serde_json::Value::Object(request)).await?;
+            render(&Revoked(answer))
+        }
     }
 }
 
@@ -198,6 +244,33 @@ impl Render for ClosedSessions {
             out.push_str(&sessions_table(&self.closed));
         }
         out
+    }
+}
+
+/// The answer of `revoke`.
+struct Revoked(serde_json::Value);
+
+impl Render for Revoked {
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(&self.0)
+    }
+
+    fn table(&self) -> String {
+        let revocation = &self.0["revocation"];
+        let rows: Vec<Vec<String>> = revocation
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        vec![
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        table(&[("REVOCATION", Align::Left), ("", Align::Left)], &rows)
     }
 }
 
