@@ -228,3 +228,35 @@ async fn token_routes_open_no_session_and_public_routes_need_no_token() -> anyho
     assert_eq!(gw.get("/api/x", &kit.token("bob")).await?.status, 200);
     Ok(())
 }
+
+/// SIGTERM stops accepting but lets a request in flight finish within the
+/// configured grace period, then the process exits cleanly.
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let mut config = kit.config();
+    config.set("server", "grace_period", "5s");
+    config.set("server", "shutdown_timeout", "2s");
+    // The devkit backend holds `/slow?ms=N` for N ms.
+    config.push(
+        "routes",
+        "name = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"erp\"\npolicy = \"public\"\n",
+    );
+    let gw = Gateway::start(BIN, &config).await?;
+    let before = kit.backend.requests();
+    let in_flight = tokio::spawn({
+        let client = gw.client().clone();
+        let url = gw.url("/slow?ms=1500");
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    eventually("the request reaching the backend", || async {
+        Ok((kit.backend.requests() > before).then_some(()))
+    })
+    .await?;
+    let stopping = tokio::task::spawn_blocking(move || gw.stop());
+    let status = in_flight.await??;
+    assert_eq!(status, 200, "the request in flight was cut");
+    let exit = stopping.await??;
+    assert!(exit.success(), "exit status {exit}");
+    Ok(())
+}
