@@ -255,7 +255,14 @@ async fn routing_errors_and_unsafe_paths() -> anyhow::Result<()> {
     assert_eq!(r.status, 404);
     assert_eq!(r.problem(), "not_found");
 
-    for path in ["/api/../admin", "/api/%2e%2e/admin", "/public/./x"] {
+    for path in [
+        "/api/../admin",
+        "/api/%2e%2e/admin",
+        "/public/./x",
+        "/public/..;/api/x",
+        "//api/x",
+        "/%61pi/x",
+    ] {
         let request = format!("GET {path} HTTP/1.1\r\nHost: erp\r\n\r\n");
         let responses = raw_exchange(gw.addr, &[request.as_bytes()]).await?;
         assert!(

@@ -193,7 +193,12 @@ impl Verifier {
         let mut principal = self.verify_uncached(token).await?;
         principal.token_key = match principal.claims.token_id() {
             Some(jti) => jti.to_string(),
-            None => hex(&digest),
+            // The signed part only: an ECDSA signature can be rewritten into
+            // another valid one, which must not make a revoked token new.
+            None => {
+                let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+                hex(&Sha256::digest(signed.as_bytes()))
+            }
         };
         let principal = Arc::new(principal);
         if let Some(cache) = &self.cache {

@@ -182,6 +182,12 @@ impl IssuerHandle {
         self.state.jwks()
     }
 
+    /// The current RSA public key as SPKI PEM (for peers that verify with a
+    /// PEM file, such as HAProxy's `jwt_verify` in the benchmarks).
+    pub fn rsa_public_pem(&self) -> String {
+        self.state.keys.read().current_rsa().key.public_pem.clone()
+    }
+
     /// Generates a new RSA key (`rsa-2`, `rsa-3`, …), makes it the key for
     /// the RSA algorithms, keeps every older public key in the JWKS, and
     /// returns the new kid.

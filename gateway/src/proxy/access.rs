@@ -217,19 +217,6 @@ impl Access {
             .unwrap_or(0)
             .saturating_mul(1000)
             + REVOCATION_MARGIN_MS;
-        let once = crate::session::identity::Digest32::of_parts(
-            "logout-jti",
-            [issuer.issuer.as_bytes(), jti.as_bytes()],
-        );
-        let fresh = self
-            .store
-            .first_use(&once.to_hex(), until_ms)
-            .await
-            .map_err(|_| BackchannelError::Unavailable)?;
-        if !fresh {
-            return Err(invalid("logout token replayed".into()));
-        }
-
         let now_ms = self.verifier.clock().now_ms();
         let mut closed = Vec::new();
         if let Some(sid) = sid {
@@ -271,6 +258,21 @@ impl Access {
             .map_err(|_| BackchannelError::Unavailable)?;
         }
         closed.iter().for_each(|c| self.record_closed(c));
+        // The jti is spent only once the logout has been carried out, so an
+        // identity provider retrying after a 503 is not refused as a replay.
+        // Carrying out a logout twice changes nothing.
+        let once = crate::session::identity::Digest32::of_parts(
+            "logout-jti",
+            [issuer.issuer.as_bytes(), jti.as_bytes()],
+        );
+        let fresh = self
+            .store
+            .first_use(&once.to_hex(), until_ms)
+            .await
+            .map_err(|_| BackchannelError::Unavailable)?;
+        if !fresh {
+            return Err(invalid("logout token replayed".into()));
+        }
         Ok(closed.len())
     }
 

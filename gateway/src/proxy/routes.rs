@@ -141,12 +141,47 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     if lower.contains('\\') || lower.contains("%5c") || lower.contains("%00") {
         return Err("path contains a backslash or NUL");
     }
+    // An unreserved character needs no encoding; `/%61pi/` is only ever
+    // written to make a path mean one thing here and another behind us.
+    if encodes_unreserved(&lower) {
+        return Err("path percent-encodes a character that needs no encoding");
+    }
     let decoded_dots = lower.replace("%2e", ".");
-    let decoded = decoded_dots.replace("%2f", "/");
-    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err("path contains dot-segments");
+    let decoded = decoded_dots.replace("%2f", "/").replace("%3b", ";");
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        // `//` collapses to `/` in many backends; a trailing `/` is fine.
+        if segment.is_empty() && i != last {
+            return Err("path contains an empty segment");
+        }
+        // Servlet containers drop `;params` before resolving `..;`.
+        let name = segment.split(';').next().unwrap_or_default();
+        if name == "." || name == ".." {
+            return Err("path contains dot-segments");
+        }
     }
     Ok(())
+}
+
+/// Whether a (lowercased) path holds `%XX` for an unreserved character
+/// (RFC 3986 §2.3: letters, digits, `-`, `.`, `_`, `~`), other than `%2e`,
+/// which the dot-segment check decodes itself.
+fn encodes_unreserved(lower: &str) -> bool {
+    let bytes = lower.as_bytes();
+    bytes.windows(3).any(|w| {
+        if w[0] != b'%' {
+            return false;
+        }
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (hex(w[1]), hex(w[2])) {
+            (Some(h), Some(l)) => {
+                let c = (h * 16 + l) as u8;
+                c != b'.' && (c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~'))
+            }
+            _ => false,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -241,6 +276,13 @@ mod tests {
             "/a%00b",
             "api/x",
             "*",
+            "/status/..;/api/orders",
+            "/status/..%3b/api/orders",
+            "/status/.;x/api",
+            "//api/x",
+            "/public//x",
+            "/%61pi/x",
+            "/api/%7Euser",
         ] {
             assert!(
                 matches!(r.resolve(None, bad), Resolution::BadPath(_)),
@@ -248,6 +290,8 @@ mod tests {
             );
         }
         assert_eq!(r.resolve(None, "/api/..x/y"), Resolution::Route(3));
+        assert_eq!(r.resolve(None, "/public/x;v=1/"), Resolution::Route(2));
+        assert_eq!(r.resolve(None, "/public/a%20b%2Fc"), Resolution::Route(2));
         assert_eq!(r.resolve(None, "/api/.well-known"), Resolution::Route(3));
     }
 
