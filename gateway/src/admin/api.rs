@@ -31,7 +31,9 @@ use super::gate::AdminGate;
 use super::pagination::{self, Cursor};
 use crate::proxy::Access;
 use crate::session::identity::subject_key;
-use crate::session::{CloseReason, Revocation, SessionFilter, SessionView, StoreError};
+use crate::session::{
+    CloseReason, Revocation, SUBJECT_REVOCATION_TTL_MS, SessionFilter, SessionView, StoreError,
+};
 
 /// Where the API is mounted on the admin listener.
 pub const PREFIX: &str = "/admin/v1";
@@ -229,10 +231,6 @@ struct RevocationRequest {
     not_before: Option<String>,
 }
 
-/// How long a subject revocation stays in force: longer than any access
-/// token lives, so every token issued before it has expired by then.
-const SUBJECT_REVOCATION_TTL_MS: u64 = 24 * 3600 * 1000;
-
 fn time_ms(parameter: &str, text: &str) -> Result<u64, AdminError> {
     humantime::parse_rfc3339_weak(text)
         .ok()
@@ -246,12 +244,7 @@ fn time_ms(parameter: &str, text: &str) -> Result<u64, AdminError> {
 
 /// The JSON of a revocation.
 fn revocation_view(r: &Revocation) -> serde_json::Value {
-    let at = |ms: u64| {
-        humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        )
-        .to_string()
-    };
+    let at = crate::clock::rfc3339_ms;
     match r {
         Revocation::Token { key, until_ms } => {
             serde_json::json!({"kind": "token", "token_id": key, "until": at(*until_ms)})

@@ -24,6 +24,7 @@ use super::claims::Claims;
 use super::jwks::{IssuerKeys, KeySet, algorithm_name};
 use crate::clock::SharedClock;
 use crate::config::{IssuerConfig, TokenPolicy};
+use crate::session::identity::Digest32;
 
 /// Why a token was refused. Every variant but [`TokenError::IssuerUnavailable`]
 /// is the client's fault (401 `invalid_token`).
@@ -197,7 +198,7 @@ impl Verifier {
             // another valid one, which must not make a revoked token new.
             None => {
                 let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
-                hex(&Sha256::digest(signed.as_bytes()))
+                Digest32(Sha256::digest(signed.as_bytes()).into()).to_hex()
             }
         };
         let principal = Arc::new(principal);
@@ -436,10 +437,6 @@ impl<'a> CompactJws<'a> {
         serde_json::from_slice::<Claims>(&bytes)
             .map_err(|e| TokenError::Malformed(format!("claims: {}", first_line(&e.to_string()))))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn first_line(s: &str) -> &str {

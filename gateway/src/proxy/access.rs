@@ -16,16 +16,12 @@ use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, IdentityRule, Refusal, Session, SessionIdentity,
     SharedStore,
 };
-use crate::session::{CloseReason, Revocation};
+use crate::session::{CloseReason, Revocation, SUBJECT_REVOCATION_TTL_MS};
 use crate::telemetry::{Metrics, audit};
 
 /// How long a token revocation outlives the token's `exp`: more than any
 /// sensible verification leeway.
 const REVOCATION_MARGIN_MS: u64 = 5 * 60 * 1000;
-
-/// How long revocations made by a back-channel logout last: longer than any
-/// access token lives.
-const SUBJECT_REVOCATION_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// The event a back-channel logout token carries (OIDC BCL 1.0 §2.4).
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";

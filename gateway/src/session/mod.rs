@@ -80,12 +80,7 @@ impl Session {
     /// The public JSON view of the session (`GET /.gateway/session` and the
     /// admin API), with RFC 3339 timestamps in UTC with milliseconds.
     pub fn view(&self) -> SessionView {
-        let at = |ms: UnixMillis| {
-            humantime::format_rfc3339_millis(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-            )
-            .to_string()
-        };
+        let at = crate::clock::rfc3339_ms;
         SessionView {
             session_id: self.id.clone(),
             pool: self.pool.clone(),
@@ -270,6 +265,10 @@ pub struct SessionFilter {
     /// Only sessions of this subject (`sub`).
     pub subject: Option<String>,
 }
+
+/// How long a subject-wide revocation stays in force: longer than any access
+/// token lives, so every token issued before it has expired by then.
+pub const SUBJECT_REVOCATION_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// A refusal of tokens that are otherwise valid, shared by the fleet until
 /// it lapses.
