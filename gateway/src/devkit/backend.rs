@@ -8,13 +8,22 @@
 //! counter and the last request so tests can assert "nothing was forwarded"
 //! or "the spoofed `X-Auth-Subject` was stripped".
 //!
+//! Below HTTP, the backend also counts the TCP connections it accepts and
+//! the bytes that arrive on them ([`BackendHandle::connections`],
+//! [`BackendHandle::bytes_received`]): a request the backend could not even
+//! parse (a smuggled fragment, a half-sent chunked body) never reaches a
+//! handler, but it still arrives as bytes, so "not one byte arrived" is the
+//! strict form of "nothing was forwarded".
+//!
 //! A few paths help the gateway's own checks: `GET /health` for upstream
 //! health checks (counted apart, so they do not disturb request counts),
 //! `/slow?ms=N` for timeouts and `/status/{code}` for upstream errors.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +36,8 @@ use axum::routing::{any, get};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use super::RunningServer;
 
@@ -58,6 +69,8 @@ impl Backend {
             name: name.to_owned(),
             requests: AtomicU64::new(0),
             health_checks: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
             last: Mutex::new(None),
         });
         let router = Router::new()
@@ -66,7 +79,11 @@ impl Backend {
             .route("/status/{code}", any(status))
             .fallback(echo)
             .with_state(Arc::clone(&state));
-        let server = RunningServer::serve(listener, addr, router, "backend");
+        let metered = MeteredListener {
+            inner: listener,
+            state: Arc::clone(&state),
+        };
+        let server = RunningServer::serve(metered, addr, router, "backend");
         tracing::info!(backend = name, %addr, "devkit backend started");
         Ok(BackendHandle { state, server })
     }
@@ -113,6 +130,18 @@ impl BackendHandle {
     /// How many `GET /health` checks arrived.
     pub fn health_checks(&self) -> u64 {
         self.state.health_checks.load(Ordering::SeqCst)
+    }
+
+    /// How many TCP connections the backend accepted (health checks
+    /// included).
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes arrived on all connections (health checks included),
+    /// whether or not they formed a request.
+    pub fn bytes_received(&self) -> u64 {
+        self.state.bytes_received.load(Ordering::SeqCst)
     }
 
     /// The last request that arrived, health checks excepted.
@@ -165,7 +194,84 @@ struct BackendState {
     name: String,
     requests: AtomicU64,
     health_checks: AtomicU64,
+    connections: AtomicU64,
+    bytes_received: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
+}
+
+/// The backend's listener: a `TcpListener` that counts the connections it
+/// accepts and hands out streams that count the bytes read from them.
+struct MeteredListener {
+    inner: TcpListener,
+    state: Arc<BackendState>,
+}
+
+impl axum::serve::Listener for MeteredListener {
+    type Io = MeteredStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (MeteredStream, SocketAddr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        self.state.connections.fetch_add(1, Ordering::SeqCst);
+        let state = Arc::clone(&self.state);
+        (MeteredStream { io, state }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection of the backend; every byte read from it is counted.
+struct MeteredStream {
+    io: TcpStream,
+    state: Arc<BackendState>,
+}
+
+impl AsyncRead for MeteredStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        self.state
+            .bytes_received
+            .fetch_add(read as u64, Ordering::SeqCst);
+        polled
+    }
+}
+
+impl AsyncWrite for MeteredStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 impl BackendState {
@@ -358,6 +464,8 @@ mod tests {
         assert_eq!(echo["body"], "payload");
 
         assert_eq!(backend.requests(), 1);
+        assert_eq!(backend.connections(), 1);
+        assert!(backend.bytes_received() > 0);
         let last = backend
             .last_request()
             .ok_or_else(|| anyhow::anyhow!("nothing recorded"))?;

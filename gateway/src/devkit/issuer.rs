@@ -258,6 +258,25 @@ impl IssuerHandle {
         self.state.sign(header, claims)
     }
 
+    /// Signs a header and a payload given as raw bytes, which need not be
+    /// JSON, UTF-8 or free of duplicate members, with the current key for
+    /// `alg` (the same keys as [`IssuerHandle::sign_raw`]): for tokens no
+    /// serializer would produce, such as duplicate claims or deeply nested
+    /// JSON that the gateway must refuse although the signature is genuine.
+    ///
+    /// # Errors
+    ///
+    /// [`IssuerError::UnsupportedAlgorithm`] if the issuer has no key for
+    /// `alg`, [`IssuerError::Signing`] if signing fails.
+    pub fn sign_bytes(
+        &self,
+        alg: Algorithm,
+        header: &[u8],
+        payload: &[u8],
+    ) -> Result<String, IssuerError> {
+        self.state.sign_bytes(alg, header, payload)
+    }
+
     /// Stops the server and waits until it has ended.
     pub async fn shutdown(self) {
         self.server.stop().await;
@@ -553,6 +572,37 @@ impl IssuerState {
             other => return Err(IssuerError::UnsupportedAlgorithm(other)),
         };
         Ok(token)
+    }
+
+    fn sign_bytes(
+        &self,
+        alg: Algorithm,
+        header: &[u8],
+        payload: &[u8],
+    ) -> Result<String, IssuerError> {
+        let keys = self.keys.read();
+        let hmac;
+        let key = match alg {
+            Algorithm::ES256 => &keys.ec.key.encoding,
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => &keys.current_rsa().key.encoding,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                hmac = EncodingKey::from_secret(keys.current_rsa().key.public_pem.as_bytes());
+                &hmac
+            }
+            other => return Err(IssuerError::UnsupportedAlgorithm(other)),
+        };
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg)?;
+        Ok(format!("{message}.{signature}"))
     }
 
     /// Mints the token of an HTTP request.

@@ -69,8 +69,12 @@ impl RunningServer {
         Ok((listener, addr))
     }
 
-    /// Serves `router` on `listener` in a task of the current runtime.
-    fn serve(listener: TcpListener, addr: SocketAddr, router: Router, what: &'static str) -> Self {
+    /// Serves `router` on `listener` (a plain `TcpListener`, or the
+    /// backend's metered one) in a task of the current runtime.
+    fn serve<L>(listener: L, addr: SocketAddr, router: Router, what: &'static str) -> Self
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, router).with_graceful_shutdown(async move {
