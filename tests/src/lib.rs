@@ -502,3 +502,195 @@ fn framed(buffer: &[u8]) -> Option<(usize, usize)> {
         .unwrap_or(0);
     Some((head_end, length))
 }
+
+/// A response read off the wire by [`raw_conversation`].
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// A header as text (first value, case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    /// The problem `type` code (`invalid_token`, …), or `""`.
+    pub fn problem(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body).unwrap_or(Value::Null)["type"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("urn:session-gateway:error:"))
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Whether the server announced that it closes the connection.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// What came back on one connection after [`raw_conversation`] sent its
+/// bytes.
+#[derive(Debug, Clone)]
+pub struct RawConversation {
+    /// Every complete response, in order.
+    pub responses: Vec<RawResponse>,
+    /// Bytes after the last complete response (a truncated response).
+    pub trailing: Vec<u8>,
+}
+
+impl RawConversation {
+    /// The statuses, in order.
+    pub fn statuses(&self) -> Vec<u16> {
+        self.responses.iter().map(|r| r.status).collect()
+    }
+}
+
+/// Sends `bytes` on a new connection exactly as given (one write) and reads
+/// until the gateway closes the connection; then splits what came back into
+/// responses. For framing attacks, where a client library would refuse to
+/// send the request or hide how many responses came back.
+///
+/// The sending half stays open (Pingora takes a half-closed connection for
+/// a client that went away and drops the request), so the bytes must make
+/// the gateway close: `Connection: close`, or framing it refuses. Bounded by
+/// [`DEADLINE`]: a connection still open then is an error.
+pub async fn raw_conversation(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<RawConversation> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    // The gateway may answer and close before it has read everything; a
+    // failed write then is part of the behaviour under test, not an error.
+    let _ = stream.write_all(bytes).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        bail!("the connection stayed open for {DEADLINE:?} after the request");
+    }
+    let mut rest = received.as_slice();
+    let mut responses = Vec::new();
+    while let Some((response, used)) = parse_response(rest) {
+        responses.push(response);
+        rest = &rest[used..];
+    }
+    Ok(RawConversation {
+        responses,
+        trailing: rest.to_vec(),
+    })
+}
+
+/// One complete response at the start of `buffer`, and how many bytes it
+/// took.
+fn parse_response(buffer: &[u8]) -> Option<(RawResponse, usize)> {
+    let head_end = buffer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let mut response = RawResponse {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let body = &buffer[head_end..];
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        let mut at = 0;
+        loop {
+            let line_end = body[at..].windows(2).position(|w| w == b"\r\n")? + at;
+            let size_text = String::from_utf8_lossy(&body[at..line_end]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            let data = line_end + 2;
+            if size == 0 {
+                // No trailers are expected from the gateway.
+                let end = data + 2;
+                return (body.len() >= end).then(|| (response, head_end + end));
+            }
+            if body.len() < data + size + 2 {
+                return None;
+            }
+            response.body.extend_from_slice(&body[data..data + size]);
+            at = data + size + 2;
+        }
+    }
+    let length = match response.header("content-length") {
+        Some(v) => v.parse().ok()?,
+        None => 0,
+    };
+    if body.len() < length {
+        return None;
+    }
+    response.body = body[..length].to_vec();
+    Some((response, head_end + length))
+}
+
+/// A listener a test owns and nothing should ever connect to: a URL planted
+/// in a token (`jku`, `x5u`, `kid`) points here, and the test then proves the
+/// gateway never followed it. Counts every connection accepted.
+pub struct Tripwire {
+    addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tripwire {
+    /// Listens on a free loopback port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Ok(Self {
+            addr,
+            connections,
+            task,
+        })
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Tripwire {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,7 +1,8 @@
 //! Every rejection class of the HTTP contract (design.md §6), end to end:
 //! the documented status, problem `type` and headers, and nothing forwarded.
+//! Forged tokens, smuggling shapes and spoofed headers are in `attacks.rs`.
 
-use jsonwebtoken::{Algorithm, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 use session_gateway_e2e::{
     Await, ConfigDoc, Devkit, Gateway, Issuer, TokenRequest, free_port, raw_exchange,
@@ -115,43 +116,6 @@ async fn tokens_that_fail_verification_are_refused() -> anyhow::Result<()> {
 
     // Nothing of this opened a session.
     assert_eq!(gw.session(&alice).await?.status, 404);
-    Ok(())
-}
-
-#[tokio::test]
-async fn forged_algorithms_never_verify() -> anyhow::Result<()> {
-    let kit = Devkit::start().await?;
-    let gw = Gateway::start(BIN, &kit.config()).await?;
-    let claims = kit.issuer.claims(&TokenRequest::new("mallory"));
-    let b64 = |v: &serde_json::Value| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
-    for alg in ["none", "None", "NONE"] {
-        let token = format!(
-            "{}.{}.",
-            b64(&json!({"alg": alg, "typ": "JWT"})),
-            b64(&claims)
-        );
-        assert_invalid(&gw, &kit, &token, "malformed").await?;
-        let token = format!(
-            "{}.{}.c2ln",
-            b64(&json!({"alg": alg, "typ": "JWT"})),
-            b64(&claims)
-        );
-        assert_invalid(&gw, &kit, &token, "malformed").await?;
-    }
-    // HS256 keyed with the issuer's public key: the classic confusion attack.
-    let hs = kit.issuer.sign_raw(&Header::new(Algorithm::HS256), &claims);
-    assert_invalid(&gw, &kit, &hs, "algorithm HS256 not allowed").await?;
-    // PS256 is a fine algorithm, but not on this issuer's allow-list.
-    let ps = kit
-        .issuer
-        .sign_raw(&kit.issuer.header(Algorithm::PS256), &claims);
-    assert_invalid(&gw, &kit, &ps, "algorithm PS256 not allowed").await?;
-    // ES256 is allowed and verifies with the EC key.
-    let es = kit.mint(&TokenRequest::new("erin").alg(Algorithm::ES256));
-    assert_eq!(gw.get("/api/x", &es).await?.status, 200);
     Ok(())
 }
 
@@ -285,58 +249,6 @@ async fn rejections_keep_the_connection_alive() -> anyhow::Result<()> {
         raw_exchange(gw.addr, &[one.as_bytes(), one.as_bytes(), one.as_bytes()]).await?;
     assert_eq!(responses.len(), 3);
     assert!(responses.iter().all(|r| r.starts_with("HTTP/1.1 401")));
-    Ok(())
-}
-
-#[tokio::test]
-async fn spoofed_identity_headers_never_reach_the_backend() -> anyhow::Result<()> {
-    let kit = Devkit::start().await?;
-    let mut config = kit.config();
-    config
-        .item("routes", 1)
-        .insert("authorization".into(), "strip".into());
-    let gw = Gateway::start(BIN, &config).await?;
-    let token = kit.token("alice");
-    let r = gw
-        .client()
-        .get(gw.url("/api/x"))
-        .bearer_auth(&token)
-        .header("X-Auth-Subject", "ceo")
-        .header("x-session-id", "forged")
-        .header("X-License-Pool", "vip")
-        .header("X-AUTH-CLIENT", "root")
-        .send()
-        .await?;
-    let r = session_gateway_e2e::Reply::read(r).await?;
-    assert_eq!(r.status, 200);
-    let seen = kit.backend.last_request().expect("forwarded");
-    assert_eq!(seen.header_values("x-auth-subject"), vec!["alice"]);
-    assert_eq!(seen.header_values("x-auth-client"), vec!["erp-web"]);
-    assert_eq!(seen.header_values("x-license-pool"), vec!["default"]);
-    assert_ne!(seen.header("x-session-id"), Some("forged"));
-    // The session route passes Authorization through by default.
-    assert_eq!(
-        seen.header("authorization"),
-        Some(format!("Bearer {token}").as_str())
-    );
-
-    // Public routes get none of them, and the token route strips Authorization.
-    let raw = "GET /public/x HTTP/1.1\r\nHost: erp\r\nX_Auth_Subject: ceo\r\nX-Session-Id: forged\r\n\r\n";
-    let responses = raw_exchange(gw.addr, &[raw.as_bytes()]).await?;
-    assert!(responses[0].starts_with("HTTP/1.1 200"), "{}", responses[0]);
-    let seen = kit.backend.last_request().expect("forwarded");
-    assert!(seen.header("x_auth_subject").is_none() && seen.header("x-auth-subject").is_none());
-    assert!(seen.header("x-session-id").is_none());
-
-    let r = gw.get("/token-only/x", &token).await?;
-    assert_eq!(r.status, 200);
-    assert!(
-        kit.backend
-            .last_request()
-            .expect("forwarded")
-            .header("authorization")
-            .is_none()
-    );
     Ok(())
 }
 
