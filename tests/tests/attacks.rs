@@ -351,20 +351,23 @@ async fn key_locations_in_token_headers_are_never_followed() -> anyhow::Result<(
             edit(&mut header);
             attacker.sign_raw(&header, &claims)
         };
+        let elsewhere = ["../../etc/passwd", "' OR 1=1 --", url.as_str()];
         // The kid is `rsa-1` in both issuers: the trusted key is tried and
-        // the attacker's signature fails.
-        t.refused(
-            "jku",
-            &with(&|h| h.jku = Some(url.clone())),
-            "invalid signature",
-        )
-        .await?;
-        t.refused(
-            "x5u",
-            &with(&|h| h.x5u = Some(url.clone())),
-            "invalid signature",
-        )
-        .await?;
+        // the attacker's signature fails, wherever jku or x5u point.
+        for place in elsewhere {
+            t.refused(
+                &format!("jku {place:?}"),
+                &with(&|h| h.jku = Some(place.to_string())),
+                "invalid signature",
+            )
+            .await?;
+            t.refused(
+                &format!("x5u {place:?}"),
+                &with(&|h| h.x5u = Some(place.to_string())),
+                "invalid signature",
+            )
+            .await?;
+        }
         t.refused(
             "jwk (embedded attacker key)",
             &with(&|h| h.jwk = Some(attacker_jwk.clone())),
@@ -381,13 +384,7 @@ async fn key_locations_in_token_headers_are_never_followed() -> anyhow::Result<(
             "unknown signing key",
         )
         .await?;
-        for kid in [
-            "../../etc/passwd",
-            "/dev/zero",
-            "' OR 1=1 --",
-            url.as_str(),
-            "rsa-1\u{0}",
-        ] {
+        for kid in elsewhere.into_iter().chain(["/dev/zero", "rsa-1\u{0}"]) {
             t.refused(
                 &format!("kid {kid:?}"),
                 &with(&|h| h.kid = Some(kid.to_string())),
@@ -571,7 +568,18 @@ async fn duplicate_huge_and_nested_token_json_is_refused() -> anyhow::Result<()>
             "malformed",
         )
         .await?;
-        // Larger than tokens.max_token_bytes: refused before any parsing.
+        // Larger than tokens.max_token_bytes, in the header or the payload:
+        // refused before any parsing.
+        let padded_header = format!(
+            "{{\"alg\":\"RS256\",\"kid\":\"rsa-1\",\"x\":\"{}\"}}",
+            "x".repeat(70_000)
+        );
+        t.refused(
+            "header above max_token_bytes",
+            &signed(padded_header.as_bytes(), claims.to_string().as_bytes())?,
+            "token too large",
+        )
+        .await?;
         let mut huge = claims.clone();
         huge["padding"] = "x".repeat(70_000).into();
         t.refused(
@@ -959,6 +967,16 @@ async fn admin_endpoints_are_not_on_the_proxy_listener() -> anyhow::Result<()> {
                 .await?;
             }
         }
+        // An absolute-form request line naming the admin listener: routed
+        // by its path like any other request, never sent to that authority.
+        let case = "absolute-form URI of the admin listener";
+        let request = format!(
+            "GET http://{admin_host}/admin/v1/licenses HTTP/1.1\r\nHost: {admin_host}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
+        );
+        t.raw_refused(case, request.as_bytes(), |a| {
+            assert_raw_problem(case, a, 404, "not_found")
+        })
+        .await?;
         // The canary's session survived the DELETE above.
         assert_eq!(t.seats_in_use().await?, 1);
         Ok(())
