@@ -528,6 +528,16 @@ async fn duplicate_huge_and_nested_token_json_is_refused() -> anyhow::Result<()>
             "malformed",
         )
         .await?;
+        // An extension the token insists on (RFC 7515 §4.1.11).
+        t.refused(
+            "crit header",
+            &signed(
+                br#"{"alg":"RS256","kid":"rsa-1","crit":["b64"],"b64":false}"#,
+                claims.to_string().as_bytes(),
+            )?,
+            "unsupported `crit` header",
+        )
+        .await?;
         // Claims that are not an object.
         t.refused(
             "payload is an array",
@@ -734,6 +744,10 @@ async fn smuggling_shapes_never_reach_the_backend() -> anyhow::Result<()> {
                 ),
             ),
             (
+                "two Host headers",
+                format!("GET /public/x HTTP/1.1\r\nHost: erp\r\nHost: admin.internal\r\n\r\n{SMUGGLED}"),
+            ),
+            (
                 "space before the colon",
                 format!(
                     "POST /public/x HTTP/1.1\r\nHost: erp\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
@@ -907,6 +921,26 @@ x-auth-client: root\r\nX_AUTH_CLIENT: \xferoot\r\n";
             assert!(!name.contains('_'), "underscore spelling forwarded: {name}");
         }
 
+        // Hop-by-hop abuse: naming the identity headers in `Connection`
+        // must not make a proxy drop the gateway's own values.
+        let hop = format!(
+            "Authorization: Bearer {token}\r\nConnection: close, X-Auth-Subject, X-Session-Id, X-License-Pool, X-Auth-Client\r\n"
+        );
+        let request = format!(
+            "GET /api/x HTTP/1.1\r\nHost: erp\r\n{hop}\r\n"
+        );
+        let before = t.snapshot().await?;
+        let answer = raw_conversation(gw.addr, request.as_bytes()).await?;
+        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+        assert_eq!(kit.backend.requests(), before.requests + 1);
+        let seen = kit.backend.last_request().expect("forwarded");
+        assert_eq!(seen.header_values("x-auth-subject"), vec!["alice"]);
+        assert_eq!(seen.header_values("x-auth-client"), vec!["erp-web"]);
+        assert_eq!(seen.header_values("x-license-pool"), vec!["default"]);
+        assert_eq!(
+            seen.header_values("x-session-id"),
+            vec![alice_session.as_deref().unwrap_or("?")]
+        );
         // Without a token the spoofed headers get the request refused, and
         // nothing is forwarded.
         t.raw_refused("spoofed headers, no token", &raw_get("/api/x", spoofed), |a| {
