@@ -563,10 +563,11 @@ impl RawConversation {
 /// responses. For framing attacks, where a client library would refuse to
 /// send the request or hide how many responses came back.
 ///
-/// The sending half stays open (Pingora takes a half-closed connection for
-/// a client that went away and drops the request), so the bytes must make
-/// the gateway close: `Connection: close`, or framing it refuses. Bounded by
-/// [`DEADLINE`]: a connection still open then is an error.
+/// The sending half stays open: Pingora takes a half-closed connection for a
+/// client that went away and sends no response (docs/security.md, known
+/// limitations). So the bytes must make the gateway close: `Connection:
+/// close`, or framing it refuses. Bounded by [`DEADLINE`]: a connection
+/// still open then is an error.
 pub async fn raw_conversation(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<RawConversation> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
