@@ -633,6 +633,13 @@ async fn non_utf8_and_oversized_headers_are_refused() -> anyhow::Result<()> {
         )
         .await?;
 
+        // Non-UTF-8 bytes in the path: Pingora cannot read the request line.
+        t.raw_refused(
+            "path with 0xff, no token",
+            b"GET /api/\xff HTTP/1.1\r\nHost: erp\r\nConnection: close\r\n\r\n",
+            |a| assert_pingora_400("path with 0xff", a),
+        )
+        .await?;
         // An Authorization header above max_token_bytes (8 KiB) but within
         // Pingora's header limit: the gateway's own 401.
         let big = format!("Authorization: Bearer {}\r\n", "a".repeat(100_000));
@@ -746,6 +753,14 @@ async fn smuggling_shapes_never_reach_the_backend() -> anyhow::Result<()> {
             (
                 "two Host headers",
                 format!("GET /public/x HTTP/1.1\r\nHost: erp\r\nHost: admin.internal\r\n\r\n{SMUGGLED}"),
+            ),
+            (
+                "absolute-form authority other than Host",
+                format!("GET http://erp.internal/public/x HTTP/1.1\r\nHost: erp\r\n\r\n{SMUGGLED}"),
+            ),
+            (
+                "userinfo in Host",
+                format!("GET /public/x HTTP/1.1\r\nHost: admin@erp\r\n\r\n{SMUGGLED}"),
             ),
             (
                 "space before the colon",
