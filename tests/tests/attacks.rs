@@ -885,6 +885,10 @@ async fn spoofed_identity_headers_never_reach_the_backend() -> anyhow::Result<()
             config
                 .item("routes", 1)
                 .insert("authorization".into(), "strip".into());
+            // A configured claim header is an identity header too.
+            let mut claims = toml::Table::new();
+            claims.insert("scope".into(), "X-Auth-Scope".into());
+            config.table("headers").insert("claims".into(), claims.into());
         })
         .await?;
         let (kit, gw) = (&t.kit, &t.gw);
@@ -917,7 +921,7 @@ async fn spoofed_identity_headers_never_reach_the_backend() -> anyhow::Result<()
         // repeated, and values that are not UTF-8.
         let spoofed: &[u8] = b"x-auth-subject: ceo\r\nX_AUTH_SUBJECT: ceo\r\nX_Auth_Subject: \xffceo\r\n\
 X-Session-ID: forged\r\nx_session_id: forged\r\nX-LICENSE-POOL: vip\r\nX_License_Pool: vip\r\n\
-x-auth-client: root\r\nX_AUTH_CLIENT: \xferoot\r\n";
+x-auth-client: root\r\nX_AUTH_CLIENT: \xferoot\r\nX-Auth-Scope: erp.admin\r\nx_auth_scope: erp.admin\r\n";
         let mut headers = format!("Authorization: Bearer {token}\r\n").into_bytes();
         headers.extend_from_slice(spoofed);
         let before = t.snapshot().await?;
@@ -931,6 +935,10 @@ x-auth-client: root\r\nX_AUTH_CLIENT: \xferoot\r\n";
         assert_eq!(
             seen.header_values("x-session-id"),
             vec![alice_session.as_deref().unwrap_or("?")]
+        );
+        assert_eq!(
+            seen.header_values("x-auth-scope"),
+            vec![session_gateway::devkit::DEFAULT_SCOPE]
         );
         for (name, _) in &seen.headers {
             assert!(!name.contains('_'), "underscore spelling forwarded: {name}");
