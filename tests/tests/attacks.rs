@@ -9,9 +9,11 @@
 //!    itself; Pingora's own 400 for an unreadable request has no body);
 //! 2. nothing reached the backend: not a request, not a connection, not a
 //!    byte ([`Target::untouched`]) — or, for smuggling shapes on a public
-//!    route, exactly the one well-formed request in front;
+//!    route, exactly the one well-formed request in front of the smuggled
+//!    one (and for a bad chunk size there, at most the bare request head on
+//!    a connection that is then dropped);
 //! 3. no session was opened: the seats in use (`GET /admin/v1/licenses`)
-//!    are exactly the canary's one;
+//!    are unchanged;
 //! 4. the gateway is healthy afterwards: the canary's token still gets 200
 //!    and its same session.
 //!
