@@ -789,6 +789,14 @@ async fn smuggling_shapes_never_reach_the_backend() -> anyhow::Result<()> {
             assert!(a.responses[0].closes(), "{a:?}");
         })
         .await?;
+        // A request pipelined behind a refused one (in the same write):
+        // Pingora answers the refusal and closes; the request behind it is
+        // dropped, never forwarded.
+        let pipelined = format!("GET /api/x HTTP/1.1\r\nHost: erp\r\n\r\n{SMUGGLED}");
+        t.raw_refused("request pipelined behind a refusal", pipelined.as_bytes(), |a| {
+            assert_raw_problem("pipelined behind a refusal", a, 401, "missing_token")
+        })
+        .await?;
         for (case, chunk) in [
             ("bad chunk size `zz`", "zz\r\nhello\r\n0\r\n\r\n"),
             ("negative chunk size", "-1\r\nhello\r\n0\r\n\r\n"),
