@@ -65,19 +65,35 @@ pub fn rewrite(
 
 /// Removes every identity header, whatever its case or `_`/`-` spelling.
 pub fn strip_identity_headers(request: &mut RequestHeader, names: &IdentityHeaderNames) {
-    let ours: Vec<&HeaderName> = names.all().collect();
+    // Nearly every request carries none of them: look without allocating,
+    // and collect only what is actually there.
+    let is_ours = |name: &HeaderName| {
+        names
+            .all()
+            .any(|o| same_spelling(name.as_str(), o.as_str()))
+    };
+    if !request.headers.keys().any(is_ours) {
+        return;
+    }
     let spoofed: Vec<HeaderName> = request
         .headers
         .keys()
-        .filter(|name| {
-            let canonical = name.as_str().replace('_', "-");
-            ours.iter().any(|o| o.as_str() == canonical)
-        })
+        .filter(|n| is_ours(n))
         .cloned()
         .collect();
     for name in spoofed {
         request.remove_header(&name);
     }
+}
+
+/// Whether a received header name (lowercase, as `http` stores it) is `ours`
+/// with any `-` written as `_`.
+fn same_spelling(received: &str, ours: &str) -> bool {
+    received.len() == ours.len()
+        && received
+            .bytes()
+            .zip(ours.bytes())
+            .all(|(r, o)| r == o || (r == b'_' && o == b'-'))
 }
 
 fn set(request: &mut RequestHeader, name: &HeaderName, value: &str) {
