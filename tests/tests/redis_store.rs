@@ -173,3 +173,118 @@ async fn revocations_drop_cached_leases_on_other_instances() -> anyhow::Result<(
     listener.await?;
     Ok(())
 }
+
+/// One touch call slides the idle timers of many sessions of a pool: the
+/// open ones come back with their new expiry, a closed one as `None`, and
+/// the seats stay exact.
+#[tokio::test]
+async fn one_touch_call_slides_a_batch_and_reports_closed_sessions() -> anyhow::Result<()> {
+    use session_gateway::clock::Clock;
+    use session_gateway::session::contract::{caller, pool};
+
+    let server = RedisServer::start()?;
+    let pools = Pools::new(vec![pool("p", 5)]);
+    let clock = ManualClock::starting_at(1_000_000);
+    let store = RedisStore::new(&redis_config(server.url()), &pools, Arc::new(clock.clone()))?;
+    let p = Arc::new(pool("p", 5));
+    let mut sessions = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let who = caller(user, "erp-web");
+        let request = AdmitRequest {
+            pool: &p,
+            identity: &who.identity,
+            reserved: None,
+        };
+        let admitted = store.admit(&request).await?.admission;
+        sessions.push(admitted.session().cloned().expect("a seat is free"));
+    }
+    store.close(&sessions[1].id, CloseReason::Logout).await?;
+    clock.advance(Duration::from_secs(60));
+
+    let answers = store.touch_many(&sessions).await?;
+    assert_eq!(answers.len(), 3);
+    let now = clock.now_ms();
+    for index in [0, 2] {
+        let fresh = answers[index].as_ref().expect("still open");
+        assert_eq!(fresh.id, sessions[index].id);
+        assert_eq!(fresh.last_seen_ms, now);
+        assert_eq!(
+            fresh.idle_expires_ms,
+            now + p.idle_timeout.as_millis() as u64
+        );
+        assert!(fresh.idle_expires_ms > sessions[index].idle_expires_ms);
+    }
+    assert!(answers[1].is_none(), "a closed session is not revived");
+    let seen = store.get(&sessions[0].id).await?.expect("open");
+    assert_eq!(
+        seen.last_seen_ms, now,
+        "the slide is stored, not only returned"
+    );
+    let usage = store.usage().await?;
+    assert_eq!(usage[0].in_use, 2);
+    assert!(store.get(&sessions[1].id).await?.is_none());
+    Ok(())
+}
+
+/// With the lease cache on, the touches of many busy sessions share script
+/// calls: far fewer `EVALSHA`s reach Redis than sessions were touched.
+#[tokio::test]
+async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
+    use session_gateway::clock::SystemClock;
+    use session_gateway::session::contract::{caller, pool};
+
+    let server = RedisServer::start()?;
+    let mut config = redis_config(server.url());
+    // Touches fall due after 1.5 s and are flushed 100 ms later, before the
+    // leases run out at 2 s, so no call below reaches Redis but the touches
+    // and this test's own `list`s.
+    config.touch_interval = Duration::from_secs(2);
+    let pools = Pools::new(vec![pool("p", 100)]);
+    let store = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+    let p = Arc::new(pool("p", 100));
+    let callers: Vec<_> = (0..50)
+        .map(|i| caller(&format!("user{i}"), "erp-web"))
+        .collect();
+    let admit_all = || async {
+        for who in &callers {
+            let request = AdmitRequest {
+                pool: &p,
+                identity: &who.identity,
+                reserved: None,
+            };
+            store.admit(&request).await?;
+        }
+        anyhow::Ok(())
+    };
+    admit_all().await?;
+    let first = store.list(&SessionFilter::default()).await?;
+    assert_eq!(first.len(), 50);
+    server.cli(&["CONFIG", "RESETSTAT"])?;
+    let lists = std::sync::atomic::AtomicU64::new(0);
+    session_gateway_e2e::eventually("every session touched", || async {
+        admit_all().await?;
+        lists.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = store.list(&SessionFilter::default()).await?;
+        let all_slid = now.len() == first.len()
+            && now.iter().all(|s| {
+                first
+                    .iter()
+                    .any(|f| f.id == s.id && s.last_seen_ms > f.last_seen_ms)
+            });
+        Ok(all_slid.then_some(()))
+    })
+    .await?;
+    let stats = server.cli(&["INFO", "commandstats"])?;
+    let evalsha = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let touch_calls = evalsha.saturating_sub(lists.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        (1..50).contains(&touch_calls),
+        "50 sessions touched in {touch_calls} script calls\n{stats}"
+    );
+    Ok(())
+}

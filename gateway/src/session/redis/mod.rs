@@ -46,6 +46,17 @@ const AUDIT_STREAM_CAP: u64 = 100_000;
 /// read a just-expired session and report its `idle` / `absolute` close.
 const LINGER: Duration = Duration::from_secs(600);
 
+/// Most touches one script call carries, so one call never holds Redis for
+/// long (each touch is four commands).
+const TOUCH_BATCH: usize = 256;
+
+/// How long a due touch waits for others: an eighth of `touch_interval`, at
+/// most 100 ms. A touch falls due at three quarters of the interval, so it
+/// is answered before its lease runs out.
+fn touch_delay(touch_interval: Duration) -> Duration {
+    (touch_interval / 8).min(Duration::from_millis(100))
+}
+
 /// The scripts, compiled once (their SHA-1 is computed at start).
 struct Scripts {
     admit: Script,
@@ -172,6 +183,10 @@ pub struct RedisStore {
     timeout: Duration,
     /// For revocation messages (any node of a cluster hears every PUBLISH).
     pubsub_url: String,
+    /// Touches that fell due and wait for the next batch.
+    pending_touches: parking_lot::Mutex<Vec<Session>>,
+    /// How long a due touch may wait for others to share its script call.
+    touch_delay: Duration,
     /// Itself, to spawn asynchronous touches.
     me: Weak<RedisStore>,
 }
@@ -242,6 +257,8 @@ impl RedisStore {
             leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
             timeout: config.connect_timeout + config.response_timeout,
             pubsub_url,
+            pending_touches: parking_lot::Mutex::new(Vec::new()),
+            touch_delay: touch_delay(config.touch_interval),
             me: me.clone(),
         }))
     }
@@ -293,16 +310,46 @@ impl RedisStore {
         }
     }
 
+    /// Queues the asynchronous touch of a cached lease. The first touch of a
+    /// batch schedules its flush `touch_delay` later; every touch that falls
+    /// due meanwhile rides along, so Redis sees a few script calls per
+    /// second per instance however many sessions are busy.
     fn touch_later(&self, session: Session) {
+        let first = {
+            let mut pending = self.pending_touches.lock();
+            pending.push(session);
+            pending.len() == 1
+        };
+        if !first {
+            return;
+        }
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            match me.touch(&session).await {
-                Ok(Some(fresh)) => me.leases.confirm(fresh),
-                Ok(None) => me.leases.forget(&session.pool, &session.identity),
-                // Keep the lease: it expires from the cache by itself.
-                Err(error) => tracing::debug!(%error, "asynchronous touch failed"),
-            }
+            tokio::time::sleep(me.touch_delay).await;
+            me.flush_touches().await;
         });
+    }
+
+    /// Sends every queued touch, one script call per pool and chunk.
+    async fn flush_touches(&self) {
+        let mut due = std::mem::take(&mut *self.pending_touches.lock());
+        due.sort_by(|a, b| a.pool.cmp(&b.pool));
+        for batch in due.chunk_by(|a, b| a.pool == b.pool) {
+            for chunk in batch.chunks(TOUCH_BATCH) {
+                match self.touch_many(chunk).await {
+                    Ok(answers) => {
+                        for (sent, answer) in chunk.iter().zip(answers) {
+                            match answer {
+                                Some(fresh) => self.leases.confirm(fresh),
+                                None => self.leases.forget(&sent.pool, &sent.identity),
+                            }
+                        }
+                    }
+                    // Keep the leases: they run out of the cache by themselves.
+                    Err(error) => tracing::debug!(%error, "asynchronous touch failed"),
+                }
+            }
+        }
     }
 
     /// The local lease cache (the hot path reads it; revocations drop from it).
@@ -432,24 +479,51 @@ impl RedisStore {
     /// Slides a session's idle timer without opening anything (the lease
     /// cache's asynchronous touch). `None` when it has closed.
     pub async fn touch(&self, session: &Session) -> Result<Option<Session>, StoreError> {
-        let pool = self.pool(&session.pool)?;
+        let mut answers = self.touch_many(std::slice::from_ref(session)).await?;
+        Ok(answers.pop().flatten())
+    }
+
+    /// Slides the idle timers of sessions of one pool in one script call;
+    /// one answer per session, in order, `None` for those that have closed.
+    pub async fn touch_many(
+        &self,
+        sessions: &[Session],
+    ) -> Result<Vec<Option<Session>>, StoreError> {
+        let Some(first) = sessions.first() else {
+            return Ok(Vec::new());
+        };
+        let pool = self.pool(&first.pool)?;
+        if sessions.iter().any(|s| s.pool != pool.name) {
+            return Err(StoreError::Protocol(
+                "one touch batch must hold one pool's sessions".into(),
+            ));
+        }
         let tag = self.tag(&pool.name);
-        let identity = session.identity.to_hex();
+        let mut args = Vec::with_capacity(3 + 2 * sessions.len());
+        args.extend([
+            self.now_arg(),
+            tag.clone(),
+            millis(pool.idle_timeout).to_string(),
+        ]);
+        for session in sessions {
+            args.push(session.identity.to_hex());
+            args.push(session.id.clone());
+        }
         let value = self
             .run(
                 &self.scripts.touch,
-                &[format!("{tag}:s:{identity}")],
-                &[
-                    self.now_arg(),
-                    tag,
-                    identity,
-                    session.id.clone(),
-                    millis(pool.idle_timeout).to_string(),
-                    millis(LINGER).to_string(),
-                ],
+                &[format!("{tag}:s:{}", first.identity.to_hex())],
+                &args,
             )
             .await?;
-        Ok(session_of(&pool.name, &value)?.map(|(s, _)| s))
+        let answers = array(&value)?;
+        if answers.len() != sessions.len() {
+            return Err(protocol("touch reply does not match the batch"));
+        }
+        answers
+            .iter()
+            .map(|a| session_of(&pool.name, a).map(|found| found.map(|(s, _)| s)))
+            .collect()
     }
 
     async fn admit_in_store(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {

@@ -29,7 +29,7 @@ local s = load_alive(tag, identity, now)
 if s then
     s[9] = tostring(now)
     s[10] = tostring(now + idle)
-    persist(tag, s, now, linger)
+    slide(tag, s)
     return {'reused', s, {}, 0, 0, closed}
 end
 

@@ -54,9 +54,14 @@ local function extend(key, ttl)
     end
 end
 
+-- Writes a session and its seat. Key lifetimes run to the session's
+-- absolute expiry plus the linger time, not to its idle expiry: sliding the
+-- idle timer (`slide`, by the lease cache's touches) then never has to
+-- extend a key's lifetime. Keys of a session that idles out are deleted by
+-- the purge/sweeper; the lifetimes only bound what is left if no script
+-- ever runs again.
 local function persist(tag, s, now, linger)
-    local ttl = expires(s) - now + linger
-    local exp = expires(s)
+    local ttl = tonumber(s[11]) - now + linger
     local skey = tag .. ':s:' .. s[2]
     redis.call('HSET', skey, 'id', s[1], 'identity', s[2], 'bucket', s[3], 'issuer', s[4],
         'subject', s[5], 'client', s[6], 'subject_key', s[7], 'created', s[8],
@@ -64,11 +69,19 @@ local function persist(tag, s, now, linger)
     redis.call('PEXPIRE', skey, ttl)
     redis.call('SET', tag .. ':i:' .. s[1], s[2], 'PX', ttl)
     local bkey = tag .. ':b:' .. s[3]
-    redis.call('ZADD', bkey, exp, s[2])
+    redis.call('ZADD', bkey, expires(s), s[2])
     extend(bkey, ttl)
     local ukey = tag .. ':u:' .. s[7]
     redis.call('ZADD', ukey, tonumber(s[9]), s[2])
     extend(ukey, ttl)
+end
+
+-- Records a new last use (s[9]) and idle expiry (s[10]) of a session that
+-- `persist` wrote: three writes, no lifetime to extend.
+local function slide(tag, s)
+    redis.call('HSET', tag .. ':s:' .. s[2], 'last_seen', s[9], 'idle_exp', s[10])
+    redis.call('ZADD', tag .. ':b:' .. s[3], expires(s), s[2])
+    redis.call('ZADD', tag .. ':u:' .. s[7], tonumber(s[9]), s[2])
 end
 
 local function remove(tag, s)
