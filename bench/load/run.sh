@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Load benchmark, side by side in one run (all on 127.0.0.1):
 #   upstream   nginx returning a 200-byte body            :18081
-#   nginx      plain pass-through to the upstream          :18082
+#   nginx      plain pass-through to the upstream          :18082 (own process)
 #   haproxy    jwt_verify RS256 (algorithm fixed) + proxy   :18083
-#   gw-memory  session-gateway, memory store               :18084
+#   gw-public  session-gateway, a `public` route (no token work: Pingora and
+#              the gateway's routing/headers only)          :18084 /pub/
+#   gw-memory  session-gateway, memory store               :18084 /api/
 #   gw-redis   session-gateway, Redis store                :18085 (redis-server :18379)
-# wrk runs on core 0 (-t1), every server on core 1. Each round runs every
-# target once (after a warm-up that opens the sessions); medians of ROUNDS
-# rounds are reported with ratios to nginx and to HAProxy.
+# wrk runs on core 0 (-t1), every server on core 1. First each gateway gets
+# a first-call phase (every request a new user: admissions per second), then
+# a warm-up, then ROUNDS rounds run every target once; medians are reported
+# with ratios to nginx and HAProxy, the servers' CPU time per request, the
+# gateways' memory and the Redis commands per request.
 #
 #   bash bench/load/run.sh                      # 1000 tokens (below the cache size)
 #   TOKENS=150000 bash bench/load/run.sh        # above tokens.cache_size (100000)
+#   TOUCH_INTERVAL=10s bash bench/load/run.sh   # gw-redis with another sessions.touch_interval
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 TOKENS=${TOKENS:-1000}
+ADMIT_DURATION=${ADMIT_DURATION:-5s}
 
 need=()
 for tool in wrk nginx haproxy redis-server; do
@@ -45,22 +51,23 @@ trap cleanup EXIT
 ISSUER=$(cat "$work/tokens/issuer.txt")
 BODY=$(printf 'x%.0s' $(seq 1 200))
 
-cat > "$work/nginx.conf" <<CONF
+nginx_conf() { # name server-block
+    cat <<CONF
 worker_processes 1;
+master_process off;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
+pid $work/$1.pid;
+error_log $work/$1.err warn;
 events { worker_connections 4096; }
 http {
     access_log off;
     upstream upstream { server 127.0.0.1:18081; keepalive 128; }
-    server { listen 127.0.0.1:18081; location / { default_type text/plain; return 200 "$BODY"; } }
-    server {
-        listen 127.0.0.1:18082;
-        location / { proxy_pass http://upstream; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
+    $2
 }
 CONF
+}
+nginx_conf upstream "server { listen 127.0.0.1:18081; location / { default_type text/plain; return 200 \"$BODY\"; } }" > "$work/upstream.conf"
+nginx_conf nginx "server { listen 127.0.0.1:18082; location / { proxy_pass http://upstream; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" > "$work/nginx.conf"
 cat > "$work/haproxy.cfg" <<CONF
 global
     nbthread 1
@@ -96,6 +103,7 @@ jwks_file = "$work/tokens/jwks.json"
 
 [sessions]
 store = "$3"
+${4:-}
 
 [redis]
 url = "redis://127.0.0.1:18379"
@@ -114,20 +122,30 @@ path_prefix = "/api/"
 upstream = "erp"
 policy = "session"
 
+[[routes]]
+name = "pub"
+path_prefix = "/pub/"
+upstream = "erp"
+policy = "public"
+
 [logging]
 level = "warn"
 format = "json"
 CONF
 }
 gateway_config 18084 18094 memory > "$work/gw-memory.toml"
-gateway_config 18085 18095 redis > "$work/gw-redis.toml"
+gateway_config 18085 18095 redis "${TOUCH_INTERVAL:+touch_interval = \"$TOUCH_INTERVAL\"}" > "$work/gw-redis.toml"
 
-taskset -c 1 "$NGINX" -c "$work/nginx.conf" & pids+=($!)
-taskset -c 1 "$HAPROXY" -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+declare -A pid
+taskset -c 1 "$NGINX" -c "$work/upstream.conf" & pids+=($!)
+taskset -c 1 "$NGINX" -c "$work/nginx.conf" & pids+=($!); pid[nginx]=$!
+taskset -c 1 "$HAPROXY" -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); pid[haproxy-rs256]=$!
 taskset -c 1 redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
 sleep 0.5 # redis and nginx bind within milliseconds; the gateways below wait on /readyz
 taskset -c 1 ./target/release/session-gateway run --config "$work/gw-memory.toml" 2>"$work/gw-memory.log" & pids+=($!)
+pid[gw-memory]=$!; pid[gw-public]=$!
 taskset -c 1 ./target/release/session-gateway run --config "$work/gw-redis.toml" 2>"$work/gw-redis.log" & pids+=($!)
+pid[gw-redis]=$!
 for admin in 18094 18095; do
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
 done
@@ -135,34 +153,74 @@ done
 declare -A url=(
     [nginx]=http://127.0.0.1:18082
     [haproxy-rs256]=http://127.0.0.1:18083
+    [gw-public]=http://127.0.0.1:18084
     [gw-memory]=http://127.0.0.1:18084
     [gw-redis]=http://127.0.0.1:18085
 )
-order=(nginx haproxy-rs256 gw-memory gw-redis)
+declare -A path=([gw-public]=/pub/x)
+declare -A admin=([gw-memory]=18094 [gw-redis]=18095)
+order=(nginx haproxy-rs256 gw-public gw-memory gw-redis)
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+metric() { # admin-port name: the sum of a metric's samples
+    curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%d", s}'
+}
 results="$work/results.txt"
 : > "$results"
+# First calls: every request presents a token not seen before (wrk walks the
+# file in order), so each one is a signature check and an admission.
+admissions="$work/admissions.txt"
+: > "$admissions"
+for target in gw-memory gw-redis; do
+    out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"$ADMIT_DURATION" -s bench/load/tokens.lua "${url[$target]}" -- "$work/tokens/tokens.txt")
+    opened=$(metric "${admin[$target]}" session_gateway_sessions_opened_total)
+    seconds=$(awk '/requests in/ {gsub("s,", "", $4); print $4}' <<<"$out")
+    echo "$target $opened $seconds" >> "$admissions"
+    echo "first calls $target: $opened sessions opened in ${seconds}s"
+done
 for target in gw-memory gw-redis; do # open every session once (admissions), then measure steady state
     taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d3s -s bench/load/tokens.lua "${url[$target]}" -- "$work/tokens/tokens.txt" >/dev/null
 done
-redis-cli -p 18379 CONFIG RESETSTAT >/dev/null # count steady-state commands only
+redis_calls() { # all commands Redis ran (script-internal ones too), and the calls clients sent
+    redis-cli -p 18379 INFO commandstats | awk -F'[:=,]' '
+        /^cmdstat_/ {all += $3} /^cmdstat_(evalsha|eval|script)/ {sent += $3} END {print all + 0, sent + 0}'
+}
+redis_all=0; redis_sent=0
 for round in $(seq 1 "$ROUNDS"); do
     for target in "${order[@]}"; do
+        # A second of traffic first: the gateways' leases lapse while other
+        # targets run, and steady state is what this measures.
+        taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d1s -s bench/load/tokens.lua \
+            "${url[$target]}" -- "$work/tokens/tokens.txt" "${path[$target]:-/api/x}" >/dev/null
+        [ "$target" = gw-redis ] && read -r all0 sent0 < <(redis_calls)
+        before=$(cpu_ticks "${pid[$target]}")
         out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/load/tokens.lua \
-            "${url[$target]}" -- "$work/tokens/tokens.txt")
+            "${url[$target]}" -- "$work/tokens/tokens.txt" "${path[$target]:-/api/x}")
+        after=$(cpu_ticks "${pid[$target]}")
+        if [ "$target" = gw-redis ]; then
+            read -r all1 sent1 < <(redis_calls)
+            redis_all=$((redis_all + all1 - all0 - 1)); redis_sent=$((redis_sent + sent1 - sent0)) # - the INFO itself
+        fi
         rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
         p50=$(awk '$1=="50%" {print $2}' <<<"$out")
         p99=$(awk '$1=="99%" {print $2}' <<<"$out")
         non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
         total=$(awk '/requests in/ {print $1}' <<<"$out")
-        echo "$target $round $rps $p50 $p99 ${non2xx:-0} $total" >> "$results"
-        echo "round $round $target: $rps req/s p50 $p50 p99 $p99 non-2xx ${non2xx:-0}"
+        us=$(( (after - before) * 1000000 / ticks / (total > 0 ? total : 1) ))
+        echo "$target $round $rps $p50 $p99 ${non2xx:-0} $total $us" >> "$results"
+        echo "round $round $target: $rps req/s p50 $p50 p99 $p99 cpu ${us}us/req non-2xx ${non2xx:-0}"
     done
 done
-redis_cmds=$(redis-cli -p 18379 INFO commandstats | awk -F'calls=' '/calls=/ {split($2,a,","); s+=a[1]} END {print s}')
+redis_cmds=$redis_all
+rss=""
+for target in gw-memory gw-redis; do
+    kb=$(awk '/VmRSS/ {print $2}' "/proc/${pid[$target]}/status")
+    rss="$rss $target=$kb:$(metric "${admin[$target]}" session_gateway_seats_in_use)"
+done
 echo
-python3 - "$results" "$TOKENS" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$redis_cmds" <<'PY'
+python3 - "$results" "$TOKENS" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$redis_cmds" "$redis_sent" "$admissions" "$rss" <<'PY'
 import statistics, sys
-path, tokens, conns, duration, rounds, redis_cmds = sys.argv[1:]
+path, tokens, conns, duration, rounds, redis_cmds, redis_sent, admissions, rss = sys.argv[1:]
 def ms(v):
     v = v.strip()
     for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
@@ -171,18 +229,29 @@ def ms(v):
     return float(v)
 rows = {}
 for line in open(path):
-    t, _, rps, p50, p99, bad, total = line.split()
-    rows.setdefault(t, []).append((float(rps), ms(p50), ms(p99), int(bad), int(total)))
-med = {t: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v),
-           statistics.median(r[2] for r in v), sum(r[3] for r in v)) for t, v in rows.items()}
+    t, _, rps, p50, p99, bad, total, us = line.split()
+    rows.setdefault(t, []).append((float(rps), ms(p50), ms(p99), int(bad), int(total), int(us)))
+med = {t: [statistics.median(r[i] for r in v) for i in range(3)] + [sum(r[3] for r in v), statistics.median(r[5] for r in v)]
+       for t, v in rows.items()}
 print(f"{tokens} tokens, {conns} connections, {duration} x {rounds} rounds (medians)")
-print(f"{'target':15} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11} {'non-2xx':>8}")
-for t in ("nginx", "haproxy-rs256", "gw-memory", "gw-redis"):
+print(f"{'target':15} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11} {'p99/nginx':>10} {'cpu us/req':>11} {'non-2xx':>8}")
+for t in ("nginx", "haproxy-rs256", "gw-public", "gw-memory", "gw-redis"):
     if t not in med:
         continue
-    r, p50, p99, bad = med[t]
-    print(f"{t:15} {r:9.0f} {p50:8.2f} {p99:8.2f} {r/med['nginx'][0]:9.2f} {r/med['haproxy-rs256'][0]:11.2f} {bad:8d}")
+    r, p50, p99, bad, us = med[t]
+    print(f"{t:15} {r:9.0f} {p50:8.2f} {p99:8.2f} {r/med['nginx'][0]:9.2f} {r/med['haproxy-rs256'][0]:11.2f} "
+          f"{p99/med['nginx'][2]:10.2f} {us:11.0f} {bad:8d}")
 redis_requests = sum(r[4] for r in rows.get("gw-redis", []))
-print(f"gw-redis steady state: {redis_cmds} Redis commands for {redis_requests} requests "
-      f"= {int(redis_cmds) / max(redis_requests, 1):.4f} commands/request (the other targets' rounds add time, not commands)")
+print(f"gw-redis steady state: {redis_cmds} Redis commands ({redis_sent} script calls sent by the gateway) "
+      f"for {redis_requests} requests = {int(redis_cmds) / max(redis_requests, 1):.4f} commands/request, "
+      f"{int(redis_sent) / max(redis_requests, 1):.5f} calls sent/request")
+for line in open(admissions):
+    t, opened, seconds = line.split()
+    secs = float(seconds.rstrip("ms")) / (1000 if seconds.endswith("ms") else 1)
+    note = "  (every token used: run with more TOKENS)" if int(opened) >= int(tokens) else ""
+    print(f"first calls {t}: {int(opened) / secs:.0f} admissions/s{note}")
+for item in rss.split():
+    t, v = item.split("=")
+    kb, seats = v.split(":")
+    print(f"memory {t}: {int(kb) / 1024:.0f} MiB RSS with {seats} open sessions")
 PY
