@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -448,7 +449,7 @@ async fn schedule(
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let args = parse_args()?;
     let bin = args.gateway_bin.display().to_string();
     let redis = RedisServer::start()?;
@@ -815,14 +816,17 @@ async fn main() -> anyhow::Result<()> {
         format!("{in_use_after} / {zcard_after}")
     );
     println!();
+    // Stop the processes before reporting (an exit code, not
+    // `process::exit`, so that every destructor runs).
     drop(first);
+    drop(redis);
     if violations.is_empty() {
         println!("all invariants held");
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     } else {
         for v in &violations {
             println!("VIOLATION: {v}");
         }
-        std::process::exit(1);
+        Ok(ExitCode::FAILURE)
     }
 }
