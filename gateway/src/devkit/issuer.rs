@@ -119,18 +119,25 @@ impl Issuer {
             jwks_fetches: AtomicU64::new(0),
             issuer_url,
         });
-        let router = Router::new()
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route("/jwks", get(jwks))
-            .route("/token", post(token))
-            .route("/dev/token", get(dev_token))
-            .route("/dev/rotate", post(dev_rotate))
-            .route("/dev/requests", get(dev_requests))
-            .with_state(Arc::clone(&state));
-        let server = RunningServer::serve(listener, addr, router, "issuer");
+        let server = RunningServer::serve(listener, addr, router(&state), "issuer");
         tracing::info!(issuer = %state.issuer_url, "devkit issuer started");
-        Ok(IssuerHandle { state, server })
+        Ok(IssuerHandle {
+            state,
+            addr,
+            server: Some(server),
+        })
     }
+}
+
+fn router(state: &Arc<IssuerState>) -> Router {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks", get(jwks))
+        .route("/token", post(token))
+        .route("/dev/token", get(dev_token))
+        .route("/dev/rotate", post(dev_rotate))
+        .route("/dev/requests", get(dev_requests))
+        .with_state(Arc::clone(state))
 }
 
 /// A running demo issuer: its URLs, in-process minting for tests, and its
@@ -138,7 +145,9 @@ impl Issuer {
 /// [`IssuerHandle::shutdown`] stops it and waits.
 pub struct IssuerHandle {
     state: Arc<IssuerState>,
-    server: RunningServer,
+    addr: SocketAddr,
+    /// `None` while suspended.
+    server: Option<RunningServer>,
 }
 
 impl std::fmt::Debug for IssuerHandle {
@@ -168,7 +177,7 @@ impl IssuerHandle {
 
     /// The address the issuer listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr
+        self.addr
     }
 
     /// How many times `GET /jwks` has been served.
@@ -279,7 +288,39 @@ impl IssuerHandle {
 
     /// Stops the server and waits until it has ended.
     pub async fn shutdown(self) {
-        self.server.stop().await;
+        if let Some(server) = self.server {
+            server.stop().await;
+        }
+    }
+
+    /// Stops serving HTTP (discovery, JWKS, token endpoints) but keeps the
+    /// keys and the address: an identity-provider outage. In-process minting
+    /// still works. [`IssuerHandle::resume`] brings the same issuer back.
+    pub async fn suspend(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        tracing::info!(issuer = %self.state.issuer_url, "devkit issuer suspended");
+    }
+
+    /// Serves again on the same address, with the same keys, after
+    /// [`IssuerHandle::suspend`] (does nothing while serving).
+    ///
+    /// # Errors
+    ///
+    /// If the address cannot be bound again (another process took the port).
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        if self.server.is_none() {
+            let (listener, addr) = RunningServer::bind(self.addr, "the devkit issuer").await?;
+            self.server = Some(RunningServer::serve(
+                listener,
+                addr,
+                router(&self.state),
+                "issuer",
+            ));
+            tracing::info!(issuer = %self.state.issuer_url, "devkit issuer resumed");
+        }
+        Ok(())
     }
 }
 
@@ -1087,6 +1128,21 @@ mod tests {
         let addr = issuer.addr();
         issuer.shutdown().await;
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn suspend_and_resume_keep_the_address_and_the_keys() -> anyhow::Result<()> {
+        let mut issuer = start().await?;
+        let addr = issuer.addr();
+        let jwks_before = issuer.jwks();
+        issuer.suspend().await;
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        issuer.resume().await?;
+        assert_eq!(issuer.addr(), addr);
+        let served: Value = reqwest::get(issuer.jwks_url()).await?.json().await?;
+        assert_eq!(served, jwks_before);
+        issuer.shutdown().await;
         Ok(())
     }
 }

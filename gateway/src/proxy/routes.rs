@@ -138,7 +138,7 @@ fn check_path(path: &str) -> Result<(), &'static str> {
         return Err("path must start with `/`");
     }
     let lower = path.to_ascii_lowercase();
-    if lower.contains('\\') || lower.contains("%5c") || lower.contains("%00") {
+    if lower.contains(['\\', '\0']) || lower.contains("%5c") || lower.contains("%00") {
         return Err("path contains a backslash or NUL");
     }
     // An unreserved character needs no encoding; `/%61pi/` is only ever
@@ -293,6 +293,21 @@ mod tests {
         assert_eq!(r.resolve(None, "/public/x;v=1/"), Resolution::Route(2));
         assert_eq!(r.resolve(None, "/public/a%20b%2Fc"), Resolution::Route(2));
         assert_eq!(r.resolve(None, "/api/.well-known"), Resolution::Route(3));
+    }
+
+    #[test]
+    fn a_raw_nul_is_refused_like_an_encoded_one() {
+        // HTTP parsers normally refuse it first; the router must not depend
+        // on that (found by fuzz/route_match).
+        let r = router();
+        assert!(matches!(
+            r.resolve(None, "/\0\u{4}"),
+            Resolution::BadPath(_)
+        ));
+        assert!(matches!(
+            r.resolve(None, "/api/a\0b"),
+            Resolution::BadPath(_)
+        ));
     }
 
     #[test]
