@@ -468,6 +468,11 @@ impl Store for MemoryStore {
 
     async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError> {
         let now = self.clock.now_ms();
+        self.sids.lock().retain(|_, links| {
+            links.retain(|(_, until)| *until > now);
+            !links.is_empty()
+        });
+        self.used.lock().retain(|_, until| *until > now);
         Ok(self.state.lock().sweep(now))
     }
 
@@ -497,13 +502,11 @@ impl Store for MemoryStore {
         until_ms: UnixMillis,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
+        // Only this sid's links are pruned here; the others at the next
+        // sweep, so a session open never costs a scan of every sid.
         let mut sids = self.sids.lock();
-        sids.retain(|_, links| {
-            links.retain(|(_, until)| *until > now);
-            !links.is_empty()
-        });
         let links = sids.entry(sid_key.to_string()).or_default();
-        links.retain(|(id, _)| id != session_id);
+        links.retain(|(id, until)| id != session_id && *until > now);
         links.push((session_id.to_string(), until_ms));
         Ok(())
     }
@@ -526,8 +529,18 @@ impl Store for MemoryStore {
     async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError> {
         let now = self.clock.now_ms();
         let mut used = self.used.lock();
-        used.retain(|_, until| *until > now);
-        Ok(used.insert(key.to_string(), until_ms).is_none())
+        // A lapsed entry counts as unused; the sweep drops lapsed entries.
+        match used.get_mut(key) {
+            Some(until) if *until > now => Ok(false),
+            Some(until) => {
+                *until = until_ms;
+                Ok(true)
+            }
+            None => {
+                used.insert(key.to_string(), until_ms);
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -639,5 +652,29 @@ mod tests {
         );
         assert_eq!(retry_after(Some(T0), T0, idle), Duration::from_secs(1));
         assert_eq!(retry_after(None, T0, idle), idle);
+    }
+
+    #[tokio::test]
+    async fn lapsed_one_time_keys_and_sid_links_free_up_without_a_sweep() {
+        let clock = ManualClock::starting_at(T0);
+        let store = MemoryStore::new(&Pools::new(vec![pool("p", 1)]), Arc::new(clock.clone()));
+        assert!(store.first_use("jti-1", T0 + 1_000).await.unwrap());
+        assert!(!store.first_use("jti-1", T0 + 1_000).await.unwrap());
+        clock.advance(std::time::Duration::from_secs(2));
+        assert!(
+            store.first_use("jti-1", T0 + 5_000).await.unwrap(),
+            "lapsed"
+        );
+        assert!(!store.first_use("jti-1", T0 + 5_000).await.unwrap());
+
+        store.link_sid("sid", "a", T0 + 2_500).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(1));
+        store.link_sid("sid", "b", T0 + 9_000).await.unwrap();
+        assert_eq!(
+            store.linked_sessions("sid").await.unwrap(),
+            vec!["b".to_string()]
+        );
+        store.sweep().await.unwrap();
+        assert_eq!(store.sids.lock().get("sid").map(Vec::len), Some(1));
     }
 }
