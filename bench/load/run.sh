@@ -37,6 +37,11 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
+busy=$(ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ':(1808[1-5]|1809[45]|18379)$' || true)
+if [ -n "$busy" ]; then
+    echo "bench: ports in use, stop what listens there first: $(echo $busy)" >&2
+    exit 1
+fi
 cargo build --release -q -p session-gateway -p session-gateway-bench
 work=$(mktemp -d)
 pids=()
