@@ -655,7 +655,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lapsed_one_time_keys_and_sid_links_free_up_without_a_sweep() {
+    async fn lapsed_one_time_keys_count_as_unused_and_links_are_pruned_lazily() {
         let clock = ManualClock::starting_at(T0);
         let store = MemoryStore::new(&Pools::new(vec![pool("p", 1)]), Arc::new(clock.clone()));
         assert!(store.first_use("jti-1", T0 + 1_000).await.unwrap());

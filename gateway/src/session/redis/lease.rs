@@ -6,9 +6,9 @@
 //! old, so steady traffic of one session costs about one touch per
 //! `touch_interval` whatever its request rate. The touch is answered (and
 //! the lease confirmed again) before the lease runs out; if it is late, the
-//! next call simply asks Redis itself. Closes made anywhere in the fleet are published and drop the
-//! lease on every instance; a lost message is corrected by the next touch,
-//! within `touch_interval`.
+//! next call simply asks Redis itself. Closes made anywhere in the fleet are
+//! published and drop the lease on every instance; a lost message is
+//! corrected by the next touch, within `touch_interval`.
 //!
 //! When Redis is unreachable, a lease confirmed within `grace_period` keeps
 //! its session working (default 0: strict, no grace).

@@ -476,15 +476,9 @@ impl RedisStore {
         args
     }
 
-    /// Slides a session's idle timer without opening anything (the lease
-    /// cache's asynchronous touch). `None` when it has closed.
-    pub async fn touch(&self, session: &Session) -> Result<Option<Session>, StoreError> {
-        let mut answers = self.touch_many(std::slice::from_ref(session)).await?;
-        Ok(answers.pop().flatten())
-    }
-
-    /// Slides the idle timers of sessions of one pool in one script call;
-    /// one answer per session, in order, `None` for those that have closed.
+    /// Slides the idle timers of sessions of one pool in one script call (the
+    /// lease cache's asynchronous touches); one answer per session, in order,
+    /// `None` for those that have closed or were replaced.
     pub async fn touch_many(
         &self,
         sessions: &[Session],
