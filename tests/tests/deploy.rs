@@ -1173,8 +1173,16 @@ async fn compose_gateway_config_runs_a_two_instance_redis_fleet() -> anyhow::Res
     assert_eq!(interactive["in_use"], 1, "{pools}");
 
     // What Prometheus scrapes there, under the names alerts and dashboard use.
-    let metrics = two.admin("/metrics", None).await?;
-    let text = String::from_utf8_lossy(&metrics.body);
+    // A request is counted by the logging hook, which runs after the response
+    // has gone out, so the counter is awaited rather than expected at once.
+    let text = session_gateway_e2e::eventually("the request counted on instance two", || async {
+        let metrics = two.admin("/metrics", None).await?;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        Ok(text
+            .contains("session_gateway_requests_total{")
+            .then_some(text))
+    })
+    .await?;
     assert!(
         text.contains("session_gateway_seats_in_use{pool=\"interactive\"} 1"),
         "{text}"
@@ -1183,7 +1191,6 @@ async fn compose_gateway_config_runs_a_two_instance_redis_fleet() -> anyhow::Res
         text.contains("session_gateway_seats_limit{pool=\"interactive\"} 5"),
         "{text}"
     );
-    assert!(text.contains("session_gateway_requests_total{"), "{text}");
     Ok(())
 }
 

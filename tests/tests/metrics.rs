@@ -29,14 +29,27 @@ async fn metrics_count_requests_tokens_sessions_and_seats() -> anyhow::Result<()
     assert_eq!(gw.get("/api/x", &expired).await?.status, 401);
     assert_eq!(gw.get_anonymous("/nowhere").await?.status, 404);
 
-    let r = gw.client().get(gw.admin_url("/metrics")).send().await?;
-    assert_eq!(r.status().as_u16(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()?
-            .starts_with("text/plain")
-    );
-    let text = r.text().await?;
+    // Requests are counted by the logging hook, after their response has gone
+    // out: wait until all five are counted, then read every series.
+    let counted = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("session_gateway_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let text = gw
+        .eventually("all five requests counted", || async {
+            let r = gw.client().get(gw.admin_url("/metrics")).send().await?;
+            assert_eq!(r.status().as_u16(), 200);
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()?
+                    .starts_with("text/plain")
+            );
+            let text = r.text().await?;
+            Ok((counted(&text) >= 5.0).then_some(text))
+        })
+        .await?;
     let expect = |series: &str, wanted: f64| {
         assert_eq!(value(&text, series), Some(wanted), "{series} in:\n{text}");
     };
