@@ -10,13 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde::Deserialize as _;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
-use session_gateway_e2e::{DEADLINE, Devkit, Issuer, RedisServer, Reply, client, free_port};
+use session_gateway_e2e::{Devkit, Issuer, RedisServer, Reply, client, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -1064,20 +1063,23 @@ impl FleetMember {
             dir,
         };
         let http = client();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = member.child.try_wait()? {
-                bail!("gateway exited with {status}: {}", member.logs());
+        let ready = session_gateway_e2e::eventually("the gateway's /readyz", || {
+            let exited = member.child.try_wait();
+            let probe = http.get(format!("http://{admin}/readyz")).send();
+            async move {
+                if let Some(status) = exited? {
+                    bail!("gateway exited with {status}");
+                }
+                Ok(probe
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                    .then_some(()))
             }
-            if let Ok(r) = http.get(format!("http://{admin}/readyz")).send().await
-                && r.status().is_success()
-            {
-                return Ok(member);
-            }
-            if started.elapsed() > DEADLINE {
-                bail!("gateway not ready within {DEADLINE:?}: {}", member.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        match ready {
+            Ok(()) => Ok(member),
+            Err(e) => bail!("{e}: {}", member.logs()),
         }
     }
 
