@@ -12,6 +12,10 @@
 //!
 //! Keys the gateway cannot use safely are dropped when loading: symmetric
 //! (`oct`) keys, keys marked for encryption, and keys of a kind we do not know.
+//!
+//! Each key is parsed into an aws-lc public key once per load, for every
+//! algorithm it may verify, so a signature check does not rebuild the key (for
+//! RSA, its Montgomery context) on every token.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_json::Value;
 
 use crate::clock::{SharedClock, UnixMillis};
@@ -61,8 +68,8 @@ pub struct VerificationKey {
     pub curve: Option<EllipticCurve>,
     /// The JWK's `alg`, when it pins one.
     pub alg: Option<String>,
-    /// The key itself.
-    pub key: DecodingKey,
+    /// The key, parsed once for each algorithm it [fits](Self::fits).
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -91,7 +98,80 @@ impl VerificationKey {
         };
         curve_ok && self.alg.as_deref().is_none_or(|a| a == algorithm_name(alg))
     }
+
+    /// Whether `signature` (raw bytes, not base64) is a valid `alg`
+    /// signature of `message` under this key. False for an algorithm the key
+    /// does not fit.
+    pub fn verifies(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.parsed
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+    }
 }
+
+/// The aws-lc parameters for `alg`. RSA accepts 2048- to 8192-bit keys;
+/// ECDSA signatures are in the fixed-width `r || s` form JWS uses (RFC 7518
+/// §3.4). `None` for HMAC and anything unknown.
+fn lc_parameters(alg: Algorithm) -> Option<LcParameters> {
+    use LcParameters::{Point, Rsa};
+    Some(match alg {
+        Algorithm::RS256 => Rsa(&lc::RSA_PKCS1_2048_8192_SHA256),
+        Algorithm::RS384 => Rsa(&lc::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => Rsa(&lc::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => Rsa(&lc::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => Rsa(&lc::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => Rsa(&lc::RSA_PSS_2048_8192_SHA512),
+        Algorithm::ES256 => Point(&lc::ECDSA_P256_SHA256_FIXED),
+        Algorithm::ES384 => Point(&lc::ECDSA_P384_SHA384_FIXED),
+        Algorithm::EdDSA => Point(&lc::ED25519),
+        _ => return None,
+    })
+}
+
+enum LcParameters {
+    Rsa(&'static lc::RsaParameters),
+    Point(&'static dyn lc::VerificationAlgorithm),
+}
+
+/// The public key material of a JWK, decoded from base64url.
+enum KeyMaterial {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// An uncompressed EC point (`04 || x || y`) or a raw Ed25519 key.
+    Point(Vec<u8>),
+}
+
+impl KeyMaterial {
+    fn parse_for(&self, alg: Algorithm) -> Option<ParsedPublicKey> {
+        match (self, lc_parameters(alg)?) {
+            (KeyMaterial::Rsa { n, e }, LcParameters::Rsa(params)) => {
+                RsaPublicKeyComponents { n, e }
+                    .to_parsed_public_key(params)
+                    .ok()
+            }
+            (KeyMaterial::Point(bytes), LcParameters::Point(params)) => {
+                ParsedPublicKey::new(params, bytes).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Every algorithm a key may be parsed for.
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 /// The JOSE name of an algorithm (`RS256`, …).
 pub fn algorithm_name(alg: Algorithm) -> &'static str {
@@ -186,23 +266,51 @@ fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
     ) {
         return None;
     }
-    let (family, curve) = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
-        AlgorithmParameters::EllipticCurve(p) => (AlgorithmFamily::Ec, Some(p.curve.clone())),
-        AlgorithmParameters::OctetKeyPair(p) => (AlgorithmFamily::Ed, Some(p.curve.clone())),
+    let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
+    let (family, curve, material) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(p) => (
+            AlgorithmFamily::Rsa,
+            None,
+            KeyMaterial::Rsa {
+                n: b64(&p.n)?,
+                e: b64(&p.e)?,
+            },
+        ),
+        AlgorithmParameters::EllipticCurve(p) => {
+            let mut point = vec![0x04];
+            point.extend(b64(&p.x)?);
+            point.extend(b64(&p.y)?);
+            (
+                AlgorithmFamily::Ec,
+                Some(p.curve.clone()),
+                KeyMaterial::Point(point),
+            )
+        }
+        AlgorithmParameters::OctetKeyPair(p) => (
+            AlgorithmFamily::Ed,
+            Some(p.curve.clone()),
+            KeyMaterial::Point(b64(&p.x)?),
+        ),
         // Symmetric keys never verify anything here: the gateway does not
         // share secrets with issuers, and an `oct` key in a public JWKS is
         // exactly what an HMAC key-confusion attack needs.
         _ => return None,
     };
-    let key = DecodingKey::from_jwk(jwk).ok()?;
-    Some(VerificationKey {
+    let mut key = VerificationKey {
         kid: jwk.common.key_id.clone(),
         family,
         curve,
         alg: jwk.common.key_algorithm.map(|a| format!("{a:?}")),
-        key,
-    })
+        parsed: Vec::new(),
+    };
+    for alg in ASYMMETRIC {
+        if key.fits(alg) {
+            // A key that does not parse for an algorithm it fits (a point
+            // off the curve, a malformed modulus) is malformed as a whole.
+            key.parsed.push((alg, material.parse_for(alg)?));
+        }
+    }
+    (!key.parsed.is_empty()).then_some(key)
 }
 
 /// The keys of one issuer, with their refresh logic.
@@ -480,6 +588,58 @@ mod tests {
         assert_eq!(set.candidates(None, Algorithm::ES256).count(), 0);
         assert_eq!(set.candidates(None, Algorithm::HS256).count(), 0);
         assert_eq!(set.candidates(Some("zzz"), Algorithm::RS256).count(), 0);
+    }
+
+    /// A fresh P-256 key pair and its public JWK.
+    fn ec_key(kid: &str) -> (aws_lc_rs::signature::EcdsaKeyPair, Value) {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        assert_eq!((point.len(), point[0]), (65, 0x04));
+        let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..])});
+        (pair, jwk)
+    }
+
+    #[test]
+    fn parsed_keys_verify_only_their_own_algorithm() {
+        let (pair, jwk) = ec_key("ec");
+        let set = KeySet::parse(json!({"keys": [jwk]}).to_string().as_bytes(), 1).unwrap();
+        let key = set.candidates(Some("ec"), Algorithm::ES256).next().unwrap();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let signature = pair.sign(&rng, b"header.payload").unwrap();
+        assert!(key.verifies(Algorithm::ES256, b"header.payload", signature.as_ref()));
+        assert!(!key.verifies(Algorithm::ES256, b"header.payloaD", signature.as_ref()));
+        // Not parsed for what it does not fit, so it cannot verify there.
+        for other in [Algorithm::ES384, Algorithm::RS256, Algorithm::HS256] {
+            assert!(!key.verifies(other, b"header.payload", signature.as_ref()));
+        }
+    }
+
+    #[test]
+    fn keys_that_do_not_parse_are_skipped() {
+        let (_, mut off_curve) = ec_key("off");
+        let mut y = URL_SAFE_NO_PAD
+            .decode(off_curve["y"].as_str().unwrap())
+            .unwrap();
+        y[31] ^= 1;
+        off_curve["y"] = URL_SAFE_NO_PAD.encode(&y).into();
+        let (_, mut wrong_curve) = ec_key("p384");
+        wrong_curve["crv"] = "P-384".into();
+        let doc = json!({"keys": [
+            off_curve,
+            wrong_curve,
+            {"kty": "RSA", "kid": "bad-b64", "n": "!!", "e": "AQAB"},
+            {"kty": "RSA", "kid": "enc-alg", "alg": "RSA-OAEP", "n": RSA_N, "e": "AQAB"},
+            rsa_jwk("good")
+        ]});
+        let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+        assert_eq!((set.len(), set.skipped), (1, 4));
+        assert!(set.has_kid("good"));
     }
 
     #[test]

@@ -363,10 +363,11 @@ fn check_signature(
     alg: Algorithm,
 ) -> SignatureCheck {
     let mut tried = false;
+    let signature = URL_SAFE_NO_PAD.decode(parts.signature).ok();
     for key in keys.candidates(kid, alg) {
         tried = true;
-        if let Ok(true) =
-            jsonwebtoken::crypto::verify(parts.signature, parts.message.as_bytes(), &key.key, alg)
+        if let Some(signature) = &signature
+            && key.verifies(alg, parts.message.as_bytes(), signature)
         {
             return SignatureCheck::Valid;
         }
