@@ -109,8 +109,10 @@ policy = "session"
     fn verifier(&self, cache_size: usize) -> Verifier {
         let config = self.config(cache_size, None);
         let clock: SharedClock = Arc::new(SystemClock);
-        let verifier =
-            Verifier::new(&config.issuers, config.tokens.clone(), clock).expect("a verifier");
+        // Retaining, as the gateway does: the miss path pays for the drop.
+        let verifier = Verifier::new(&config.issuers, config.tokens.clone(), clock)
+            .expect("a verifier")
+            .retaining(config.claims_in_use());
         self.runtime
             .block_on(verifier.issuers()[0].refresh())
             .expect("the JWKS file loads");

@@ -74,7 +74,8 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     };
     let verifier = Arc::new(
         Verifier::new(&config.issuers, config.tokens.clone(), Arc::clone(&clock))
-            .map_err(|e| StartError::Build(e.to_string()))?,
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .retaining(config.claims_in_use()),
     );
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(Access::new(

@@ -1,21 +1,22 @@
 //! The payload of a verified token.
 //!
-//! [`Claims`] keeps every claim as JSON so identity rules, pool rules and
-//! header mappings can name any claim, and offers typed accessors for the
-//! registered ones. Parsing refuses a payload that names a claim twice: JSON
+//! [`Claims`] keeps claims as JSON so identity rules, pool rules and header
+//! mappings can name any claim, and offers typed accessors for the registered
+//! ones. It is a sorted, exactly sized slice rather than a map: a verified
+//! token is cached with its claims, and a B-tree node reserves room for eleven
+//! entries whatever the token holds. Parsing refuses a payload that names a claim twice: JSON
 //! parsers disagree on which duplicate wins, and a token whose `sub` means one
 //! thing to the issuer and another to us is an attack, not a token.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The claims of a token, keyed by name.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Claims(BTreeMap<String, Value>);
+/// The claims of a token, sorted by name, each name once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims(Box<[(Box<str>, Value)]>);
 
 impl<'de> Deserialize<'de> for Claims {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -29,16 +30,19 @@ impl<'de> Deserialize<'de> for Claims {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
-                let mut claims = BTreeMap::new();
+                let mut claims: Vec<(Box<str>, Value)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
                 while let Some((name, value)) = map.next_entry::<String, Value>()? {
-                    if claims.contains_key(&name) {
-                        return Err(de::Error::custom(format_args!(
-                            "claim `{name}` appears twice"
-                        )));
-                    }
-                    claims.insert(name, value);
+                    claims.push((name.into_boxed_str(), value));
                 }
-                Ok(Claims(claims))
+                claims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if let Some(pair) = claims.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+                    return Err(de::Error::custom(format_args!(
+                        "claim `{}` appears twice",
+                        pair[0].0
+                    )));
+                }
+                Ok(Claims(claims.into_boxed_slice()))
             }
         }
 
@@ -49,17 +53,48 @@ impl<'de> Deserialize<'de> for Claims {
 impl Claims {
     /// Claims from a JSON object (tests, the devkit).
     pub fn from_map(map: serde_json::Map<String, Value>) -> Self {
-        Claims(map.into_iter().collect())
+        let mut claims: Vec<(Box<str>, Value)> = map
+            .into_iter()
+            .map(|(name, value)| (name.into_boxed_str(), value))
+            .collect();
+        claims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Claims(claims.into_boxed_slice())
+    }
+
+    /// Keeps only the claims `keep` accepts by name.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        if self.0.iter().all(|(name, _)| keep(name)) {
+            return;
+        }
+        let kept: Vec<(Box<str>, Value)> = std::mem::take(&mut self.0)
+            .into_vec()
+            .into_iter()
+            .filter(|(name, _)| keep(name))
+            .collect();
+        self.0 = kept.into_boxed_slice();
+    }
+
+    /// The names of the claims, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(name, _)| &**name)
+    }
+
+    /// A claim by its exact name.
+    fn exact(&self, name: &str) -> Option<&Value> {
+        self.0
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
     }
 
     /// A claim by name; a dotted name (`realm_access.roles`) also walks into
     /// nested objects when no claim has that exact name.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        if let Some(v) = self.0.get(name) {
+        if let Some(v) = self.exact(name) {
             return Some(v);
         }
         let mut parts = name.split('.');
-        let mut current = self.0.get(parts.next()?)?;
+        let mut current = self.exact(parts.next()?)?;
         for part in parts {
             current = current.as_object()?.get(part)?;
         }
@@ -110,7 +145,7 @@ impl Claims {
     /// A NumericDate claim in whole seconds (fractions are truncated).
     /// `Err` if present but not a number.
     pub fn numeric_date(&self, name: &str) -> Result<Option<i64>, String> {
-        match self.0.get(name) {
+        match self.exact(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => n
                 .as_i64()
@@ -123,7 +158,7 @@ impl Claims {
 
     /// `aud` as a list (a single string is a list of one).
     pub fn audiences(&self) -> Vec<&str> {
-        match self.0.get("aud") {
+        match self.exact("aud") {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
@@ -135,7 +170,7 @@ impl Claims {
     pub fn scopes(&self) -> Vec<&str> {
         let mut scopes: Vec<&str> = Vec::new();
         for name in ["scope", "scp"] {
-            match self.0.get(name) {
+            match self.exact(name) {
                 Some(Value::String(s)) => scopes.extend(s.split_ascii_whitespace()),
                 Some(Value::Array(items)) => scopes.extend(items.iter().filter_map(Value::as_str)),
                 _ => {}
@@ -195,6 +230,19 @@ mod tests {
         assert_eq!(c.values("realm_access.roles"), vec!["cfo", "user"]);
         assert_eq!(c.values("n"), vec!["3"]);
         assert!(c.values("missing").is_empty());
+    }
+
+    #[test]
+    fn retain_keeps_only_the_named_claims_in_order() {
+        let mut c = parse(r#"{"sub":"alice","email":"a@x","iss":"i","aud":"erp"}"#).unwrap();
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            ["aud", "email", "iss", "sub"]
+        );
+        c.retain(|name| name != "email" && name != "aud");
+        assert_eq!(c.names().collect::<Vec<_>>(), ["iss", "sub"]);
+        assert_eq!(c.subject(), Some("alice"));
+        assert_eq!(c.get("email"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Verified tokens are cached by the SHA-256 of the token until they expire,
 //! so steady traffic pays one hash per request instead of a signature check.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -124,6 +124,8 @@ pub struct Verifier {
     policy: TokenPolicy,
     clock: SharedClock,
     cache: Option<quick_cache::sync::Cache<[u8; 32], Arc<Principal>>>,
+    /// Claims a verified principal keeps; all when `None`.
+    retained: Option<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -167,7 +169,17 @@ impl Verifier {
             policy,
             clock,
             cache,
+            retained: None,
         })
+    }
+
+    /// Keeps only these claims in verified principals (and so in the cache);
+    /// the others are dropped once the token has passed every check. A large
+    /// token from a real identity provider carries dozens of claims the
+    /// gateway never reads again.
+    pub fn retaining(mut self, claims: BTreeSet<String>) -> Self {
+        self.retained = Some(claims);
+        self
     }
 
     /// The clock tokens are judged by.
@@ -201,6 +213,9 @@ impl Verifier {
                 Digest32(Sha256::digest(signed.as_bytes()).into()).to_hex()
             }
         };
+        if let Some(retained) = &self.retained {
+            principal.claims.retain(|name| retained.contains(name));
+        }
         let principal = Arc::new(principal);
         if let Some(cache) = &self.cache {
             cache.insert(digest, Arc::clone(&principal));
@@ -544,6 +559,33 @@ mod tests {
         assert_eq!(
             verifier.verify(&oversized).await.unwrap_err(),
             TokenError::TooLarge
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retaining_verifier_checks_every_claim_and_keeps_only_the_named() {
+        let issuer = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let verifier = verifier_for(&issuer, clock, 100)
+            .await
+            .retaining(["sub".to_string(), "email".to_string()].into());
+        let token = issuer.mint(&TokenRequest::new("alice").claim("email", "a@example.com"));
+        let (principal, _) = verifier.verify(&token).await.unwrap();
+        assert_eq!(
+            principal.claims.names().collect::<Vec<_>>(),
+            ["email", "sub"]
+        );
+        // The jti was read before the other claims were dropped.
+        let payload = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(Some(principal.token_key.as_str()), payload["jti"].as_str());
+        // Dropping happens after the checks: a wrong audience still fails.
+        let other = issuer.mint(&TokenRequest::new("alice").audience("elsewhere"));
+        assert_eq!(
+            verifier.verify(&other).await.unwrap_err(),
+            TokenError::WrongAudience
         );
     }
 

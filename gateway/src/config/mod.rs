@@ -14,6 +14,7 @@
 pub mod file;
 mod validate;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -424,6 +425,37 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let file = parse(text, origin)?;
         validate::validate(file, origin, base_dir, env)
+    }
+
+    /// The claims anything reads from a verified token once it is verified:
+    /// the registered ones the gateway itself uses, and every claim the
+    /// identity rule, the pool and reserved-seat rules and the claim headers
+    /// name. A dotted name also keeps its top-level claim, which it walks
+    /// into. The verified-token cache keeps only these (see
+    /// [`Verifier::retaining`](crate::auth::Verifier::retaining)).
+    pub fn claims_in_use(&self) -> BTreeSet<String> {
+        let mut names: BTreeSet<String> = ["iss", "sub", "client_id", "azp", "sid", "scope", "scp"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let configured = self
+            .sessions
+            .identity
+            .components()
+            .iter()
+            .flatten()
+            .chain(self.pools.iter().flat_map(|pool| {
+                let reserved = pool.reserved.iter().map(|r| &r.rule.claim);
+                pool.rule.iter().map(|rule| &rule.claim).chain(reserved)
+            }))
+            .chain(self.headers.claims.iter().map(|(claim, _)| claim));
+        for name in configured {
+            if let Some((top, _)) = name.split_once('.') {
+                names.insert(top.to_string());
+            }
+            names.insert(name.clone());
+        }
+        names
     }
 
     /// The effective configuration as TOML (defaults filled in; no secrets,

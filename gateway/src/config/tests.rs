@@ -484,6 +484,38 @@ fn full_config_like_the_design_is_accepted_with_every_value_typed() {
 }
 
 #[test]
+fn claims_in_use_are_the_registered_ones_and_every_configured_claim() {
+    let c = Config::from_toml(FULL, ORIGIN, Path::new("."), &full_env).unwrap();
+    let names: Vec<String> = c.claims_in_use().into_iter().collect();
+    // Pools name client_id, sub and realm_access.roles; headers email and
+    // realm_access.roles, whose top-level claim is kept too.
+    assert_eq!(
+        names,
+        [
+            "azp",
+            "client_id",
+            "email",
+            "iss",
+            "realm_access",
+            "realm_access.roles",
+            "scope",
+            "scp",
+            "sid",
+            "sub"
+        ]
+    );
+    let text = FULL.replace(
+        r#"identity = ["iss", "sub", "client_id|azp"]"#,
+        r#"identity = ["iss", "tenant|org.id", "sub"]"#,
+    );
+    let c = Config::from_toml(&text, ORIGIN, Path::new("."), &full_env).unwrap();
+    let names = c.claims_in_use();
+    for name in ["tenant", "org", "org.id"] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+}
+
+#[test]
 fn jwks_file_is_resolved_against_the_config_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
