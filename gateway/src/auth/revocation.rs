@@ -61,10 +61,7 @@ impl RevocationList {
         // A token without `iat` cannot prove it was issued after a
         // subject-wide revocation, so it counts as issued before.
         let issued_ms = principal
-            .claims
-            .numeric_date("iat")
-            .ok()
-            .flatten()
+            .issued_at
             .map_or(0, |s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
         let sid = match (principal.claims.issuer(), principal.claims.str("sid")) {
             (Some(iss), Some(sid)) => Some(format!("sid:{}", sid_key(iss, sid))),
@@ -102,7 +99,7 @@ mod tests {
     fn principal(iat: i64) -> Principal {
         Principal {
             claims: Claims::from_map(
-                json!({"iss": "https://idp", "sub": "alice", "iat": iat})
+                json!({"iss": "https://idp", "sub": "alice"})
                     .as_object()
                     .cloned()
                     .unwrap(),
@@ -110,6 +107,7 @@ mod tests {
             issuer: 0,
             expires_at: iat + 300,
             not_before: None,
+            issued_at: Some(iat),
             token_key: String::new(),
         }
     }
@@ -140,12 +138,18 @@ mod tests {
         assert!(!list.is_revoked(&principal(1_600), "x", 2_000_000));
         let mut bob = principal(1_000);
         bob.claims = Claims::from_map(
-            json!({"iss": "https://idp", "sub": "bob", "iat": 1_000})
+            json!({"iss": "https://idp", "sub": "bob"})
                 .as_object()
                 .cloned()
                 .unwrap(),
         );
         assert!(!list.is_revoked(&bob, "x", 2_000_000));
+        // Without `iat` a token cannot prove it is newer than the revocation.
+        let undated = Principal {
+            issued_at: None,
+            ..principal(1_600)
+        };
+        assert!(list.is_revoked(&undated, "x", 2_000_000));
     }
 
     #[test]

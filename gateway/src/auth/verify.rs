@@ -104,7 +104,9 @@ impl TokenError {
 /// A verified token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
-    /// Its claims.
+    /// Its claims. A gateway's verifier keeps only those named by
+    /// [`Config::claims_in_use`](crate::config::Config::claims_in_use): a new
+    /// reader of a claim must name it there, or read a typed field below.
     pub claims: Claims,
     /// Index of its issuer in the configuration.
     pub issuer: usize,
@@ -112,6 +114,8 @@ pub struct Principal {
     pub expires_at: i64,
     /// `nbf`, seconds since the epoch, if set.
     pub not_before: Option<i64>,
+    /// `iat`, seconds since the epoch, if set.
+    pub issued_at: Option<i64>,
     /// What revocations name the token by: its `jti`, or the hex SHA-256 of
     /// the token when it has none.
     pub token_key: String,
@@ -324,6 +328,7 @@ impl Verifier {
             issuer: index,
             expires_at,
             not_before,
+            issued_at,
             claims: Claims::default(),
             token_key: String::new(),
         };

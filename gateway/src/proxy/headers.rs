@@ -144,6 +144,7 @@ mod tests {
             issuer: 0,
             expires_at: 0,
             not_before: None,
+            issued_at: None,
             token_key: String::new(),
         }
     }
