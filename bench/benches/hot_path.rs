@@ -226,6 +226,7 @@ fn admit(c: &mut Criterion) {
         pool: &pool,
         identity: &identity,
         reserved: None,
+        sid: None,
     };
     group.bench_function("memory/reuse", |b| {
         b.iter(|| setup.runtime.block_on(memory.admit(&reuse)).is_ok())
@@ -255,6 +256,7 @@ fn admit(c: &mut Criterion) {
                 pool: &pool,
                 identity: &identity,
                 reserved: None,
+                sid: None,
             };
             setup.runtime.block_on(store.admit(&request)).is_ok()
         })

@@ -96,14 +96,6 @@ impl Store for StoreWithServer {
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.store.revocations().await
     }
-    async fn link_sid(
-        &self,
-        sid_key: &str,
-        session_id: &str,
-        until_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.store.link_sid(sid_key, session_id, until_ms).await
-    }
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<String>, StoreError> {
         self.store.linked_sessions(sid_key).await
     }
@@ -144,6 +136,7 @@ async fn revocations_drop_cached_leases_on_other_instances() -> anyhow::Result<(
         pool: &p,
         identity: &alice.identity,
         reserved: None,
+        sid: None,
     };
     let opened = a.admit(&request).await?.admission;
     let id = opened.session().map(|s| s.id.clone()).unwrap_or_default();
@@ -194,6 +187,7 @@ async fn one_touch_call_slides_a_batch_and_reports_closed_sessions() -> anyhow::
             pool: &p,
             identity: &who.identity,
             reserved: None,
+            sid: None,
         };
         let admitted = store.admit(&request).await?.admission;
         sessions.push(admitted.session().cloned().expect("a seat is free"));
@@ -251,6 +245,7 @@ async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
                 pool: &p,
                 identity: &who.identity,
                 reserved: None,
+                sid: None,
             };
             store.admit(&request).await?;
         }

@@ -1332,6 +1332,7 @@ async fn admit(
         pool: &pool_config,
         identity: &caller.identity,
         reserved,
+        sid: None,
     };
     let outcome = fleet.instances[on]
         .admit(&request)

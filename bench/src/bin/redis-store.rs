@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
                     pool: &pool,
                     identity: &identity,
                     reserved: None,
+                    sid: None,
                 };
                 let outcome = store.admit(&request).await?;
                 anyhow::ensure!(outcome.admission.session().is_some(), "refused");
@@ -172,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
                 pool: &pool,
                 identity: &identity,
                 reserved: None,
+                sid: None,
             })
             .await?;
     }
@@ -194,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
                         pool: &pool,
                         identity: &identity,
                         reserved: None,
+                        sid: None,
                     })
                     .await?;
                 requests.fetch_add(1, Ordering::Relaxed);

@@ -134,22 +134,6 @@ impl Access {
         }
     }
 
-    /// Links a new session to the identity provider session its token names
-    /// (`sid`), for back-channel logout. A failure costs only that link.
-    async fn link_sid(&self, principal: &Principal, session: &Session) {
-        let (Some(iss), Some(sid)) = (principal.claims.issuer(), principal.claims.str("sid"))
-        else {
-            return;
-        };
-        if let Err(error) = self
-            .store
-            .link_sid(&sid_key(iss, sid), &session.id, session.absolute_expires_ms)
-            .await
-        {
-            tracing::warn!(%error, session_id = %session.id, "could not link the session to its sid");
-        }
-    }
-
     /// OpenID Connect Back-Channel Logout 1.0: validates a logout token and
     /// closes the sessions it names (`sid`: the sessions linked to that
     /// identity provider session; `sub` alone: every session of the
@@ -479,10 +463,17 @@ impl Access {
     /// Reuses or opens the principal's session, or refuses.
     pub async fn admit(&self, principal: &Principal) -> Result<Seated, Problem> {
         let (identity, choice) = self.placement(principal)?;
+        // Back-channel logout finds sessions by the identity provider session
+        // their opening token named.
+        let sid = match (principal.claims.issuer(), principal.claims.str("sid")) {
+            (Some(iss), Some(sid)) => Some(sid_key(iss, sid)),
+            _ => None,
+        };
         let request = AdmitRequest {
             pool: &choice.pool,
             identity: &identity,
             reserved: choice.reserved,
+            sid: sid.as_deref(),
         };
         let started = std::time::Instant::now();
         let result = self.store.admit(&request).await;
@@ -504,7 +495,6 @@ impl Access {
                     self.record_closed(replaced);
                 }
                 self.record_opened(&session);
-                self.link_sid(principal, &session).await;
                 Ok(Seated {
                     session,
                     opened: true,

@@ -194,11 +194,22 @@ impl StoreUnderTest {
 
     /// Admits a caller to a pool (its reserved group as the pool matches it).
     pub async fn admit(&self, pool: &str, who: &Caller) -> AdmitOutcome {
+        self.admit_under_sid(pool, who, None).await
+    }
+
+    /// Admits a caller whose token names an identity provider session.
+    pub async fn admit_under_sid(
+        &self,
+        pool: &str,
+        who: &Caller,
+        sid: Option<&str>,
+    ) -> AdmitOutcome {
         let pool = self.pool(pool);
         let request = AdmitRequest {
             pool: &pool,
             identity: &who.identity,
             reserved: pool.reserved_bucket(&who.claims),
+            sid,
         };
         self.store.admit(&request).await.expect("admit")
     }
@@ -1104,6 +1115,7 @@ pub async fn concurrent_admissions_never_exceed_the_limit(factory: &dyn StoreFac
                 pool: &pool,
                 identity: &who.identity,
                 reserved: None,
+                sid: None,
             };
             store.admit(&request).await.expect("admit")
         });
@@ -1153,6 +1165,7 @@ pub async fn concurrent_same_identity_shares_one_session(factory: &dyn StoreFact
                 pool: &pool,
                 identity: &identity,
                 reserved: None,
+                sid: None,
             };
             store.admit(&request).await.expect("admit")
         });
@@ -1217,39 +1230,51 @@ pub async fn revocations_are_kept_until_they_lapse(factory: &dyn StoreFactory) {
     assert!(t.store.revocations().await.expect("revocations").is_empty());
 }
 
-/// Links from identity provider sessions to sessions, and one-time token
-/// ids (logout token replay), hold until they lapse.
+/// The admission that opens a session links it to the identity provider
+/// session its token names, across pools; reusing or refusing links
+/// nothing. One-time token ids (logout token replay) hold until they lapse.
 pub async fn sid_links_and_one_time_ids_lapse(factory: &dyn StoreFactory) {
-    let t = StoreUnderTest::new(factory, vec![pool("p", 1)]).await;
-    assert!(
-        t.store
-            .linked_sessions("sid-a")
-            .await
-            .expect("links")
-            .is_empty()
+    let t = StoreUnderTest::new(factory, vec![pool("p", 2), pool("q", 1)]).await;
+    let linked = |sid: &'static str| {
+        let store = Arc::clone(&t.store);
+        async move {
+            let mut ids = store.linked_sessions(sid).await.expect("links");
+            ids.sort();
+            ids
+        }
+    };
+    assert!(linked("sid-a").await.is_empty());
+    let opened = |outcome: AdmitOutcome| match outcome.admission {
+        Admission::Opened { session, .. } => session.id,
+        other => panic!("expected a new session, got {other:?}"),
+    };
+    let alice = opened(
+        t.admit_under_sid("p", &caller("alice", "web"), Some("sid-a"))
+            .await,
     );
-    t.store
-        .link_sid("sid-a", "s1", T0 + 60_000)
-        .await
-        .expect("link");
-    t.store
-        .link_sid("sid-a", "s2", T0 + 120_000)
-        .await
-        .expect("link");
-    t.store
-        .link_sid("sid-a", "s1", T0 + 60_000)
-        .await
-        .expect("link again");
-    let mut linked = t.store.linked_sessions("sid-a").await.expect("links");
-    linked.sort();
-    assert_eq!(linked, vec!["s1".to_string(), "s2".to_string()]);
-    assert!(
-        t.store
-            .linked_sessions("sid-b")
-            .await
-            .expect("links")
-            .is_empty()
+    let bob = opened(
+        t.admit_under_sid("q", &caller("bob", "web"), Some("sid-a"))
+            .await,
     );
+    let carol = opened(
+        t.admit_under_sid("p", &caller("carol", "web"), Some("sid-b"))
+            .await,
+    );
+    // Reused and refused admissions link nothing.
+    let again = t
+        .admit_under_sid("p", &caller("alice", "web"), Some("sid-c"))
+        .await;
+    assert!(matches!(again.admission, Admission::Reused(_)));
+    let refused = t
+        .admit_under_sid("q", &caller("dave", "web"), Some("sid-a"))
+        .await;
+    assert!(matches!(refused.admission, Admission::Refused(_)));
+
+    let mut both = vec![alice, bob];
+    both.sort();
+    assert_eq!(linked("sid-a").await, both);
+    assert_eq!(linked("sid-b").await, vec![carol]);
+    assert!(linked("sid-c").await.is_empty());
 
     assert!(
         t.store

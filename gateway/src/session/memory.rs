@@ -89,6 +89,16 @@ impl MemoryStore {
             used: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Links a session to an identity provider session until `until_ms`.
+    fn link_sid(&self, sid_key: &str, session_id: &str, until_ms: UnixMillis, now: UnixMillis) {
+        // Only this sid's links are pruned here; the others at the next
+        // sweep, so a session open never costs a scan of every sid.
+        let mut sids = self.sids.lock();
+        let links = sids.entry(sid_key.to_string()).or_default();
+        links.retain(|(id, until)| id != session_id && *until > now);
+        links.push((session_id.to_string(), until_ms));
+    }
 }
 
 impl State {
@@ -370,7 +380,11 @@ fn retry_after(earliest: Option<UnixMillis>, now: UnixMillis, idle: Duration) ->
 impl Store for MemoryStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
         let now = self.clock.now_ms();
-        Ok(self.state.lock().admit(request, now))
+        let outcome = self.state.lock().admit(request, now);
+        if let (Admission::Opened { session, .. }, Some(sid)) = (&outcome.admission, request.sid) {
+            self.link_sid(sid, &session.id, session.absolute_expires_ms, now);
+        }
+        Ok(outcome)
     }
 
     async fn find(
@@ -495,22 +509,6 @@ impl Store for MemoryStore {
         Ok(revocations.clone())
     }
 
-    async fn link_sid(
-        &self,
-        sid_key: &str,
-        session_id: &str,
-        until_ms: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        // Only this sid's links are pruned here; the others at the next
-        // sweep, so a session open never costs a scan of every sid.
-        let mut sids = self.sids.lock();
-        let links = sids.entry(sid_key.to_string()).or_default();
-        links.retain(|(id, until)| id != session_id && *until > now);
-        links.push((session_id.to_string(), until_ms));
-        Ok(())
-    }
-
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
         let now = self.clock.now_ms();
         Ok(self
@@ -595,6 +593,7 @@ mod tests {
                 pool,
                 identity: who,
                 reserved: None,
+                sid: None,
             };
             store.admit(&request).await.expect("admit");
             assert_consistent(&store);
@@ -629,6 +628,7 @@ mod tests {
             pool: &late,
             identity: &who,
             reserved: None,
+            sid: None,
         };
         let outcome = store.admit(&request).await.expect("admit");
         assert!(matches!(outcome.admission, Admission::Opened { .. }));
@@ -667,9 +667,9 @@ mod tests {
         );
         assert!(!store.first_use("jti-1", T0 + 5_000).await.unwrap());
 
-        store.link_sid("sid", "a", T0 + 2_500).await.unwrap();
+        store.link_sid("sid", "a", T0 + 2_500, T0 + 2_000);
         clock.advance(std::time::Duration::from_secs(1));
-        store.link_sid("sid", "b", T0 + 9_000).await.unwrap();
+        store.link_sid("sid", "b", T0 + 9_000, T0 + 3_000);
         assert_eq!(
             store.linked_sessions("sid").await.unwrap(),
             vec!["b".to_string()]

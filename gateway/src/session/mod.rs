@@ -182,6 +182,11 @@ pub struct AdmitRequest<'a> {
     pub identity: &'a SessionIdentity,
     /// The token's reserved group in that pool, if any.
     pub reserved: Option<Bucket>,
+    /// The key of the identity provider session (`sid`) the token names, if
+    /// any. A session this call opens is linked to it, in the same store
+    /// call, so a back-channel logout naming that `sid` finds the session;
+    /// the link lapses with the session's absolute lifetime.
+    pub sid: Option<&'a str>,
 }
 
 /// Why a new session was refused.
@@ -396,17 +401,8 @@ pub trait Store: Send + Sync + 'static {
     /// The revocations in force now.
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 
-    /// Links a session to the identity provider's session (`sid`), so a
-    /// back-channel logout naming that `sid` finds it; the link lapses at
-    /// `until_ms`.
-    async fn link_sid(
-        &self,
-        sid_key: &str,
-        session_id: &str,
-        until_ms: UnixMillis,
-    ) -> Result<(), StoreError>;
-
-    /// The sessions linked to an identity provider session.
+    /// The sessions linked to an identity provider session (`sid` key) by
+    /// the admissions that opened them, unless the links lapsed.
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError>;
 
     /// Appends an audit event to the store's own trail, where it has one

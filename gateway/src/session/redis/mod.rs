@@ -70,7 +70,6 @@ struct Scripts {
     sweep: Script,
     revoke: Script,
     revocations: Script,
-    link_sid: Script,
     first_use: Script,
     members: Script,
     audit: Script,
@@ -92,7 +91,6 @@ impl Scripts {
             sweep: with_common(include_str!("lua/sweep.lua")),
             revoke: with_common(include_str!("lua/revoke.lua")),
             revocations: with_common(include_str!("lua/revocations.lua")),
-            link_sid: with_common(include_str!("lua/link_sid.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             // KEYS[1] the stream; ARGV[1] its approximate cap, then field/value pairs.
@@ -551,9 +549,11 @@ impl RedisStore {
             policy.to_string(),
         ];
         args.extend(Self::bucket_args(pool));
-        let value = self
-            .run(&self.scripts.admit, &[format!("{tag}:s:{identity}")], &args)
-            .await?;
+        let mut keys = vec![format!("{tag}:s:{identity}")];
+        if let Some(sid) = request.sid {
+            keys.push(format!("{tag}:sid:{sid}"));
+        }
+        let value = self.run(&self.scripts.admit, &keys, &args).await?;
         let parts = array(&value)?;
         if parts.len() != 6 {
             return Err(protocol("admit reply has the wrong shape"));
@@ -837,30 +837,18 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn link_sid(
-        &self,
-        sid_key: &str,
-        session_id: &str,
-        until_ms: UnixMillis,
-    ) -> Result<(), StoreError> {
-        self.run(
-            &self.scripts.link_sid,
-            &[format!("{{{}}}:sid:{sid_key}", self.prefix)],
-            &[self.now_arg(), session_id.to_string(), until_ms.to_string()],
-        )
-        .await
-        .map(|_| ())
-    }
-
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
-        let value = self
-            .run(
-                &self.scripts.members,
-                &[format!("{{{}}}:sid:{sid_key}", self.prefix)],
-                &[],
-            )
-            .await?;
-        array(&value)?.iter().map(text).collect()
+        // A link lives in the slot of the pool that opened the session (the
+        // admission writes it), so a lookup asks every pool.
+        let mut linked = Vec::new();
+        for pool in self.pools.iter() {
+            let key = format!("{}:sid:{sid_key}", self.tag(&pool.name));
+            let value = self.run(&self.scripts.members, &[key], &[]).await?;
+            for id in array(&value)? {
+                linked.push(text(id)?);
+            }
+        }
+        Ok(linked)
     }
 
     async fn append_audit(&self, event: &[(&'static str, String)]) -> Result<(), StoreError> {

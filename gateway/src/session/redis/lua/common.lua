@@ -6,6 +6,8 @@
 --   T:s:<identity>     HASH  the session's fields (see FIELDS)
 --   T:i:<session id>   STRING identity of a session id
 --   T:u:<subject key>  ZSET  member = identity, score = last seen (per-subject caps, LRU)
+--   T:sid:<sid key>    SET   ids of the sessions opened under an identity provider
+--                            session (back-channel logout), until their absolute expiry
 -- Every key carries an expiry (its sessions' expiry plus a linger time), so
 -- nothing outlives the sessions it describes even if no script runs again.
 --
