@@ -283,3 +283,45 @@ async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Audit events reach the fleet's stream in the order they were queued, and
+/// events queued while a call is in flight share the next call.
+#[tokio::test]
+async fn queued_audit_events_reach_the_stream_in_order_sharing_calls() -> anyhow::Result<()> {
+    use session_gateway::clock::SystemClock;
+    use session_gateway::session::contract::pool;
+
+    let server = RedisServer::start()?;
+    let pools = Pools::new(vec![pool("p", 1)]);
+    let store = RedisStore::new(&redis_config(server.url()), &pools, Arc::new(SystemClock))?;
+    store.ping().await?;
+    server.cli(&["CONFIG", "RESETSTAT"])?;
+    for n in 0..600 {
+        store.queue_audit(vec![("event", "test".into()), ("n", n.to_string())]);
+    }
+    session_gateway_e2e::eventually("every event in the stream", || async {
+        Ok((server.cli(&["XLEN", "{contract}:audit"])? == "600").then_some(()))
+    })
+    .await?;
+    let first = server.cli(&["XRANGE", "{contract}:audit", "-", "+", "COUNT", "1"])?;
+    let last = server.cli(&["XREVRANGE", "{contract}:audit", "+", "-", "COUNT", "1"])?;
+    let n_of = |entry: &str| -> Option<String> {
+        let mut lines = entry.lines().map(str::trim);
+        lines.find(|l| *l == "n")?;
+        lines.next().map(str::to_string)
+    };
+    assert_eq!(n_of(&first).as_deref(), Some("0"), "{first}");
+    assert_eq!(n_of(&last).as_deref(), Some("599"), "{last}");
+    let stats = server.cli(&["INFO", "commandstats"])?;
+    let calls = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        (3..100).contains(&calls),
+        "600 events appended in {calls} script calls (at most 256 per call)\n{stats}"
+    );
+    Ok(())
+}

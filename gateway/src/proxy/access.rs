@@ -13,8 +13,8 @@ use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer
 use crate::licensing::{PoolChoice, Pools};
 use crate::session::ClosedSession;
 use crate::session::{
-    Admission, AdmitOutcome, AdmitRequest, IdentityRule, Refusal, Session, SessionIdentity,
-    SharedStore,
+    Admission, AdmitOutcome, AdmitRequest, AuditEvent, IdentityRule, Refusal, Session,
+    SessionIdentity, SharedStore,
 };
 use crate::session::{CloseReason, Revocation, SUBJECT_REVOCATION_TTL_MS};
 use crate::telemetry::{Metrics, audit};
@@ -320,14 +320,9 @@ impl Access {
     /// Appends an audit event to the store's trail (the Redis stream)
     /// without holding up the request; a failure is logged, the log line of
     /// the event is written anyway.
-    fn trail(&self, mut event: Vec<(&'static str, String)>) {
-        let store = Arc::clone(&self.store);
+    fn trail(&self, mut event: AuditEvent) {
         event.push(("at_ms", self.verifier.clock().now_ms().to_string()));
-        tokio::spawn(async move {
-            if let Err(error) = store.append_audit(&event).await {
-                tracing::debug!(%error, "audit event not appended to the store");
-            }
-        });
+        self.store.queue_audit(event);
     }
 
     fn record_opened(&self, session: &Session) {

@@ -173,6 +173,9 @@ pub struct ClosedSession {
     pub reason: CloseReason,
 }
 
+/// One audit event for a store's trail: field names and values, in order.
+pub type AuditEvent = Vec<(&'static str, String)>;
+
 /// What the proxy asks of the store on a call of a `session` route.
 #[derive(Debug, Clone)]
 pub struct AdmitRequest<'a> {
@@ -405,12 +408,10 @@ pub trait Store: Send + Sync + 'static {
     /// the admissions that opened them, unless the links lapsed.
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError>;
 
-    /// Appends an audit event to the store's own trail, where it has one
-    /// (the Redis store: a capped stream). The memory store keeps none: its
-    /// audit trail is the log.
-    async fn append_audit(&self, _event: &[(&'static str, String)]) -> Result<(), StoreError> {
-        Ok(())
-    }
+    /// Queues an audit event for the store's own trail, where it has one
+    /// (the Redis store: a capped stream, written in the background). The
+    /// memory store keeps none: its audit trail is the log.
+    fn queue_audit(&self, _event: AuditEvent) {}
 
     /// Records a one-time token id (a logout token's `jti`) until `until_ms`;
     /// `false` when it was recorded before — a replay.

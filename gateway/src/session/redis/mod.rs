@@ -29,8 +29,9 @@ use tokio::sync::OnceCell;
 pub use lease::{LeaseCache, LeaseDrop};
 
 use super::{
-    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
-    Refusal, Revocation, Session, SessionFilter, SessionId, Store, StoreError, SubjectKey,
+    Admission, AdmitOutcome, AdmitRequest, AuditEvent, CloseReason, ClosedSession, IdentityKey,
+    PoolUsage, Refusal, Revocation, Session, SessionFilter, SessionId, Store, StoreError,
+    SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{RedisConfig, RedisMode};
@@ -41,6 +42,9 @@ const COMMON: &str = include_str!("lua/common.lua");
 
 /// About how many audit events the stream keeps (`XADD … MAXLEN ~`).
 const AUDIT_STREAM_CAP: u64 = 100_000;
+
+/// Most audit events one script call appends.
+const AUDIT_BATCH: usize = 256;
 
 /// How long a session's keys outlive its expiry, so the sweeper can still
 /// read a just-expired session and report its `idle` / `absolute` close.
@@ -93,10 +97,7 @@ impl Scripts {
             revocations: with_common(include_str!("lua/revocations.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
-            // KEYS[1] the stream; ARGV[1] its approximate cap, then field/value pairs.
-            audit: Script::new(
-                "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))",
-            ),
+            audit: Script::new(include_str!("lua/audit.lua")),
             ping: Script::new("return redis.call('PING')"),
         }
     }
@@ -160,6 +161,17 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Starts a background task on the driver runtime; false once the store
+    /// is shutting down.
+    fn spawn<F>(&self, future: F) -> bool
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.0.as_ref().map(|rt| rt.spawn(future)).is_some()
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         // Dropping a runtime inside another one panics; this never blocks.
@@ -183,6 +195,8 @@ pub struct RedisStore {
     pubsub_url: String,
     /// Touches that fell due and wait for the next batch.
     pending_touches: parking_lot::Mutex<Vec<Session>>,
+    /// Audit events waiting for the stream.
+    pending_audit: parking_lot::Mutex<AuditQueue>,
     /// How long a due touch may wait for others to share its script call.
     touch_delay: Duration,
     /// Itself, to spawn asynchronous touches.
@@ -195,6 +209,16 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// Audit events on their way to the stream. At most one flush runs at a
+/// time: it sends what queued while the previous call was in flight, so a
+/// quiet gateway writes each event at once and a busy one writes many per
+/// round trip, with no timer in between.
+#[derive(Default)]
+struct AuditQueue {
+    events: Vec<AuditEvent>,
+    flushing: bool,
 }
 
 /// A session as the scripts return it: 11 fields, plus a close reason.
@@ -256,6 +280,7 @@ impl RedisStore {
             timeout: config.connect_timeout + config.response_timeout,
             pubsub_url,
             pending_touches: parking_lot::Mutex::new(Vec::new()),
+            pending_audit: parking_lot::Mutex::new(AuditQueue::default()),
             touch_delay: touch_delay(config.touch_interval),
             me: me.clone(),
         }))
@@ -346,6 +371,35 @@ impl RedisStore {
                     // Keep the leases: they run out of the cache by themselves.
                     Err(error) => tracing::debug!(%error, "asynchronous touch failed"),
                 }
+            }
+        }
+    }
+
+    /// Appends queued audit events until none is left, up to
+    /// [`AUDIT_BATCH`] per script call. A failed call drops its events (the
+    /// log has them too) rather than holding memory while Redis is away.
+    async fn flush_audit(&self) {
+        loop {
+            let batch: Vec<AuditEvent> = {
+                let mut queue = self.pending_audit.lock();
+                if queue.events.is_empty() {
+                    queue.flushing = false;
+                    return;
+                }
+                let take = queue.events.len().min(AUDIT_BATCH);
+                queue.events.drain(..take).collect()
+            };
+            let mut args = vec![AUDIT_STREAM_CAP.to_string()];
+            for event in &batch {
+                args.push(event.len().to_string());
+                for (field, value) in event {
+                    args.push((*field).to_string());
+                    args.push(value.clone());
+                }
+            }
+            let key = format!("{{{}}}:audit", self.prefix);
+            if let Err(error) = self.run(&self.scripts.audit, &[key], &args).await {
+                tracing::debug!(%error, events = batch.len(), "audit events not appended to the store");
             }
         }
     }
@@ -851,19 +905,18 @@ impl Store for RedisStore {
         Ok(linked)
     }
 
-    async fn append_audit(&self, event: &[(&'static str, String)]) -> Result<(), StoreError> {
-        let mut args = vec![AUDIT_STREAM_CAP.to_string()];
-        for (field, value) in event {
-            args.push((*field).to_string());
-            args.push(value.clone());
+    fn queue_audit(&self, event: AuditEvent) {
+        let start = {
+            let mut queue = self.pending_audit.lock();
+            queue.events.push(event);
+            !std::mem::replace(&mut queue.flushing, true)
+        };
+        if start
+            && let Some(me) = self.me.upgrade()
+            && !self.driver.spawn(async move { me.flush_audit().await })
+        {
+            self.pending_audit.lock().flushing = false;
         }
-        self.run(
-            &self.scripts.audit,
-            &[format!("{{{}}}:audit", self.prefix)],
-            &args,
-        )
-        .await
-        .map(|_| ())
     }
 
     async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError> {
