@@ -167,6 +167,73 @@ async fn revocations_drop_cached_leases_on_other_instances() -> anyhow::Result<(
     Ok(())
 }
 
+/// A close whose revocation message is lost (the subscription was broken
+/// when it was published) does not leave the closed session usable from
+/// another instance's cache: the break itself ends every lease's freshness,
+/// so the next call there asks Redis.
+#[tokio::test]
+async fn a_broken_revocation_channel_ends_cached_leases() -> anyhow::Result<()> {
+    use session_gateway::clock::SystemClock;
+    use session_gateway::session::contract::{caller, pool};
+    use session_gateway::session::{Admission, CloseReason};
+
+    let server = RedisServer::start()?;
+    let mut config = redis_config(server.url());
+    // Only the channel can end the lease within this test.
+    config.touch_interval = Duration::from_secs(600);
+    let pools = Pools::new(vec![pool("p", 5)]);
+    let a = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+    let b = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let listener = tokio::spawn({
+        let b = Arc::clone(&b);
+        async move { b.listen_for_revocations(shutdown).await }
+    });
+    let subscribers = |n: &'static str| {
+        let server = &server;
+        move || async move {
+            Ok((server
+                .cli(&["PUBSUB", "NUMSUB", "contract:revocations"])?
+                .ends_with(n))
+            .then_some(()))
+        }
+    };
+    session_gateway_e2e::eventually("B subscribed", subscribers("1")).await?;
+
+    let alice = caller("alice", "erp-web");
+    let p = Arc::new(pool("p", 5));
+    let request = AdmitRequest {
+        pool: &p,
+        identity: &alice.identity,
+        reserved: None,
+        sid: None,
+    };
+    let opened = a.admit(&request).await?.admission;
+    let id = opened.session().map(|s| s.id.clone()).unwrap_or_default();
+    assert!(matches!(b.admit(&request).await?.admission, Admission::Reused(ref s) if s.id == id));
+    assert!(b.leases().fresh("p", &alice.identity.key).is_some());
+
+    // Break B's subscription and close the session while it is down.
+    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"])?;
+    session_gateway_e2e::eventually("B unsubscribed", subscribers("0")).await?;
+    assert!(a.close(&id, CloseReason::Admin).await?.is_some());
+
+    session_gateway_e2e::eventually("B's lease no longer fresh", || async {
+        Ok(b.leases()
+            .fresh("p", &alice.identity.key)
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    match b.admit(&request).await?.admission {
+        Admission::Opened { session, .. } => assert_ne!(session.id, id),
+        other => panic!("B reused a closed session: {other:?}"),
+    }
+    let _ = stop.send(true);
+    listener.await?;
+    Ok(())
+}
+
 /// One touch call slides the idle timers of many sessions of a pool: the
 /// open ones come back with their new expiry, a closed one as `None`, and
 /// the seats stay exact.

@@ -7,8 +7,12 @@
 //! `touch_interval` whatever its request rate. The touch is answered (and
 //! the lease confirmed again) before the lease runs out; if it is late, the
 //! next call simply asks Redis itself. Closes made anywhere in the fleet are
-//! published and drop the lease on every instance; a lost message is
-//! corrected by the next touch, within `touch_interval`.
+//! published and drop the lease on every instance. Messages can only be lost
+//! while the subscription is broken, so every break (and every resubscribe)
+//! starts a new *epoch*: leases confirmed in an earlier one are no longer
+//! fresh, and their next call asks Redis. A lost message therefore cannot
+//! keep a closed session usable beyond the reconnect, whatever
+//! `touch_interval` is.
 //!
 //! When Redis is unreachable, a lease confirmed within `grace_period` keeps
 //! its session working (default 0: strict, no grace).
@@ -26,6 +30,8 @@ use crate::session::{IdentityKey, Session};
 struct Lease {
     session: Session,
     confirmed: Instant,
+    /// The epoch in which Redis confirmed it.
+    epoch: u64,
     /// When the last touch was sent, in ms after `confirmed`.
     touch_sent_ms: AtomicU64,
 }
@@ -63,6 +69,8 @@ pub struct FreshLease {
 pub struct LeaseCache {
     touch_interval: Duration,
     grace: Duration,
+    /// Bumped whenever revocation messages may have been missed.
+    epoch: AtomicU64,
     leases: quick_cache::sync::Cache<(String, IdentityKey), Arc<Lease>>,
 }
 
@@ -82,6 +90,7 @@ impl LeaseCache {
         Self {
             touch_interval,
             grace,
+            epoch: AtomicU64::new(0),
             leases: quick_cache::sync::Cache::new(200_000),
         }
     }
@@ -93,7 +102,10 @@ impl LeaseCache {
         }
         let lease = self.leases.get(&(pool.to_string(), *identity))?;
         let age = lease.confirmed.elapsed();
-        if age >= self.touch_interval || lease.session.absolute_expires_ms <= SystemClock.now_ms() {
+        if age >= self.touch_interval
+            || lease.epoch != self.epoch.load(Ordering::Acquire)
+            || lease.session.absolute_expires_ms <= SystemClock.now_ms()
+        {
             return None;
         }
         let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
@@ -114,8 +126,22 @@ impl LeaseCache {
         })
     }
 
-    /// Records that Redis just confirmed this session.
-    pub fn confirm(&self, session: Session) {
+    /// The current epoch: take it before asking Redis, and confirm with it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Starts a new epoch: revocation messages may have been missed, so no
+    /// lease confirmed until now is fresh any more. They still count for
+    /// the grace period while Redis is unreachable.
+    pub fn new_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records that Redis confirmed this session in epoch `epoch` (taken
+    /// before the call, so an answer that straddles a new epoch is not
+    /// fresh in it).
+    pub fn confirm(&self, session: Session, epoch: u64) {
         if self.touch_interval.is_zero() && self.grace.is_zero() {
             return;
         }
@@ -124,6 +150,7 @@ impl LeaseCache {
             Arc::new(Lease {
                 session,
                 confirmed: Instant::now(),
+                epoch,
                 touch_sent_ms: AtomicU64::new(0),
             }),
         );
@@ -182,7 +209,7 @@ mod tests {
         let cache = LeaseCache::new(Duration::from_secs(60), Duration::ZERO);
         let id = Digest32::of_parts("t", [b"x".as_slice()]);
         assert!(cache.fresh("p", &id).is_none());
-        cache.confirm(session(id));
+        cache.confirm(session(id), cache.epoch());
         let hit = cache.fresh("p", &id).expect("fresh");
         assert!(!hit.touch_due, "just confirmed");
         cache.forget("p", &id);
@@ -190,14 +217,33 @@ mod tests {
     }
 
     #[test]
+    fn a_new_epoch_ends_freshness_but_not_grace() {
+        let cache = LeaseCache::new(Duration::from_secs(60), Duration::from_secs(60));
+        let id = Digest32::of_parts("t", [b"x".as_slice()]);
+        let before = cache.epoch();
+        cache.confirm(session(id), before);
+        cache.new_epoch();
+        assert!(
+            cache.fresh("p", &id).is_none(),
+            "confirmed before the break"
+        );
+        assert!(cache.within_grace("p", &id).is_some(), "still within grace");
+        // An answer to a call made before the break is not fresh either.
+        cache.confirm(session(id), before);
+        assert!(cache.fresh("p", &id).is_none());
+        cache.confirm(session(id), cache.epoch());
+        assert!(cache.fresh("p", &id).is_some());
+    }
+
+    #[test]
     fn a_zero_interval_disables_the_cache_and_grace_needs_a_period() {
         let cache = LeaseCache::new(Duration::ZERO, Duration::ZERO);
         let id = Digest32::of_parts("t", [b"x".as_slice()]);
-        cache.confirm(session(id));
+        cache.confirm(session(id), cache.epoch());
         assert!(cache.fresh("p", &id).is_none());
         assert!(cache.within_grace("p", &id).is_none());
         let cache = LeaseCache::new(Duration::ZERO, Duration::from_secs(60));
-        cache.confirm(session(id));
+        cache.confirm(session(id), cache.epoch());
         assert!(cache.within_grace("p", &id).is_some());
     }
 

@@ -300,6 +300,9 @@ impl RedisStore {
                 let client = self.pubsub_client().await?;
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
+                // Closes published before this point were not heard: leases
+                // confirmed until now must ask Redis again.
+                self.leases.new_epoch();
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     let text: String = message.get_payload().unwrap_or_default();
@@ -317,8 +320,9 @@ impl RedisStore {
                 }
                 _ = shutdown.changed() => return,
             }
-            // The leases may have missed messages meanwhile; they are
-            // corrected by their next touch, within touch_interval.
+            // Messages may be missed from now until the next subscription:
+            // no cached lease is fresh any more (grace still applies).
+            self.leases.new_epoch();
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
@@ -363,11 +367,12 @@ impl RedisStore {
         due.sort_by(|a, b| a.pool.cmp(&b.pool));
         for batch in due.chunk_by(|a, b| a.pool == b.pool) {
             for chunk in batch.chunks(TOUCH_BATCH) {
+                let epoch = self.leases.epoch();
                 match self.touch_many(chunk).await {
                     Ok(answers) => {
                         for (sent, answer) in chunk.iter().zip(answers) {
                             match answer {
-                                Some(fresh) => self.leases.confirm(fresh),
+                                Some(fresh) => self.leases.confirm(fresh, epoch),
                                 None => self.leases.forget(&sent.pool, &sent.identity),
                             }
                         }
@@ -707,10 +712,11 @@ impl Store for RedisStore {
                 expired: Vec::new(),
             });
         }
+        let epoch = self.leases.epoch();
         match self.admit_in_store(request).await {
             Ok(outcome) => {
                 if let Some(session) = outcome.admission.session() {
-                    self.leases.confirm(session.clone());
+                    self.leases.confirm(session.clone(), epoch);
                 }
                 if let Admission::Opened {
                     replaced: Some(replaced),
