@@ -8,11 +8,11 @@
 //! the lease confirmed again) before the lease runs out; if it is late, the
 //! next call simply asks Redis itself. Closes made anywhere in the fleet are
 //! published and drop the lease on every instance. Messages can only be lost
-//! while the subscription is broken, so every break (and every resubscribe)
-//! starts a new *epoch*: leases confirmed in an earlier one are no longer
-//! fresh, and their next call asks Redis. A lost message therefore cannot
-//! keep a closed session usable beyond the reconnect, whatever
-//! `touch_interval` is.
+//! while the subscription is broken, so leases are tied to an *epoch*: a
+//! break starts a deaf epoch in which no lease is fresh (every call asks
+//! Redis), and the next subscription starts a new one, in which only leases
+//! confirmed from then on are fresh. A lost message therefore cannot keep a
+//! closed session usable, whatever `touch_interval` is.
 //!
 //! When Redis is unreachable, a lease confirmed within `grace_period` keeps
 //! its session working (default 0: strict, no grace).
@@ -69,7 +69,8 @@ pub struct FreshLease {
 pub struct LeaseCache {
     touch_interval: Duration,
     grace: Duration,
-    /// Bumped whenever revocation messages may have been missed.
+    /// Even while revocation messages are heard (or no listener has
+    /// reported yet), odd while the subscription is broken.
     epoch: AtomicU64,
     leases: quick_cache::sync::Cache<(String, IdentityKey), Arc<Lease>>,
 }
@@ -102,8 +103,10 @@ impl LeaseCache {
         }
         let lease = self.leases.get(&(pool.to_string(), *identity))?;
         let age = lease.confirmed.elapsed();
+        let epoch = self.epoch.load(Ordering::Acquire);
         if age >= self.touch_interval
-            || lease.epoch != self.epoch.load(Ordering::Acquire)
+            || epoch % 2 == 1
+            || lease.epoch != epoch
             || lease.session.absolute_expires_ms <= SystemClock.now_ms()
         {
             return None;
@@ -131,11 +134,25 @@ impl LeaseCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Starts a new epoch: revocation messages may have been missed, so no
-    /// lease confirmed until now is fresh any more. They still count for
-    /// the grace period while Redis is unreachable.
-    pub fn new_epoch(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+    /// The revocation subscription broke: until [`Self::subscribed`], no
+    /// lease is fresh, because closes published meanwhile go unheard.
+    /// Leases still count for the grace period while Redis is unreachable.
+    pub fn subscription_lost(&self) {
+        let _ = self
+            .epoch
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                (e % 2 == 0).then_some(e + 1)
+            });
+    }
+
+    /// The revocation subscription is live (again): a new epoch, in which
+    /// only leases confirmed from now on are fresh.
+    pub fn subscribed(&self) {
+        let _ = self
+            .epoch
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                Some(if e % 2 == 1 { e + 1 } else { e + 2 })
+            });
     }
 
     /// Records that Redis confirmed this session in epoch `epoch` (taken
@@ -217,22 +234,36 @@ mod tests {
     }
 
     #[test]
-    fn a_new_epoch_ends_freshness_but_not_grace() {
+    fn no_lease_is_fresh_while_deaf_and_only_new_ones_after() {
         let cache = LeaseCache::new(Duration::from_secs(60), Duration::from_secs(60));
         let id = Digest32::of_parts("t", [b"x".as_slice()]);
         let before = cache.epoch();
         cache.confirm(session(id), before);
-        cache.new_epoch();
+        assert!(
+            cache.fresh("p", &id).is_some(),
+            "before any listener reports"
+        );
+        cache.subscription_lost();
         assert!(
             cache.fresh("p", &id).is_none(),
             "confirmed before the break"
         );
         assert!(cache.within_grace("p", &id).is_some(), "still within grace");
-        // An answer to a call made before the break is not fresh either.
+        // Confirmed while deaf: not fresh now, nor after the resubscription.
+        cache.confirm(session(id), cache.epoch());
+        assert!(cache.fresh("p", &id).is_none());
+        cache.subscribed();
+        assert!(cache.fresh("p", &id).is_none());
+        // An answer to a call made before the new epoch is not fresh either.
         cache.confirm(session(id), before);
         assert!(cache.fresh("p", &id).is_none());
         cache.confirm(session(id), cache.epoch());
         assert!(cache.fresh("p", &id).is_some());
+        // A first subscription also starts a new epoch.
+        let first = LeaseCache::new(Duration::from_secs(60), Duration::ZERO);
+        first.confirm(session(id), first.epoch());
+        first.subscribed();
+        assert!(first.fresh("p", &id).is_none());
     }
 
     #[test]

@@ -302,7 +302,7 @@ impl RedisStore {
                 pubsub.subscribe(&channel).await?;
                 // Closes published before this point were not heard: leases
                 // confirmed until now must ask Redis again.
-                self.leases.new_epoch();
+                self.leases.subscribed();
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     let text: String = message.get_payload().unwrap_or_default();
@@ -320,9 +320,9 @@ impl RedisStore {
                 }
                 _ = shutdown.changed() => return,
             }
-            // Messages may be missed from now until the next subscription:
-            // no cached lease is fresh any more (grace still applies).
-            self.leases.new_epoch();
+            // Messages are missed from now until the next subscription: no
+            // cached lease is fresh meanwhile (grace still applies).
+            self.leases.subscription_lost();
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
