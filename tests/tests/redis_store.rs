@@ -108,130 +108,150 @@ mod contract {
     session_gateway::store_contract_tests!(super::redis_factory);
 }
 
+/// Two instances of the store on one `redis-server`: A, and B listening for
+/// revocations, with leases that only a revocation (or the channel) can end
+/// within a test.
+struct TwoInstances {
+    server: RedisServer,
+    a: Arc<RedisStore>,
+    b: Arc<RedisStore>,
+    pool: Arc<session_gateway::licensing::Pool>,
+    stop: tokio::sync::watch::Sender<bool>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl TwoInstances {
+    async fn start() -> anyhow::Result<Self> {
+        use session_gateway::clock::SystemClock;
+        use session_gateway::session::contract::pool;
+
+        let server = RedisServer::start()?;
+        let mut config = redis_config(server.url());
+        config.touch_interval = Duration::from_secs(600);
+        let pools = Pools::new(vec![pool("p", 5)]);
+        let a = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+        let b = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let listener = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { b.listen_for_revocations(shutdown).await }
+        });
+        let two = Self {
+            server,
+            a,
+            b,
+            pool: Arc::new(pool("p", 5)),
+            stop,
+            listener,
+        };
+        // Subscribed, and B's lease epoch begun: leases confirmed from now on
+        // are fresh.
+        session_gateway_e2e::eventually("B listening", || async {
+            let epoch = two.b.leases().epoch();
+            Ok((epoch > 0 && epoch.is_multiple_of(2)).then_some(()))
+        })
+        .await?;
+        two.await_subscribers("1").await?;
+        Ok(two)
+    }
+
+    /// Waits until the revocation channel has this many subscribers.
+    async fn await_subscribers(&self, n: &str) -> anyhow::Result<()> {
+        session_gateway_e2e::eventually("B's subscription", || async {
+            Ok((self
+                .server
+                .cli(&["PUBSUB", "NUMSUB", "contract:revocations"])?
+                .ends_with(n))
+            .then_some(()))
+        })
+        .await
+    }
+
+    /// Opens alice's session on A and caches its lease on B; its id.
+    async fn alice_on_both(&self) -> anyhow::Result<String> {
+        use session_gateway::session::Admission;
+
+        let opened = self.a.admit(&self.alice()).await?.admission;
+        let id = opened.session().map(|s| s.id.clone()).unwrap_or_default();
+        let on_b = self.b.admit(&self.alice()).await?.admission;
+        assert!(matches!(on_b, Admission::Reused(ref s) if s.id == id));
+        assert!(self.b.leases().fresh("p", &ALICE.identity.key).is_some());
+        Ok(id)
+    }
+
+    fn alice(&self) -> AdmitRequest<'_> {
+        AdmitRequest {
+            pool: &self.pool,
+            identity: &ALICE.identity,
+            reserved: None,
+            sid: None,
+        }
+    }
+
+    /// B's next call for alice must go to Redis and open a new session.
+    async fn b_opens_anew(&self, closed_id: &str) -> anyhow::Result<()> {
+        use session_gateway::session::Admission;
+
+        match self.b.admit(&self.alice()).await?.admission {
+            Admission::Opened { session, .. } => assert_ne!(session.id, closed_id),
+            other => panic!("B reused a closed session: {other:?}"),
+        }
+        Ok(())
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.listener.await?;
+        Ok(())
+    }
+}
+
+static ALICE: std::sync::LazyLock<session_gateway::session::contract::Caller> =
+    std::sync::LazyLock::new(|| session_gateway::session::contract::caller("alice", "erp-web"));
+
 /// A close on one instance drops the cached lease on another through the
 /// revocation channel, so the next call there goes to Redis (and opens a new
 /// session) instead of reusing the closed one from its cache.
 #[tokio::test]
 async fn revocations_drop_cached_leases_on_other_instances() -> anyhow::Result<()> {
-    use session_gateway::clock::SystemClock;
-    use session_gateway::session::contract::{caller, pool};
-    use session_gateway::session::{Admission, CloseReason};
+    use session_gateway::session::CloseReason;
 
-    let server = RedisServer::start()?;
-    let mut config = redis_config(server.url());
-    // Long enough that only the revocation can drop the lease in this test.
-    config.touch_interval = Duration::from_secs(600);
-    let pools = Pools::new(vec![pool("p", 5)]);
-    let a = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
-    let b = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let listener = tokio::spawn({
-        let b = Arc::clone(&b);
-        async move { b.listen_for_revocations(shutdown).await }
-    });
-
-    let alice = caller("alice", "erp-web");
-    let p = Arc::new(pool("p", 5));
-    let request = AdmitRequest {
-        pool: &p,
-        identity: &alice.identity,
-        reserved: None,
-        sid: None,
-    };
-    let opened = a.admit(&request).await?.admission;
-    let id = opened.session().map(|s| s.id.clone()).unwrap_or_default();
-    // B confirms the session in Redis and caches the lease.
-    assert!(matches!(b.admit(&request).await?.admission, Admission::Reused(ref s) if s.id == id));
-    assert_eq!(b.leases().len(), 1);
-
-    // Wait until B's subscription is live (its lease survives until then).
-    session_gateway_e2e::eventually("B subscribed", || async {
-        Ok((server
-            .cli(&["PUBSUB", "NUMSUB", "contract:revocations"])?
-            .ends_with('1'))
-        .then_some(()))
-    })
-    .await?;
-    let closed = a.close(&id, CloseReason::Admin).await?;
-    assert!(closed.is_some());
+    let two = TwoInstances::start().await?;
+    let id = two.alice_on_both().await?;
+    assert!(two.a.close(&id, CloseReason::Admin).await?.is_some());
     session_gateway_e2e::eventually("the revocation reaching B", || async {
-        Ok(b.leases().is_empty().then_some(()))
+        Ok(two.b.leases().is_empty().then_some(()))
     })
     .await?;
-    match b.admit(&request).await?.admission {
-        Admission::Opened { session, .. } => assert_ne!(session.id, id),
-        other => panic!("B reused a closed session: {other:?}"),
-    }
-    let _ = stop.send(true);
-    listener.await?;
-    Ok(())
+    two.b_opens_anew(&id).await?;
+    two.stop().await
 }
 
 /// A close whose revocation message is lost (the subscription was broken
 /// when it was published) does not leave the closed session usable from
-/// another instance's cache: the break itself ends every lease's freshness,
+/// another instance's cache: while the channel is broken no lease is fresh,
 /// so the next call there asks Redis.
 #[tokio::test]
 async fn a_broken_revocation_channel_ends_cached_leases() -> anyhow::Result<()> {
-    use session_gateway::clock::SystemClock;
-    use session_gateway::session::contract::{caller, pool};
-    use session_gateway::session::{Admission, CloseReason};
+    use session_gateway::session::CloseReason;
 
-    let server = RedisServer::start()?;
-    let mut config = redis_config(server.url());
-    // Only the channel can end the lease within this test.
-    config.touch_interval = Duration::from_secs(600);
-    let pools = Pools::new(vec![pool("p", 5)]);
-    let a = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
-    let b = RedisStore::new(&config, &pools, Arc::new(SystemClock))?;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let listener = tokio::spawn({
-        let b = Arc::clone(&b);
-        async move { b.listen_for_revocations(shutdown).await }
-    });
-    let subscribers = |n: &'static str| {
-        let server = &server;
-        move || async move {
-            Ok((server
-                .cli(&["PUBSUB", "NUMSUB", "contract:revocations"])?
-                .ends_with(n))
-            .then_some(()))
-        }
-    };
-    session_gateway_e2e::eventually("B subscribed", subscribers("1")).await?;
-
-    let alice = caller("alice", "erp-web");
-    let p = Arc::new(pool("p", 5));
-    let request = AdmitRequest {
-        pool: &p,
-        identity: &alice.identity,
-        reserved: None,
-        sid: None,
-    };
-    let opened = a.admit(&request).await?.admission;
-    let id = opened.session().map(|s| s.id.clone()).unwrap_or_default();
-    assert!(matches!(b.admit(&request).await?.admission, Admission::Reused(ref s) if s.id == id));
-    assert!(b.leases().fresh("p", &alice.identity.key).is_some());
-
+    let two = TwoInstances::start().await?;
+    let id = two.alice_on_both().await?;
     // Break B's subscription and close the session while it is down.
-    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"])?;
-    session_gateway_e2e::eventually("B unsubscribed", subscribers("0")).await?;
-    assert!(a.close(&id, CloseReason::Admin).await?.is_some());
-
+    two.server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"])?;
+    two.await_subscribers("0").await?;
+    assert!(two.a.close(&id, CloseReason::Admin).await?.is_some());
     session_gateway_e2e::eventually("B's lease no longer fresh", || async {
-        Ok(b.leases()
-            .fresh("p", &alice.identity.key)
+        Ok(two
+            .b
+            .leases()
+            .fresh("p", &ALICE.identity.key)
             .is_none()
             .then_some(()))
     })
     .await?;
-    match b.admit(&request).await?.admission {
-        Admission::Opened { session, .. } => assert_ne!(session.id, id),
-        other => panic!("B reused a closed session: {other:?}"),
-    }
-    let _ = stop.send(true);
-    listener.await?;
-    Ok(())
+    two.b_opens_anew(&id).await?;
+    two.stop().await
 }
 
 /// One touch call slides the idle timers of many sessions of a pool: the
