@@ -13,7 +13,7 @@ use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer
 use crate::licensing::{PoolChoice, Pools};
 use crate::session::ClosedSession;
 use crate::session::{
-    Admission, AdmitOutcome, AdmitRequest, AuditEvent, IdentityRule, Refusal, Session,
+    Admission, AdmitOutcome, AdmitRequest, AuditEvent, IdentityRule, IdpSession, Refusal, Session,
     SessionIdentity, SharedStore,
 };
 use crate::session::{CloseReason, Revocation, SUBJECT_REVOCATION_TTL_MS};
@@ -461,14 +461,14 @@ impl Access {
         // Back-channel logout finds sessions by the identity provider session
         // their opening token named.
         let sid = match (principal.claims.issuer(), principal.claims.str("sid")) {
-            (Some(iss), Some(sid)) => Some(sid_key(iss, sid)),
+            (Some(issuer), Some(sid)) => Some(IdpSession { issuer, sid }),
             _ => None,
         };
         let request = AdmitRequest {
             pool: &choice.pool,
             identity: &identity,
             reserved: choice.reserved,
-            sid: sid.as_deref(),
+            sid,
         };
         let started = std::time::Instant::now();
         let result = self.store.admit(&request).await;

@@ -44,8 +44,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{
-    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityRule, PoolUsage,
-    Refusal, Session, SessionFilter, SessionIdentity, Store,
+    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityRule, IdpSession,
+    PoolUsage, Refusal, Session, SessionFilter, SessionIdentity, Store,
 };
 use crate::auth::Claims;
 use crate::clock::{Clock, ManualClock, UnixMillis};
@@ -209,7 +209,10 @@ impl StoreUnderTest {
             pool: &pool,
             identity: &who.identity,
             reserved: pool.reserved_bucket(&who.claims),
-            sid,
+            sid: sid.map(|sid| IdpSession {
+                issuer: ISSUER,
+                sid,
+            }),
         };
         self.store.admit(&request).await.expect("admit")
     }
@@ -1238,7 +1241,12 @@ pub async fn sid_links_and_one_time_ids_lapse(factory: &dyn StoreFactory) {
     let linked = |sid: &'static str| {
         let store = Arc::clone(&t.store);
         async move {
-            let mut ids = store.linked_sessions(sid).await.expect("links");
+            let key = IdpSession {
+                issuer: ISSUER,
+                sid,
+            }
+            .key();
+            let mut ids = store.linked_sessions(&key).await.expect("links");
             ids.sort();
             ids
         }

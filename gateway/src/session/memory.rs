@@ -382,7 +382,7 @@ impl Store for MemoryStore {
         let now = self.clock.now_ms();
         let outcome = self.state.lock().admit(request, now);
         if let (Admission::Opened { session, .. }, Some(sid)) = (&outcome.admission, request.sid) {
-            self.link_sid(sid, &session.id, session.absolute_expires_ms, now);
+            self.link_sid(&sid.key(), &session.id, session.absolute_expires_ms, now);
         }
         Ok(outcome)
     }

@@ -185,11 +185,28 @@ pub struct AdmitRequest<'a> {
     pub identity: &'a SessionIdentity,
     /// The token's reserved group in that pool, if any.
     pub reserved: Option<Bucket>,
-    /// The key of the identity provider session (`sid`) the token names, if
-    /// any. A session this call opens is linked to it, in the same store
-    /// call, so a back-channel logout naming that `sid` finds the session;
-    /// the link lapses with the session's absolute lifetime.
-    pub sid: Option<&'a str>,
+    /// The identity provider session (`sid`) the token names, if any. A
+    /// session this call opens is linked to it, in the same store call, so a
+    /// back-channel logout naming that `sid` finds the session; the link
+    /// lapses with the session's absolute lifetime.
+    pub sid: Option<IdpSession<'a>>,
+}
+
+/// An identity provider session as a token names it: its issuer and `sid`.
+#[derive(Debug, Clone, Copy)]
+pub struct IdpSession<'a> {
+    /// `iss`.
+    pub issuer: &'a str,
+    /// `sid`.
+    pub sid: &'a str,
+}
+
+impl IdpSession<'_> {
+    /// The key links are stored and looked up under. Computed only when a
+    /// session is opened, not on every call that names the session.
+    pub fn key(&self) -> String {
+        crate::auth::revocation::sid_key(self.issuer, self.sid)
+    }
 }
 
 /// Why a new session was refused.

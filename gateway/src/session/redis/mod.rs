@@ -614,7 +614,7 @@ impl RedisStore {
         args.extend(Self::bucket_args(pool));
         let mut keys = vec![format!("{tag}:s:{identity}")];
         if let Some(sid) = request.sid {
-            keys.push(format!("{tag}:sid:{sid}"));
+            keys.push(format!("{tag}:sid:{}", sid.key()));
         }
         let value = self.run(&self.scripts.admit, &keys, &args).await?;
         let parts = array(&value)?;
