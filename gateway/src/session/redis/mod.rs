@@ -46,6 +46,10 @@ const AUDIT_STREAM_CAP: u64 = 100_000;
 /// Most audit events one script call appends.
 const AUDIT_BATCH: usize = 256;
 
+/// Most audit events waiting for the stream; more are dropped (the log has
+/// them) rather than held while Redis is away.
+const AUDIT_QUEUE_CAP: usize = 50_000;
+
 /// How long the first queued audit event waits for others to share its
 /// script call: at thousands of new sessions a second, tens of events.
 const AUDIT_DELAY: Duration = Duration::from_millis(10);
@@ -918,6 +922,10 @@ impl Store for RedisStore {
     fn queue_audit(&self, event: AuditEvent) {
         let start = {
             let mut queue = self.pending_audit.lock();
+            if queue.events.len() >= AUDIT_QUEUE_CAP {
+                tracing::debug!("audit queue full; event not appended to the store");
+                return;
+            }
             queue.events.push(event);
             !std::mem::replace(&mut queue.flushing, true)
         };
