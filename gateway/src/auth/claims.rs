@@ -4,9 +4,11 @@
 //! mappings can name any claim, and offers typed accessors for the registered
 //! ones. It is a sorted, exactly sized slice rather than a map: a verified
 //! token is cached with its claims, and a B-tree node reserves room for eleven
-//! entries whatever the token holds. Parsing refuses a payload that names a claim twice: JSON
-//! parsers disagree on which duplicate wins, and a token whose `sub` means one
-//! thing to the issuer and another to us is an attack, not a token.
+//! entries whatever the token holds.
+//!
+//! Parsing refuses a payload that names a claim twice: JSON parsers disagree
+//! on which duplicate wins, and a token whose `sub` means one thing to the
+//! issuer and another to us is an attack, not a token.
 
 use std::fmt;
 

@@ -317,9 +317,9 @@ impl Access {
             .inc();
     }
 
-    /// Appends an audit event to the store's trail (the Redis stream)
-    /// without holding up the request; a failure is logged, the log line of
-    /// the event is written anyway.
+    /// Queues an audit event for the store's trail (the Redis stream, written
+    /// in batches in the background); the log line of the event is written
+    /// anyway, by the caller.
     fn trail(&self, mut event: AuditEvent) {
         event.push(("at_ms", self.verifier.clock().now_ms().to_string()));
         self.store.queue_audit(event);
