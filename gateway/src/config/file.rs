@@ -21,8 +21,9 @@ pub struct FileConfig {
     pub tokens: TokensSection,
     #[serde(default)]
     pub sessions: SessionsSection,
-    #[serde(default)]
-    pub redis: RedisSection,
+    /// Required when `sessions.store = "redis"`; no silent default address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSection>,
     #[serde(default)]
     pub pools: Vec<PoolSection>,
     #[serde(default)]
@@ -49,6 +50,8 @@ pub struct ServerSection {
     pub shutdown_timeout: String,
     pub realm: String,
     pub gateway_prefix: String,
+    /// Whether `/readyz` fails while the session store is unreachable.
+    pub readiness_requires_store: bool,
 }
 
 impl Default for ServerSection {
@@ -62,6 +65,7 @@ impl Default for ServerSection {
             shutdown_timeout: "5s".into(),
             realm: "session-gateway".into(),
             gateway_prefix: "/.gateway".into(),
+            readiness_requires_store: false,
         }
     }
 }

@@ -121,6 +121,9 @@ pub struct ServerConfig {
     pub realm: String,
     /// Path prefix of the gateway's own endpoints (`/.gateway`).
     pub gateway_prefix: String,
+    /// Whether `/readyz` fails while the session store is unreachable
+    /// (otherwise the outage is reported as `degraded`).
+    pub readiness_requires_store: bool,
 }
 
 /// Certificate and key files.
@@ -144,7 +147,7 @@ pub enum KeySource {
 }
 
 /// `[[issuers]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerConfig {
     /// The exact `iss` value of its tokens.
     pub issuer: String,
@@ -163,7 +166,7 @@ pub struct IssuerConfig {
 }
 
 /// `[tokens]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPolicy {
     /// Clock skew allowed on `exp`, `nbf`, `iat`, `auth_time`.
     pub leeway: Duration,
@@ -242,7 +245,7 @@ pub struct SessionSettings {
 }
 
 /// `[[upstreams]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Name referenced by routes.
     pub name: String,
@@ -263,7 +266,7 @@ pub struct UpstreamConfig {
 }
 
 /// `[upstreams.health_check]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
     /// Path probed with GET; 200 means healthy.
     pub path: String,

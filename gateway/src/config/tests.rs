@@ -601,20 +601,30 @@ fn config_load_names_the_file_and_resolves_relative_paths_next_to_it() {
 
 #[test]
 fn tls_files_are_resolved_against_the_config_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("tls")).unwrap();
+    write_certificate(elsewhere.path(), "abs");
+    let absolute_key = elsewhere.path().join("abs.key");
+    // The absolute key belongs to another certificate, so use its own.
+    std::fs::copy(
+        elsewhere.path().join("abs.crt"),
+        base.path().join("tls/abs.crt"),
+    )
+    .unwrap();
     let c = Config::from_toml(
-        &minimal_with("[server]\ntls = { cert = \"tls/gw.crt\", key = \"/etc/gw/tls.key\" }"),
+        &minimal_with(&format!(
+            "[server]\ntls = {{ cert = \"tls/abs.crt\", key = \"{}\" }}",
+            absolute_key.display()
+        )),
         ORIGIN,
-        Path::new("/etc/session-gateway"),
+        base.path(),
         &no_env,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let tls = c.server.tls.unwrap();
-    assert_eq!(tls.cert, Path::new("/etc/session-gateway/tls/gw.crt"));
-    assert_eq!(
-        tls.key,
-        Path::new("/etc/gw/tls.key"),
-        "absolute paths stay as written"
-    );
+    assert_eq!(tls.cert, base.path().join("tls/abs.crt"));
+    assert_eq!(tls.key, absolute_key, "absolute paths stay as written");
 }
 
 // ---------------------------------------------------------------- parse errors
@@ -1521,8 +1531,63 @@ fn logging_values_are_checked() {
     refused(
         &minimal_with("[logging]\nlevel = \"info,[\""),
         "logging.level",
-        "is not a log filter",
+        "`[` is not a log level",
     );
+}
+
+#[test]
+fn log_levels_are_a_closed_set() {
+    // `tracing` reads a bare unknown word as a target: "verbose" was
+    // accepted and silenced every log line.
+    refused(
+        &minimal_with("[logging]\nlevel = \"verbose\""),
+        "logging.level",
+        "`verbose` is not a log level; levels are off, error, warn, info, debug, trace",
+    );
+    refused(
+        &minimal_with("[logging]\nlevel = \"info,session_gateway=loud\""),
+        "logging.level",
+        "`loud` is not a log level",
+    );
+    for level in ["warn", "DEBUG", "info,session_gateway=debug", "off"] {
+        let c = valid(&minimal_with(&format!("[logging]\nlevel = \"{level}\"")));
+        assert_eq!(c.logging.level, level);
+    }
+}
+
+#[test]
+fn durations_refuse_months_and_years() {
+    // humantime's `M` is months: "20M" was accepted as 20 months.
+    for (text, unit) in [
+        ("20M", "M"),
+        ("1y", "y"),
+        ("2 months", "months"),
+        ("1year", "year"),
+    ] {
+        refused(
+            &minimal_with(&format!("[sessions]\nidle_timeout = \"{text}\"")),
+            "sessions.idle_timeout",
+            &format!(
+                "uses `{unit}` (months or years), which has no fixed length; units are ms, s, m (minutes), h, d and w"
+            ),
+        );
+    }
+    let c = valid(&minimal_with("[sessions]\nidle_timeout = \"20m\""));
+    assert_eq!(c.sessions.idle_timeout, secs(20 * 60));
+}
+
+#[test]
+fn a_redis_store_needs_a_redis_table() {
+    // Without one the store silently used redis://127.0.0.1:6379.
+    refused(
+        &minimal_with("[sessions]\nstore = \"redis\""),
+        "redis",
+        "`sessions.store = \"redis\"` needs a [redis] table",
+    );
+    let c = valid(&minimal_with(
+        "[sessions]\nstore = \"redis\"\n[redis]\nurl = \"redis://10.0.0.7:6379\"",
+    ));
+    assert_eq!(c.redis.map(|r| r.urls.len()), Some(1));
 }
 
 // ---------------------------------------------------------------- effective configuration
@@ -1574,10 +1639,23 @@ fn effective_toml_of_the_full_config_round_trips() {
     assert_eq!(again.headers.claims, c.headers.claims);
 }
 
+/// Writes a self-signed certificate and its key as `<name>.crt` and
+/// `<name>.key` into `dir`.
+fn write_certificate(dir: &Path, name: &str) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), generated.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        generated.signing_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn effective_toml_with_jwks_file_and_tls_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+    write_certificate(dir.path(), "gw");
     let text = format!(
         "[server]\ntls = {{ cert = \"gw.crt\", key = \"gw.key\" }}\n{}",
         MINIMAL.replace(
@@ -1588,4 +1666,48 @@ fn effective_toml_with_jwks_file_and_tls_round_trips() {
     let c = Config::from_toml(&text, ORIGIN, dir.path(), &no_env).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.effective_toml().contains("jwks_file = \"jwks.json\""));
     assert_round_trip(&c, dir.path(), &no_env);
+}
+
+/// The listener's files are loaded at validation: a missing certificate used
+/// to pass `check-config` and leave a process whose proxy thread had panicked.
+#[test]
+fn tls_files_are_loaded_when_the_file_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path(), "a");
+    write_certificate(dir.path(), "b");
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    let with_tls = |cert: &str, key: &str| {
+        format!("[server]\ntls = {{ cert = \"{cert}\", key = \"{key}\" }}\n{MINIMAL}")
+    };
+    let refused_in = |text: String, fragment: &str| {
+        let e = Config::from_toml(&text, ORIGIN, dir.path(), &no_env).unwrap_err();
+        assert_eq!(e.key(), "server.tls", "{e}");
+        assert!(e.to_string().contains(fragment), "{e}");
+    };
+    refused_in(with_tls("nope.crt", "a.key"), "cert: cannot read");
+    refused_in(with_tls("a.crt", "nope.key"), "key: cannot read");
+    refused_in(
+        with_tls("junk.pem", "a.key"),
+        "must hold a PEM certificate chain",
+    );
+    refused_in(with_tls("a.crt", "b.key"), "do not fit");
+    let c = Config::from_toml(&with_tls("a.crt", "a.key"), ORIGIN, dir.path(), &no_env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server.tls.map(|t| t.cert), Some(dir.path().join("a.crt")));
+}
+
+#[test]
+fn a_jwks_file_must_hold_a_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("html.json"), "<html>").unwrap();
+    std::fs::write(dir.path().join("list.json"), r#"{"kid":"a"}"#).unwrap();
+    for (file, fragment) in [("html.json", "is not JSON"), ("list.json", "is not a JWKS")] {
+        let text = MINIMAL.replace(
+            "audiences = [\"erp-api\"]",
+            &format!("audiences = [\"erp-api\"]\njwks_file = \"{file}\""),
+        );
+        let e = Config::from_toml(&text, ORIGIN, dir.path(), &no_env).unwrap_err();
+        assert_eq!(e.key(), "issuers[0].jwks_file");
+        assert!(e.to_string().contains(fragment), "{e}");
+    }
 }

@@ -36,13 +36,7 @@ impl Check<'_> {
     }
 
     fn duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
-        match humantime::parse_duration(text.trim()) {
-            Ok(d) => Ok(d),
-            Err(e) => self.fail(
-                key,
-                format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"20m\", \"8h\""),
-            ),
-        }
+        parse_duration(text).or_else(|e| self.fail(key, format!("`{text}` {e}")))
     }
 
     fn positive_duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -236,10 +230,19 @@ fn server(c: &Check, file: &FileConfig, base_dir: &Path) -> Result<ServerConfig,
             "must be a path like \"/.gateway\" (leading slash, no trailing slash)",
         );
     }
-    let tls = s.tls.as_ref().map(|t| TlsFiles {
-        cert: base_dir.join(&t.cert),
-        key: base_dir.join(&t.key),
-    });
+    let tls = match &s.tls {
+        None => None,
+        Some(t) => {
+            let files = TlsFiles {
+                cert: base_dir.join(&t.cert),
+                key: base_dir.join(&t.key),
+            };
+            if let Err(e) = check_tls_files(&files) {
+                return c.fail("server.tls", e);
+            }
+            Some(files)
+        }
+    };
     Ok(ServerConfig {
         listen,
         admin_listen,
@@ -249,6 +252,7 @@ fn server(c: &Check, file: &FileConfig, base_dir: &Path) -> Result<ServerConfig,
         shutdown_timeout: c.duration("server.shutdown_timeout", &s.shutdown_timeout)?,
         realm: s.realm.clone(),
         gateway_prefix: prefix.to_string(),
+        readiness_requires_store: s.readiness_requires_store,
     })
 }
 
@@ -328,11 +332,8 @@ fn issuer(
         (Some(uri), None) => KeySource::JwksUri(secure_url(c, &format!("{key}.jwks_uri"), uri)?),
         (None, Some(path)) => {
             let path = base_dir.join(path);
-            if let Err(e) = std::fs::metadata(&path) {
-                return c.fail(
-                    format!("{key}.jwks_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
+            if let Err(e) = check_jwks_file(&path) {
+                return c.fail(format!("{key}.jwks_file"), e);
             }
             KeySource::JwksFile(path)
         }
@@ -385,7 +386,12 @@ fn redis(
     sessions: &SessionSettings,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RedisConfig, ConfigError> {
-    let r = &file.redis;
+    let Some(r) = &file.redis else {
+        return c.fail(
+            "redis",
+            "`sessions.store = \"redis\"` needs a [redis] table naming the server, e.g. url = \"redis://10.0.0.7:6379\"",
+        );
+    };
     let (mode, urls, key) = match r.mode.as_str() {
         "standalone" => (RedisMode::Standalone, vec![r.url.clone()], "redis.url"),
         "cluster" => {
@@ -938,14 +944,8 @@ fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderNames, ConfigEr
 
 fn logging(c: &Check, file: &FileConfig) -> Result<LoggingConfig, ConfigError> {
     let l = &file.logging;
-    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
-        return c.fail(
-            "logging.level",
-            format!(
-                "`{}` is not a log filter; use e.g. \"info\" or \"debug\"",
-                l.level
-            ),
-        );
+    if let Err(e) = check_log_filter(&l.level) {
+        return c.fail("logging.level", e);
     }
     let format = match l.format.as_str() {
         "json" => LogFormat::Json,
@@ -961,4 +961,117 @@ fn logging(c: &Check, file: &FileConfig) -> Result<LoggingConfig, ConfigError> {
         level: l.level.clone(),
         format,
     })
+}
+
+/// Units humantime knows but a duration here may not use: months and years
+/// have no fixed length, and `M` (months) beside `m` (minutes) read `"20M"`
+/// as twenty months.
+const REFUSED_DURATION_UNITS: &[&str] =
+    &["M", "month", "months", "y", "yr", "yrs", "year", "years"];
+
+/// A duration such as `"30s"`, `"20m"`, `"1h 30m"` or `"500ms"`, parsed by
+/// humantime unless it uses one of [`REFUSED_DURATION_UNITS`]. The error
+/// completes the sentence "`text` …".
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    const HINT: &str =
+        "units are ms, s, m (minutes), h, d and w; write e.g. \"30s\", \"20m\", \"8h\"";
+    let mut units = text
+        .split(|ch: char| !ch.is_ascii_alphabetic())
+        .filter(|word| !word.is_empty());
+    if let Some(unit) = units.find(|unit| REFUSED_DURATION_UNITS.contains(unit)) {
+        return Err(format!(
+            "uses `{unit}` (months or years), which has no fixed length; {HINT}"
+        ));
+    }
+    humantime::parse_duration(text.trim()).map_err(|e| format!("is not a duration ({e}); {HINT}"))
+}
+
+/// The levels a log filter may name.
+const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A log filter: a level (`"info"`), or comma-separated directives
+/// `target=level` with an optional default level (`"info,session_gateway=debug"`).
+/// `tracing`'s own parser reads a bare unknown word as a target name, so
+/// `"verbose"` would silently disable every log line; here every level must
+/// be one of [`LOG_LEVELS`].
+fn check_log_filter(text: &str) -> Result<(), String> {
+    let hint = format!("levels are {}", LOG_LEVELS.join(", "));
+    if text.trim().is_empty() {
+        return Err(format!("must name a level; {hint}"));
+    }
+    for directive in text.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) => {
+                let valid_target = !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | ':' | '-'));
+                if !valid_target {
+                    return Err(format!(
+                        "`{directive}` is not a directive; write `target=level`, e.g. \"session_gateway=debug\""
+                    ));
+                }
+                level
+            }
+            None => directive,
+        };
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!("`{level}` is not a log level; {hint}"));
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(text).is_err() {
+        return Err(format!("`{text}` is not a log filter; {hint}"));
+    }
+    Ok(())
+}
+
+/// Loads a listener's certificate chain and key as the proxy will, so a
+/// missing, unreadable or mismatched file is refused by `check-config` and
+/// before any listener opens (the proxy's own loader panics in a service
+/// thread and leaves a process that serves nothing).
+fn check_tls_files(files: &TlsFiles) -> Result<(), String> {
+    use pingora::tls::{ServerConfig, install_default_crypto_provider, load_certs_and_key_files};
+    for (what, path) in [("cert", &files.cert), ("key", &files.key)] {
+        if let Err(e) = std::fs::File::open(path) {
+            return Err(format!("{what}: cannot read {}: {e}", path.display()));
+        }
+    }
+    let (cert, key) = (
+        files.cert.display().to_string(),
+        files.key.display().to_string(),
+    );
+    let (chain, private_key) = match load_certs_and_key_files(&cert, &key) {
+        Ok(Some(pair)) => pair,
+        Ok(None) => {
+            return Err(format!(
+                "{cert} must hold a PEM certificate chain and {key} a PEM private key"
+            ));
+        }
+        Err(e) => return Err(format!("cannot load {cert} / {key}: {e}")),
+    };
+    install_default_crypto_provider();
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map(|_| ())
+        .map_err(|e| format!("the certificate in {cert} and the key in {key} do not fit: {e}"))
+}
+
+/// A JWKS file must be readable and hold a JSON object with a `keys` array
+/// now, not only at the first key refresh (which would leave the gateway
+/// running without keys). Its keys are judged when they load.
+fn check_jwks_file(path: &Path) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let document: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    if !document
+        .get("keys")
+        .is_some_and(serde_json::Value::is_array)
+    {
+        return Err(format!(
+            "{} is not a JWKS (a JSON object with a `keys` array)",
+            path.display()
+        ));
+    }
+    Ok(())
 }
