@@ -105,7 +105,8 @@ pub fn main() -> ExitCode {
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     telemetry::logs::init(&config.logging);
-    server::run(config)?;
+    let path = path.to_path_buf();
+    server::run(config, Box::new(move || Config::load(&path)))?;
     Ok(())
 }
 
@@ -128,20 +129,26 @@ fn dev(at: &DevAddresses) -> anyhow::Result<()> {
         .ok()
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let config = Config::from_toml(&text, "config/dev.toml", Path::new("."), &|name| {
-        if name == DEV_ADMIN_TOKEN_ENV {
-            Some(admin_token.clone())
-        } else {
-            std::env::var(name).ok()
-        }
-    })?;
+    let token = admin_token.clone();
+    let load = move || {
+        Config::from_toml(&text, "config/dev.toml", Path::new("."), &|name| {
+            if name == DEV_ADMIN_TOKEN_ENV {
+                Some(token.clone())
+            } else {
+                std::env::var(name).ok()
+            }
+        })
+    };
+    let config = load()?;
     telemetry::logs::init(&config.logging);
     // The devkit runs on a thread of its own: Pingora builds its runtimes
     // itself and must not be started inside one.
     let _devkit = devkit::spawn_devkit_thread(at.issuer, at.backend)
         .context("starting the demo issuer and backend")?;
     println!("{}", walkthrough(&config, at, &admin_token));
-    server::run(config)?;
+    // The embedded configuration does not change: a reload (SIGHUP) reads it
+    // again and applies nothing new.
+    server::run(config, Box::new(load))?;
     Ok(())
 }
 

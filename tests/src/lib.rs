@@ -355,6 +355,31 @@ impl Gateway {
         eventually(what, &mut check).await
     }
 
+    /// Replaces the configuration file the process was started with (its
+    /// listener addresses kept), e.g. before a reload.
+    pub fn rewrite_config(&self, config: &ConfigDoc) -> anyhow::Result<()> {
+        let mut config = config.clone();
+        config.set("server", "listen", vec![self.addr.to_string()]);
+        config.set("server", "admin_listen", self.admin.to_string());
+        std::fs::write(self.dir.path().join("gateway.toml"), config.render())?;
+        Ok(())
+    }
+
+    /// Sends a signal (`"HUP"`, `"QUIT"`, …) to the process.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
         terminate(&mut self.child)

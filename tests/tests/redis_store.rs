@@ -90,6 +90,9 @@ impl Store for StoreWithServer {
     async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
+    fn reconfigure(&self, pools: &Pools) {
+        self.store.reconfigure(pools)
+    }
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
         self.store.revoke(revocation).await
     }

@@ -365,9 +365,8 @@ impl Api {
     /// The issuer a subject belongs to: the one named, which must be
     /// configured, or else the only configured one.
     fn issuer(&self, named: Option<&str>) -> Result<String, AdminError> {
-        let configured: Vec<&str> = self
-            .access
-            .verifier()
+        let verifier = self.access.verifier();
+        let configured: Vec<&str> = verifier
             .issuers()
             .iter()
             .map(|i| i.config().issuer.as_str())
@@ -408,7 +407,8 @@ impl ListQuery {
         if let Some(pool) = &pool
             && api.access.pools().get(pool).is_none()
         {
-            let names: Vec<&str> = api.access.pools().iter().map(|p| p.name.as_str()).collect();
+            let pools = api.access.pools();
+            let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
             return Err(AdminError::bad_parameter(
                 "pool",
                 format!("no pool named `{pool}`; pools: {}", names.join(", ")),

@@ -3,8 +3,14 @@
 //! the proxy.
 //!
 //! * `GET /healthz`: the process is alive (always 200);
-//! * `GET /readyz`: 200 when every issuer's keys are loaded and the store
-//!   answers, 503 with the failing checks otherwise;
+//! * `GET /readyz`: 200 when this instance can serve its routes: every proxy
+//!   listener accepts connections and every issuer's keys are loaded; 503
+//!   with the failing checks otherwise. An unreachable store is reported as
+//!   `degraded` (session routes answer `store_unavailable` meanwhile, token
+//!   and public routes keep working) and fails readiness only with
+//!   `server.readiness_requires_store = true`: otherwise a Redis outage would
+//!   take every instance of a fleet out of its load balancer at once;
+//! * `POST /admin/v1/reload`: live reload ([`reload`]), with the admin token;
 //! * `GET /metrics`: Prometheus text format;
 //! * `/admin/v1/…`: the admin API ([`api`]), only with the admin bearer
 //!   token ([`gate`]); disabled when none is configured.
@@ -18,7 +24,9 @@ pub mod command;
 pub mod error;
 pub mod gate;
 pub mod pagination;
+pub mod reload;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,47 +34,93 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::json;
 
-use crate::config::AdminConfig;
+use crate::config::{AdminConfig, ServerConfig};
 use crate::proxy::Access;
+use crate::server::reload::ReloadRequests;
 use gate::AdminGate;
 
 /// The admin HTTP service, run as a Pingora background service.
 pub struct AdminService {
     listener: Mutex<Option<std::net::TcpListener>>,
+    state: AdminState,
+}
+
+/// What the admin listener's handlers share.
+#[derive(Clone)]
+pub struct AdminState {
     access: Arc<Access>,
     gate: AdminGate,
+    readiness: Readiness,
+    reloads: Option<ReloadRequests>,
+}
+
+/// What `/readyz` checks besides the issuers' keys.
+#[derive(Debug, Clone)]
+struct Readiness {
+    /// The proxy listeners, probed with a connection.
+    listeners: Vec<SocketAddr>,
+    /// Whether an unreachable store fails readiness.
+    requires_store: bool,
 }
 
 impl AdminService {
     /// A service over an already bound listener, with the admin API enabled
     /// when `config` names an admin token.
-    pub fn new(listener: std::net::TcpListener, access: Arc<Access>, config: &AdminConfig) -> Self {
+    pub fn new(
+        listener: std::net::TcpListener,
+        access: Arc<Access>,
+        config: &AdminConfig,
+        server: &ServerConfig,
+    ) -> Self {
         Self {
             listener: Mutex::new(Some(listener)),
-            access,
-            gate: AdminGate::new(config),
+            state: AdminState {
+                access,
+                gate: AdminGate::new(config),
+                readiness: Readiness {
+                    listeners: server.listen.clone(),
+                    requires_store: server.readiness_requires_store,
+                },
+                reloads: None,
+            },
         }
+    }
+
+    /// Enables `POST /admin/v1/reload`.
+    pub fn with_reloads(mut self, reloads: ReloadRequests) -> Self {
+        self.state.reloads = Some(reloads);
+        self
     }
 }
 
 /// The routes of the admin listener.
-pub fn router(access: Arc<Access>, gate: AdminGate) -> Router {
+pub fn router(state: AdminState) -> Router {
+    let access = Arc::clone(&state.access);
+    let gate = state.gate.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Arc::clone(&access))
+        .route(reload::PATH, post(reload::reload))
+        .with_state(state)
         .nest(api::PREFIX, api::router(access, gate))
 }
 
-async fn readyz(State(access): State<Arc<Access>>) -> Response {
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let access = &state.access;
     let mut failing = Vec::new();
+    let mut degraded = Vec::new();
+    for addr in &state.readiness.listeners {
+        if !crate::server::probe::accepts(*addr).await {
+            failing.push(format!("proxy listener {addr} does not accept connections"));
+        }
+    }
     for issuer in access.verifier().issuers() {
         if !issuer.is_loaded() {
             failing.push(format!(
@@ -76,7 +130,11 @@ async fn readyz(State(access): State<Arc<Access>>) -> Response {
         }
     }
     if let Err(e) = access.store().ping().await {
-        failing.push(e.to_string());
+        if state.readiness.requires_store {
+            failing.push(e.to_string());
+        } else {
+            degraded.push(e.to_string());
+        }
     }
     let status = if failing.is_empty() {
         StatusCode::OK
@@ -85,23 +143,31 @@ async fn readyz(State(access): State<Arc<Access>>) -> Response {
     };
     (
         status,
-        axum::Json(json!({"ready": failing.is_empty(), "failing": failing})),
+        axum::Json(json!({
+            "ready": failing.is_empty(),
+            "failing": failing,
+            "degraded": degraded,
+        })),
     )
         .into_response()
 }
 
 /// `GET /metrics`: the gateway's registry, with the seat gauges read from
 /// the store now (fleet-wide with Redis) and the JWKS key ages.
-async fn metrics(State(access): State<Arc<Access>>) -> Response {
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let access = &state.access;
     let metrics = access.metrics();
     let started = std::time::Instant::now();
     let usage = access.store().usage().await;
     metrics.store_call("usage", started.elapsed(), &usage);
     match usage {
         Ok(usage) => metrics.set_usage(&usage),
-        // Stale seat gauges are better than no metrics during an outage;
-        // store_errors_total tells the story.
-        Err(error) => tracing::debug!(%error, "seat gauges not refreshed"),
+        // A frozen seat count would look true; an absent one says "unknown"
+        // (and session_gateway_store_up says why).
+        Err(error) => {
+            tracing::debug!(%error, "seat gauges not refreshed");
+            metrics.set_store_unreachable();
+        }
     }
     let now = access.verifier().clock().now_ms();
     for issuer in access.verifier().issuers() {
@@ -135,7 +201,7 @@ impl BackgroundService for AdminService {
                 return;
             }
         };
-        let app = router(Arc::clone(&self.access), self.gate.clone());
+        let app = router(self.state.clone());
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         });

@@ -186,6 +186,38 @@ impl Verifier {
         self
     }
 
+    /// A verifier for a reloaded configuration, keeping the key holders
+    /// (loaded keys, refresh schedule) of issuers whose settings did not
+    /// change, so a reload never makes known keys unavailable. The
+    /// verified-token cache starts empty: the rules tokens were judged by
+    /// may have changed.
+    pub fn reconfigured(
+        &self,
+        issuers: &[IssuerConfig],
+        policy: TokenPolicy,
+    ) -> Result<Self, super::jwks::JwksError> {
+        let mut next = Self::new(&[], policy, Arc::clone(&self.clock))?;
+        for (i, issuer) in issuers.iter().enumerate() {
+            let kept = self.issuers.iter().find(|k| k.config() == issuer);
+            let keys = match kept {
+                Some(keys) => Arc::clone(keys),
+                None => Arc::new(IssuerKeys::new(
+                    Arc::new(issuer.clone()),
+                    Arc::clone(&self.clock),
+                )?),
+            };
+            next.issuers.push(keys);
+            next.by_name.insert(issuer.issuer.clone(), i);
+        }
+        next.retained = self.retained.clone();
+        Ok(next)
+    }
+
+    /// The token rules in force.
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.policy
+    }
+
     /// The clock tokens are judged by.
     pub fn clock(&self) -> &SharedClock {
         &self.clock

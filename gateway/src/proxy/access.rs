@@ -6,10 +6,13 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::auth::RevocationList;
 use crate::auth::Verified as VerifiedBy;
 use crate::auth::revocation::sid_key;
 use crate::auth::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};
+use crate::clock::SharedClock;
 use crate::licensing::{PoolChoice, Pools};
 use crate::session::ClosedSession;
 use crate::session::{
@@ -40,14 +43,28 @@ pub enum BackchannelError {
 
 use super::problem::{ErrorCode, Problem};
 
-/// Everything the decision needs, built once at start-up.
+/// The parts of the decision a live reload may replace: the issuers and
+/// token rules, the pools, and how refusals are worded.
+#[derive(Debug)]
+pub struct AccessPolicy {
+    /// Verifies tokens of the configured issuers.
+    pub verifier: Arc<Verifier>,
+    /// The license pools, in matching order.
+    pub pools: Pools,
+    /// The realm of `WWW-Authenticate` challenges.
+    pub realm: String,
+    /// The status of the `license_unavailable` refusal.
+    pub license_unavailable_status: u16,
+}
+
+/// Everything the decision needs: the policy in force (swapped by a live
+/// reload) and the parts that live as long as the process (store, metrics,
+/// this instance's revocations, the identity rule).
 pub struct Access {
-    verifier: Arc<Verifier>,
-    pools: Pools,
+    policy: ArcSwap<AccessPolicy>,
     identity: IdentityRule,
     store: SharedStore,
-    realm: String,
-    license_unavailable_status: u16,
+    clock: SharedClock,
     metrics: Arc<Metrics>,
     revocations: RevocationList,
 }
@@ -55,7 +72,7 @@ pub struct Access {
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
-            .field("realm", &self.realm)
+            .field("realm", &self.policy.load().realm)
             .finish_non_exhaustive()
     }
 }
@@ -72,24 +89,30 @@ pub struct Seated {
 impl Access {
     /// The decision over these parts.
     pub fn new(
-        verifier: Arc<Verifier>,
-        pools: Pools,
+        policy: AccessPolicy,
         identity: IdentityRule,
         store: SharedStore,
-        realm: String,
-        license_unavailable_status: u16,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            verifier,
-            pools,
+            clock: Arc::clone(policy.verifier.clock()),
+            policy: ArcSwap::from_pointee(policy),
             identity,
             store,
-            realm,
-            license_unavailable_status,
             metrics,
             revocations: RevocationList::new(),
         }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<AccessPolicy> {
+        self.policy.load_full()
+    }
+
+    /// Puts a new policy in force for every decision that starts from now
+    /// on (live reload). Sessions, seats and revocations are untouched.
+    pub fn replace_policy(&self, policy: AccessPolicy) {
+        self.policy.store(Arc::new(policy));
     }
 
     /// Records a revocation in the store (for the fleet) and applies it here
@@ -141,20 +164,21 @@ impl Access {
     /// many sessions closed.
     pub async fn backchannel_logout(&self, logout_token: &str) -> Result<usize, BackchannelError> {
         let invalid = |m: String| BackchannelError::Invalid(m);
-        let (index, claims) = self
-            .verifier
-            .verify_signature(logout_token)
-            .await
-            .map_err(|e| match e {
-                TokenError::IssuerUnavailable => BackchannelError::Unavailable,
-                other => invalid(other.to_string()),
-            })?;
-        let issuer = self
-            .verifier
+        let policy = self.policy();
+        let verifier = &policy.verifier;
+        let (index, claims) =
+            verifier
+                .verify_signature(logout_token)
+                .await
+                .map_err(|e| match e {
+                    TokenError::IssuerUnavailable => BackchannelError::Unavailable,
+                    other => invalid(other.to_string()),
+                })?;
+        let issuer = verifier
             .issuer_config(index)
             .ok_or_else(|| invalid("untrusted issuer".into()))?;
-        let now = self.verifier.clock().now_secs();
-        let leeway = self.verifier.leeway_secs();
+        let now = self.clock.now_secs();
+        let leeway = verifier.leeway_secs();
         let date = |name: &str| claims.numeric_date(name).map_err(invalid);
         let iat = date("iat")?.ok_or_else(|| invalid("missing claim `iat`".into()))?;
         if iat > now.saturating_add(leeway) {
@@ -197,7 +221,7 @@ impl Access {
             .unwrap_or(0)
             .saturating_mul(1000)
             + REVOCATION_MARGIN_MS;
-        let now_ms = self.verifier.clock().now_ms();
+        let now_ms = self.clock.now_ms();
         let mut closed = Vec::new();
         if let Some(sid) = sid {
             let key = sid_key(&issuer.issuer, sid);
@@ -321,7 +345,7 @@ impl Access {
     /// in batches in the background); the log line of the event is written
     /// anyway, by the caller.
     fn trail(&self, mut event: AuditEvent) {
-        event.push(("at_ms", self.verifier.clock().now_ms().to_string()));
+        event.push(("at_ms", self.clock.now_ms().to_string()));
         self.store.queue_audit(event);
     }
 
@@ -339,9 +363,14 @@ impl Access {
             .inc();
     }
 
-    /// The verifier (for readiness and key refresh).
-    pub fn verifier(&self) -> &Arc<Verifier> {
-        &self.verifier
+    /// The verifier in force (for readiness and key refresh).
+    pub fn verifier(&self) -> Arc<Verifier> {
+        Arc::clone(&self.policy.load().verifier)
+    }
+
+    /// The clock decisions are made by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The store.
@@ -349,9 +378,9 @@ impl Access {
         &self.store
     }
 
-    /// The pools.
-    pub fn pools(&self) -> &Pools {
-        &self.pools
+    /// The pools in force.
+    pub fn pools(&self) -> Pools {
+        self.policy.load().pools.clone()
     }
 
     /// Verifies the bearer token of a request. `authorization` holds every
@@ -360,32 +389,34 @@ impl Access {
         &self,
         authorization: &[&[u8]],
     ) -> Result<(Arc<Principal>, Verified), Problem> {
+        let policy = self.policy();
+        let realm = policy.realm.as_str();
         let header = match authorization {
-            [] => return Err(Problem::missing_token(&self.realm)),
+            [] => return Err(Problem::missing_token(realm)),
             [one] => *one,
             _ => {
                 return Err(Problem::invalid_token(
-                    &self.realm,
+                    realm,
                     "more than one Authorization header",
                 ));
             }
         };
         let token = bearer_token(header).map_err(|e| match e {
-            BearerError::NotBearer => Problem::missing_token(&self.realm),
+            BearerError::NotBearer => Problem::missing_token(realm),
             BearerError::Malformed => {
                 self.metrics
                     .token_rejections
                     .with_label_values(&["malformed"])
                     .inc();
-                Problem::invalid_token(&self.realm, "malformed Authorization header")
+                Problem::invalid_token(realm, "malformed Authorization header")
             }
         })?;
-        match self.verifier.verify(token).await {
+        match policy.verifier.verify(token).await {
             Ok((principal, _))
                 if self.revocations.is_revoked(
                     &principal,
                     &principal.token_key,
-                    self.verifier.clock().now_ms(),
+                    self.clock.now_ms(),
                 ) =>
             {
                 self.metrics
@@ -393,7 +424,7 @@ impl Access {
                     .with_label_values(&["revoked"])
                     .inc();
                 Err(Problem::invalid_token(
-                    &self.realm,
+                    realm,
                     &TokenError::Revoked.to_string(),
                 ))
             }
@@ -413,29 +444,35 @@ impl Access {
                     .token_rejections
                     .with_label_values(&[e.reason()])
                     .inc();
-                Err(self.token_problem(&e))
+                Err(token_problem(realm, &e))
             }
         }
     }
+}
 
-    fn token_problem(&self, error: &TokenError) -> Problem {
-        match error {
-            TokenError::IssuerUnavailable => Problem::new(
-                ErrorCode::IssuerUnavailable,
-                "the signing keys of the token's issuer could not be loaded; try again shortly",
-            )
-            .retry_after(std::time::Duration::from_secs(5)),
-            other => Problem::invalid_token(&self.realm, &other.to_string()),
-        }
+/// The refusal of a token that did not verify.
+fn token_problem(realm: &str, error: &TokenError) -> Problem {
+    match error {
+        TokenError::IssuerUnavailable => Problem::new(
+            ErrorCode::IssuerUnavailable,
+            "the signing keys of the token's issuer could not be loaded; try again shortly",
+        )
+        .retry_after(std::time::Duration::from_secs(5)),
+        other => Problem::invalid_token(realm, &other.to_string()),
     }
+}
 
+impl Access {
     /// Refuses a principal that lacks any of the route's scopes.
     pub fn check_scopes(&self, principal: &Principal, required: &[String]) -> Result<(), Problem> {
         let granted = principal.claims.scopes();
         if required.iter().all(|s| granted.contains(&s.as_str())) {
             Ok(())
         } else {
-            Err(Problem::insufficient_scope(&self.realm, required))
+            Err(Problem::insufficient_scope(
+                &self.policy.load().realm,
+                required,
+            ))
         }
     }
 
@@ -444,11 +481,12 @@ impl Access {
         &self,
         principal: &Principal,
     ) -> Result<(SessionIdentity, PoolChoice), Problem> {
+        let policy = self.policy.load();
         let identity = self
             .identity
             .derive(&principal.claims)
-            .map_err(|e| Problem::invalid_token(&self.realm, &e.to_string()))?;
-        let choice = self
+            .map_err(|e| Problem::invalid_token(&policy.realm, &e.to_string()))?;
+        let choice = policy
             .pools
             .select(&principal.claims)
             .ok_or_else(|| Problem::new(ErrorCode::NoPool, "no license pool accepts this token"))?;
@@ -528,7 +566,7 @@ impl Access {
                     "MaximumLicenseCountExceeded: all {limit} seats of pool `{pool}` are in use"
                 ),
             )
-            .with_status(self.license_unavailable_status)
+            .with_status(self.policy.load().license_unavailable_status)
             .with("pool", pool)
             .with("limit", *limit)
             .with("in_use", *in_use)

@@ -5,6 +5,7 @@
 //! * [`headers`]: the identity headers the upstream may trust;
 //! * [`upstreams`]: upstream groups, balancing and health checks;
 //! * [`problem`]: RFC 9457 error responses;
+//! * [`table`]: the routing table a live reload swaps;
 //! * [`service`]: the thin `ProxyHttp` implementation tying them together.
 
 pub mod access;
@@ -12,6 +13,7 @@ pub mod headers;
 pub mod problem;
 pub mod routes;
 pub mod service;
+pub mod table;
 pub mod upstreams;
 
 pub use access::Access;

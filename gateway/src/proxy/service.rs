@@ -15,25 +15,25 @@ use pingora::{Error, ErrorSource, ErrorType};
 use super::access::{Access, BackchannelError};
 use super::headers::{self, IdentityHeaders};
 use super::problem::{ErrorCode, PROBLEM_JSON, Problem};
-use super::routes::{GatewayEndpoint, Resolution, Router};
-use super::upstreams::Upstream;
+use super::routes::{GatewayEndpoint, Resolution};
+use super::table::{LiveTable, RouteTable};
 use crate::auth::Principal;
-use crate::config::{IdentityHeaderNames, RouteConfig, RoutePolicy};
+use crate::config::{RouteConfig, RoutePolicy};
 use crate::session::Session;
 
 /// The proxy service.
 pub struct Gateway {
     access: Arc<Access>,
-    router: Router,
-    routes: Vec<RouteConfig>,
-    upstreams: Vec<Upstream>,
-    headers: IdentityHeaderNames,
+    table: LiveTable,
 }
 
 /// What one request learned on its way through the hooks.
 #[derive(Debug)]
 pub struct RequestContext {
     started: Instant,
+    /// The routing table the request was routed by: a reload that swaps the
+    /// table mid-request does not change the route or upstream it uses.
+    table: Option<Arc<RouteTable>>,
     route: Option<usize>,
     principal: Option<Arc<Principal>>,
     session: Option<Session>,
@@ -44,22 +44,18 @@ pub struct RequestContext {
     endpoint: Option<&'static str>,
 }
 
+impl RequestContext {
+    /// The route the request matched.
+    fn route(&self) -> Option<&RouteConfig> {
+        let (table, index) = (self.table.as_ref()?, self.route?);
+        table.routes.get(index)
+    }
+}
+
 impl Gateway {
-    /// The service over its parts.
-    pub fn new(
-        access: Arc<Access>,
-        routes: Vec<RouteConfig>,
-        gateway_prefix: &str,
-        upstreams: Vec<Upstream>,
-        headers: IdentityHeaderNames,
-    ) -> Self {
-        Self {
-            router: Router::new(&routes, gateway_prefix),
-            access,
-            routes,
-            upstreams,
-            headers,
-        }
+    /// The service over the access decision and a (reloadable) routing table.
+    pub fn new(access: Arc<Access>, table: LiveTable) -> Self {
+        Self { access, table }
     }
 
     /// Runs the access decision of a route; `Ok` means forward.
@@ -279,6 +275,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestContext {
         RequestContext {
             started: Instant::now(),
+            table: None,
             route: None,
             principal: None,
             session: None,
@@ -295,9 +292,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestContext,
     ) -> pingora::Result<bool> {
         let request = session.req_header();
-        let resolution = self
+        let table = self.table.load_full();
+        let resolution = table
             .router
             .resolve(request_host(request), request.uri.path());
+        ctx.table = Some(Arc::clone(&table));
         let outcome = match resolution {
             Resolution::BadPath(reason) => Err(Problem::new(ErrorCode::BadRequest, reason)),
             Resolution::NotFound => Err(Problem::new(
@@ -336,7 +335,10 @@ impl ProxyHttp for Gateway {
             Resolution::Route(index) => {
                 ctx.route = Some(index);
                 let request = session.req_header();
-                self.decide(&self.routes[index], request, ctx).await
+                match table.routes.get(index) {
+                    Some(route) => self.decide(route, request, ctx).await,
+                    None => Err(Problem::new(ErrorCode::NotFound, "no route")),
+                }
             }
         };
         match outcome {
@@ -355,11 +357,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestContext,
     ) -> pingora::Result<Box<HttpPeer>> {
         ctx.connect_attempts += 1;
-        let route = ctx
-            .route
-            .and_then(|r| self.routes.get(r))
+        let upstream = ctx
+            .table
+            .as_ref()
+            .zip(ctx.route())
+            .and_then(|(table, route)| table.upstreams.get(route.upstream))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
-        let upstream = &self.upstreams[route.upstream];
         upstream
             .peer(&ctx.connect_attempts.to_le_bytes())
             .map(Box::new)
@@ -392,7 +395,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
-        let Some(route) = ctx.route.and_then(|r| self.routes.get(r)) else {
+        let (Some(table), Some(route)) = (ctx.table.as_ref(), ctx.route()) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no route in context",
@@ -404,7 +407,7 @@ impl ProxyHttp for Gateway {
         };
         headers::rewrite(
             upstream_request,
-            &self.headers,
+            &table.headers,
             &identity,
             &route.authorization,
         );
@@ -458,8 +461,13 @@ impl ProxyHttp for Gateway {
                 ErrorCode::UpstreamUnavailable => Some("unavailable"),
                 _ => None,
             };
-            if let (Some(kind), Some(route)) = (kind, ctx.route.and_then(|r| self.routes.get(r))) {
-                let upstream = self.upstreams[route.upstream].name.as_str();
+            let upstream = ctx
+                .table
+                .as_ref()
+                .zip(ctx.route())
+                .and_then(|(table, route)| table.upstreams.get(route.upstream));
+            if let (Some(kind), Some(upstream)) = (kind, upstream) {
+                let upstream = upstream.name.as_str();
                 self.access
                     .metrics()
                     .upstream_errors
@@ -486,7 +494,7 @@ impl ProxyHttp for Gateway {
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let request = session.req_header();
-        let route_config = ctx.route.and_then(|r| self.routes.get(r));
+        let route_config = ctx.route();
         let route = route_config.map_or("", |r| r.name.as_str());
         // Requests that matched no route share one label, so a scan of random
         // paths cannot grow the metric's cardinality.

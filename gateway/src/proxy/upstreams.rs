@@ -46,7 +46,7 @@ impl Upstream {
     /// The balancer of a group. When the group has a health check, the
     /// caller must run the balancer as a background service (it probes on
     /// its own schedule) and pass its shared `Arc` to [`Upstream::new`].
-    pub fn balancer(
+    fn new_balancer(
         index: usize,
         config: &UpstreamConfig,
     ) -> Result<LoadBalancer<RoundRobin>, UpstreamError> {
@@ -81,6 +81,29 @@ impl Upstream {
             balancer,
             config: config.clone(),
         }
+    }
+
+    /// A group and its balancer. When [`Upstream::is_health_checked`], its
+    /// balancer must be run as a background task ([`Upstream::balancer`])
+    /// for the probes to happen.
+    pub fn build(index: usize, config: &UpstreamConfig) -> Result<Self, UpstreamError> {
+        let balancer = Self::new_balancer(index, config)?;
+        Ok(Self::new(config, Arc::new(balancer)))
+    }
+
+    /// The group's settings.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// Whether the group has an HTTP health check.
+    pub fn is_health_checked(&self) -> bool {
+        self.config.health_check.is_some()
+    }
+
+    /// The balancer (run it as a background task when health-checked).
+    pub fn balancer(&self) -> &Arc<LoadBalancer<RoundRobin>> {
+        &self.balancer
     }
 
     /// The peer for the next request, or `None` when every server is down.

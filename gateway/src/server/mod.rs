@@ -1,11 +1,18 @@
 //! Start-up: turns a validated [`Config`] into one Pingora server with its
-//! services — the proxy, the admin listener, the JWKS refresher, the session
-//! sweeper and one health checker per checked upstream group — and runs it
-//! until SIGTERM (graceful) or SIGINT.
+//! services — the proxy, the admin listener, the configuration service
+//! (live reload, each issuer's key refresh, each checked upstream group's
+//! health probes), the session sweeper and, with Redis, the revocation
+//! listener — and runs it until SIGTERM (graceful) or SIGINT. SIGHUP reloads
+//! the configuration ([`reload`]); see [`signals`] for every signal.
+
+pub mod probe;
+pub mod reload;
+pub mod signals;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -13,14 +20,17 @@ use pingora::services::background::{BackgroundService, background_service};
 
 use crate::admin::AdminService;
 use crate::auth::Verifier;
-use crate::auth::jwks::keep_fresh;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::licensing::Pools;
+use crate::proxy::access::AccessPolicy;
+use crate::proxy::table::RouteTable;
 use crate::proxy::upstreams::Upstream;
 use crate::proxy::{Access, Gateway};
 use crate::session::{MemoryStore, RedisStore, SharedStore};
 use crate::telemetry::Metrics;
+use reload::{ConfigSource, ReloadRequests, Reloader};
+use signals::Signals;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +51,31 @@ pub enum StartError {
 }
 
 /// Runs the gateway until it is told to stop. Blocking; must not be called
-/// inside a tokio runtime (Pingora builds its own runtimes).
-pub fn run(config: Config) -> Result<(), StartError> {
-    run_with_clock(config, Arc::new(SystemClock))
+/// inside a tokio runtime (Pingora builds its own runtimes). `source` reads
+/// the configuration again for a live reload.
+pub fn run(config: Config, source: ConfigSource) -> Result<(), StartError> {
+    run_with_clock(config, source, Arc::new(SystemClock))
 }
 
 /// [`run`] with an explicit clock (tests of timelines).
-pub fn run_with_clock(config: Config, clock: SharedClock) -> Result<(), StartError> {
-    let server = build(config, clock)?;
-    server.run(RunArgs::default());
+pub fn run_with_clock(
+    config: Config,
+    source: ConfigSource,
+    clock: SharedClock,
+) -> Result<(), StartError> {
+    signals::ignore_until_handled();
+    let (server, reloads) = build(config, source, clock)?;
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(reloads)),
+    });
     Ok(())
 }
 
-fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+fn build(
+    config: Config,
+    source: ConfigSource,
+    clock: SharedClock,
+) -> Result<(Server, ReloadRequests), StartError> {
     // Bind the admin listener now, and probe the proxy addresses, so a taken
     // port is one clear error at start instead of a log line from a runtime.
     let admin_listener = bind(&config.server.admin_listen.to_string(), "admin_listen")?;
@@ -79,12 +101,14 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     );
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(Access::new(
-        Arc::clone(&verifier),
-        pools,
+        AccessPolicy {
+            verifier,
+            pools,
+            realm: config.server.realm.clone(),
+            license_unavailable_status: config.sessions.license_unavailable_status,
+        },
         config.sessions.identity.clone(),
         Arc::clone(&store),
-        config.server.realm.clone(),
-        config.sessions.license_unavailable_status,
         Arc::clone(&metrics),
     ));
 
@@ -99,26 +123,17 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
 
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for (index, upstream) in config.upstreams.iter().enumerate() {
-        let balancer =
-            Upstream::balancer(index, upstream).map_err(|e| StartError::Build(e.to_string()))?;
-        let balancer = if upstream.health_check.is_some() {
-            let service = background_service(&format!("health check {}", upstream.name), balancer);
-            let shared = service.task();
-            server.add_service(service);
-            shared
-        } else {
-            Arc::new(balancer)
-        };
-        upstreams.push(Upstream::new(upstream, balancer));
+        let upstream =
+            Upstream::build(index, upstream).map_err(|e| StartError::Build(e.to_string()))?;
+        upstreams.push(Arc::new(upstream));
     }
-
-    let gateway = Gateway::new(
-        Arc::clone(&access),
+    let table = Arc::new(ArcSwap::from_pointee(RouteTable::new(
         config.routes.clone(),
         &config.server.gateway_prefix,
         upstreams,
         config.headers.clone(),
-    );
+    )));
+    let gateway = Gateway::new(Arc::clone(&access), Arc::clone(&table));
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.threads = Some(config.server.threads);
     for addr in &config.server.listen {
@@ -136,13 +151,6 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     server.add_service(proxy);
 
     server.add_service(background_service(
-        "jwks",
-        KeyRefresher {
-            verifier,
-            metrics: Arc::clone(&metrics),
-        },
-    ));
-    server.add_service(background_service(
         "session sweeper",
         Sweeper {
             access: Arc::clone(&access),
@@ -155,9 +163,23 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
             RevocationListener { store },
         ));
     }
+    let admin = AdminService::new(
+        admin_listener,
+        Arc::clone(&access),
+        &config.admin,
+        &config.server,
+    );
+    let (reloader, reloads) = Reloader::new(source, config.clone(), access, table, metrics);
     server.add_service(background_service(
         "admin",
-        AdminService::new(admin_listener, access, &config.admin),
+        admin.with_reloads(reloads.clone()),
+    ));
+    server.add_service(background_service("configuration", reloader));
+    server.add_service(background_service(
+        "start-up check",
+        StartupCheck {
+            listeners: config.server.listen.clone(),
+        },
     ));
 
     tracing::info!(
@@ -166,7 +188,7 @@ fn build(config: Config, clock: SharedClock) -> Result<Server, StartError> {
         store = ?config.sessions.store,
         "session-gateway starting"
     );
-    Ok(server)
+    Ok((server, reloads))
 }
 
 fn bind(addr: &str, what: &'static str) -> Result<TcpListener, StartError> {
@@ -177,30 +199,37 @@ fn bind(addr: &str, what: &'static str) -> Result<TcpListener, StartError> {
     })
 }
 
-/// Keeps every issuer's JWKS fresh.
-struct KeyRefresher {
-    verifier: Arc<Verifier>,
-    metrics: Arc<Metrics>,
+/// How long the proxy listeners get to accept their first connection.
+const STARTUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Ends the process (non-zero) when a proxy listener is not accepting
+/// connections soon after start: a proxy service that failed in its own
+/// thread would otherwise leave a process that looks alive and serves
+/// nothing.
+struct StartupCheck {
+    listeners: Vec<std::net::SocketAddr>,
 }
 
 #[async_trait]
-impl BackgroundService for KeyRefresher {
+impl BackgroundService for StartupCheck {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let tasks: Vec<_> = self
-            .verifier
-            .issuers()
-            .iter()
-            .map(|issuer| {
-                tokio::spawn(keep_fresh(
-                    Arc::clone(issuer),
-                    Arc::clone(&self.metrics),
-                    shutdown.clone(),
-                ))
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
+        for addr in &self.listeners {
+            while !probe::accepts(*addr).await {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::error!(listener = %addr, "the proxy listener does not accept connections; stopping");
+                    eprintln!(
+                        "session-gateway: the proxy listener {addr} does not accept connections"
+                    );
+                    std::process::exit(1);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
+        tracing::debug!("every proxy listener accepts connections");
     }
 }
 

@@ -61,6 +61,10 @@ struct State {
 struct PoolState {
     /// The pool as configured (limit and reserved seats for `usage`).
     pool: Arc<Pool>,
+    /// Whether the configuration in force names the pool; a pool a reload
+    /// removed keeps its open sessions (listed, closable, swept) but is no
+    /// longer reported by `usage`.
+    configured: bool,
     /// Open sessions by identity.
     sessions: HashMap<IdentityKey, Session>,
     /// Seats held per bucket (index = bucket).
@@ -167,10 +171,27 @@ impl PoolState {
         Self {
             per_bucket: vec![0; pool.bucket_count()],
             pool,
+            configured: true,
             sessions: HashMap::new(),
             by_expiry: BTreeMap::new(),
             by_subject: HashMap::new(),
         }
+    }
+
+    /// Takes a new definition of the pool, folding sessions of buckets it
+    /// no longer has into the shared bucket (0).
+    fn reconfigure(&mut self, pool: Arc<Pool>) {
+        let buckets = pool.bucket_count().max(1);
+        for session in self.sessions.values_mut() {
+            if session.bucket >= buckets {
+                session.bucket = 0;
+            }
+        }
+        let folded: u32 = self.per_bucket.iter().skip(buckets).sum();
+        self.per_bucket.resize(buckets, 0);
+        self.per_bucket[0] += folded;
+        self.pool = pool;
+        self.configured = true;
     }
 
     /// Reuses the identity's session, or opens one if the subject's cap and
@@ -471,6 +492,7 @@ impl Store for MemoryStore {
         Ok(state
             .pools
             .iter()
+            .filter(|p| p.configured)
             .map(|p| PoolUsage {
                 pool: p.pool.name.clone(),
                 limit: p.pool.limit,
@@ -492,6 +514,23 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Takes the pools of a reloaded configuration: limits, matches,
+    /// reserved seats, caps and timeouts apply from the next admission; open
+    /// sessions stay. A session whose reserved group no longer exists counts
+    /// against the shared seats.
+    fn reconfigure(&self, pools: &Pools) {
+        let mut state = self.state.lock();
+        for existing in &mut state.pools {
+            existing.configured = false;
+        }
+        for pool in pools.iter() {
+            match state.pool_index(&pool.name) {
+                Some(index) => state.pools[index].reconfigure(Arc::clone(pool)),
+                None => state.pools.push(PoolState::new(Arc::clone(pool))),
+            }
+        }
     }
 
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {

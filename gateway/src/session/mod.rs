@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::clock::UnixMillis;
-use crate::licensing::{Bucket, Pool};
+use crate::licensing::{Bucket, Pool, Pools};
 
 pub use identity::{IdentityKey, IdentityRule, SessionIdentity, SubjectKey};
 pub use memory::MemoryStore;
@@ -414,6 +414,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Takes the pools of a reloaded configuration: their limits, matches,
+    /// reserved seats, caps and timeouts apply from the next call on; open
+    /// sessions stay open and keep their seats. A pool the new configuration
+    /// no longer names keeps its open sessions (listed, closable, swept) until
+    /// they close, but is no longer reported by [`Store::usage`].
+    fn reconfigure(&self, pools: &Pools);
 
     /// Records a revocation for the whole fleet, until it lapses.
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;

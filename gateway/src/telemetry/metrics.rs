@@ -40,6 +40,13 @@ pub struct Metrics {
     pub license_refusals: IntCounterVec,
     /// Seats held, per pool (fleet-wide with Redis).
     pub seats_in_use: IntGaugeVec,
+    /// `session_gateway_store_up`: 1 when the last read of the seat gauges
+    /// reached the store, 0 when it did not (the seat gauges are then absent
+    /// rather than frozen at their last value).
+    pub store_up: IntGaugeVec,
+    /// `session_gateway_config_reloads_total{outcome}`: live reloads,
+    /// `applied` or `refused`.
+    pub config_reloads: IntCounterVec,
     /// Seat limit, per pool.
     pub seats_limit: IntGaugeVec,
     /// Reserved seats, per pool.
@@ -148,6 +155,16 @@ impl Metrics {
                 "Seats held now, per pool (the whole fleet with the Redis store).",
                 &["pool"],
             ),
+            store_up: gauge(
+                "session_gateway_store_up",
+                "1 when the session store answered the last seat-gauge read, 0 when it did not.",
+                &[],
+            ),
+            config_reloads: counter(
+                "session_gateway_config_reloads_total",
+                "Live configuration reloads, by outcome (applied, refused).",
+                &["outcome"],
+            ),
             seats_limit: gauge(
                 "session_gateway_seats_limit",
                 "Seat limit, per pool.",
@@ -192,8 +209,13 @@ impl Metrics {
         }
     }
 
-    /// Sets the seat gauges from the store's usage.
+    /// Sets the seat gauges from the store's usage: exactly the pools in
+    /// `usage` (a pool a reload removed disappears), and `store_up` 1.
     pub fn set_usage(&self, usage: &[PoolUsage]) {
+        self.seats_in_use.reset();
+        self.seats_limit.reset();
+        self.seats_reserved.reset();
+        self.store_up.with_label_values(&[] as &[&str]).set(1);
         for pool in usage {
             let name = [pool.pool.as_str()];
             self.seats_in_use
@@ -206,6 +228,15 @@ impl Metrics {
                 .with_label_values(&name)
                 .set(i64::from(pool.reserved));
         }
+    }
+
+    /// The store could not be read: the seat-use gauges disappear instead
+    /// of repeating a value that may no longer be true, and `store_up` is 0.
+    /// Limits and reservations are configuration, not store readings, and
+    /// stay.
+    pub fn set_store_unreachable(&self) {
+        self.seats_in_use.reset();
+        self.store_up.with_label_values(&[] as &[&str]).set(0);
     }
 
     /// The text exposition format of everything registered.

@@ -194,7 +194,7 @@ pub struct RedisStore {
     connection: Connection,
     driver: Driver,
     prefix: String,
-    pools: Pools,
+    pools: arc_swap::ArcSwap<StorePools>,
     clock: Option<SharedClock>,
     scripts: Scripts,
     leases: Arc<LeaseCache>,
@@ -217,6 +217,14 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// The pools the store works on: those configured now (reported by
+/// `usage`), and every pool configured since start (closed, listed and swept,
+/// so a pool removed by a reload lets its open sessions close normally).
+struct StorePools {
+    configured: Pools,
+    every: Vec<Arc<Pool>>,
 }
 
 /// Audit events on their way to the stream. At most one flush runs at a
@@ -281,7 +289,10 @@ impl RedisStore {
             connection,
             driver,
             prefix: config.key_prefix.clone(),
-            pools: pools.clone(),
+            pools: arc_swap::ArcSwap::from_pointee(StorePools {
+                configured: pools.clone(),
+                every: pools.iter().cloned().collect(),
+            }),
             clock: clock.is_manual().then_some(clock),
             scripts: Scripts::new(),
             leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
@@ -528,9 +539,13 @@ impl RedisStore {
         }
     }
 
-    fn pool(&self, name: &str) -> Result<&Arc<Pool>, StoreError> {
+    fn pool(&self, name: &str) -> Result<Arc<Pool>, StoreError> {
         self.pools
-            .get(name)
+            .load()
+            .every
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
             .ok_or_else(|| StoreError::Protocol(format!("unknown pool `{name}`")))
     }
 
@@ -681,7 +696,8 @@ impl RedisStore {
         id: &str,
         reason: CloseReason,
     ) -> Result<Option<ClosedSession>, StoreError> {
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
             let tag = self.tag(&pool.name);
             let value = self
                 .run(
@@ -769,7 +785,8 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
             let tag = self.tag(&pool.name);
             let value = self
                 .run(
@@ -799,7 +816,8 @@ impl Store for RedisStore {
         reason: CloseReason,
     ) -> Result<Vec<ClosedSession>, StoreError> {
         let mut closed = Vec::new();
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
             let tag = self.tag(&pool.name);
             let value = match self
                 .run(
@@ -822,7 +840,8 @@ impl Store for RedisStore {
 
     async fn list(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         let mut sessions = Vec::new();
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
             if filter.pool.as_ref().is_some_and(|p| p != &pool.name) {
                 continue;
             }
@@ -841,7 +860,8 @@ impl Store for RedisStore {
 
     async fn usage(&self) -> Result<Vec<PoolUsage>, StoreError> {
         let mut usage = Vec::new();
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.configured.iter() {
             let value = self.whole_pool(&self.scripts.usage, pool).await?;
             usage.push(PoolUsage {
                 pool: pool.name.clone(),
@@ -855,7 +875,8 @@ impl Store for RedisStore {
 
     async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError> {
         let mut closed = Vec::new();
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
             let value = match self.whole_pool(&self.scripts.sweep, pool).await {
                 Ok(value) => value,
                 Err(error) => return partial(closed, error),
@@ -874,6 +895,25 @@ impl Store for RedisStore {
             Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
             _ => Err(protocol("PING reply")),
         }
+    }
+
+    fn reconfigure(&self, pools: &Pools) {
+        // Limits and reserved seats travel with every admission (script
+        // arguments); only the set of pools to report, sweep and search is
+        // kept here. A removed pool stays in `every` until restart.
+        let current = self.pools.load();
+        let mut every: Vec<Arc<Pool>> = pools.iter().cloned().collect();
+        every.extend(
+            current
+                .every
+                .iter()
+                .filter(|old| pools.get(&old.name).is_none())
+                .cloned(),
+        );
+        self.pools.store(Arc::new(StorePools {
+            configured: pools.clone(),
+            every,
+        }));
     }
 
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
@@ -909,7 +949,8 @@ impl Store for RedisStore {
         // A link lives in the slot of the pool that opened the session (the
         // admission writes it), so a lookup asks every pool.
         let mut linked = Vec::new();
-        for pool in self.pools.iter() {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
             let key = format!("{}:sid:{sid_key}", self.tag(&pool.name));
             let value = self.run(&self.scripts.members, &[key], &[]).await?;
             for id in array(&value)? {

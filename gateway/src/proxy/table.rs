@@ -1,0 +1,46 @@
+//! The routing table: the routes, their upstream groups, the gateway
+//! endpoints' prefix and the identity header names, built from one
+//! configuration. The proxy reads it through a [`LiveTable`], which a live
+//! reload swaps atomically: a request keeps the table it was routed by, the
+//! next request sees the new one.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::routes::Router;
+use super::upstreams::Upstream;
+use crate::config::{IdentityHeaderNames, RouteConfig};
+
+/// One configuration's routing.
+#[derive(Debug)]
+pub struct RouteTable {
+    /// Matches a request to a route or gateway endpoint.
+    pub router: Router,
+    /// The routes, in matching order (indexes of `router`).
+    pub routes: Vec<RouteConfig>,
+    /// The upstream groups (indexes of `RouteConfig::upstream`).
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// The identity headers sent upstream and stripped from clients.
+    pub headers: IdentityHeaderNames,
+}
+
+impl RouteTable {
+    /// A table over validated routes and their built upstream groups.
+    pub fn new(
+        routes: Vec<RouteConfig>,
+        gateway_prefix: &str,
+        upstreams: Vec<Arc<Upstream>>,
+        headers: IdentityHeaderNames,
+    ) -> Self {
+        Self {
+            router: Router::new(&routes, gateway_prefix),
+            routes,
+            upstreams,
+            headers,
+        }
+    }
+}
+
+/// The table in force, shared by the proxy and the reloader.
+pub type LiveTable = Arc<ArcSwap<RouteTable>>;
