@@ -1,5 +1,5 @@
 //! Criterion micro-benchmarks of the pieces on the gateway's hot path
-//! (design.md §4): token verification (cache hit and miss, RS256 and
+//! (docs/design.md §4): token verification (cache hit and miss, RS256 and
 //! ES256), session identity derivation, route matching, and the admit call
 //! against the memory store and a local `redis-server`.
 //!

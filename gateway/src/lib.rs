@@ -2,7 +2,7 @@
 //! into accounted sessions and license seats.
 //!
 //! The crate is split by what each module decides (see `docs/architecture.md`
-//! and design.md §3):
+//! §1, "Modules and what each decides"):
 //!
 //! * [`config`]: the TOML file, validated into typed runtime values;
 //! * [`auth`]: issuers, their JWKS, token verification and its cache;

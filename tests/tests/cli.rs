@@ -1,5 +1,6 @@
 //! The command line: `check-config` and `dev`, as an operator runs them.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use session_gateway_e2e::{Reply, client, eventually, free_port};
@@ -80,6 +81,89 @@ fn check_config_names_the_key_of_the_first_error_in_one_line() -> anyhow::Result
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     Ok(())
+}
+
+/// The value given to every environment variable an example names: long
+/// enough for an admin token, valid as a password and as a header value.
+const EXAMPLE_SECRET: &str = "example-secret-0123456789";
+
+/// Every file in `config/` passes `check-config` with the environment
+/// variables it names set, and prints an effective configuration that parses
+/// and keeps the file's store choices but none of the secrets. A file added
+/// to `config/` is checked without touching this test.
+#[test]
+fn every_example_configuration_passes_check_config() -> anyhow::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let file: toml::Table = toml::from_str(&std::fs::read_to_string(&path)?)
+            .map_err(|e| anyhow::anyhow!("{name} is not TOML: {e}"))?;
+        let mut command = Command::new(BIN);
+        command
+            .arg("check-config")
+            .arg(&path)
+            .env_remove("RUST_LOG");
+        let mut names = Vec::new();
+        env_names(&file, &mut names);
+        for var in &names {
+            command.env(var, EXAMPLE_SECRET);
+        }
+        let out = command.output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{name} (with {names:?} set) failed: {stderr}"
+        );
+        let effective: toml::Table = toml::from_str(&stdout)
+            .map_err(|e| anyhow::anyhow!("output for {name} is not TOML: {e}\n{stdout}"))?;
+        for (table, key) in [("sessions", "store"), ("redis", "mode")] {
+            let wanted = file.get(table).and_then(|t| t.get(key));
+            if let Some(wanted) = wanted {
+                let got = effective.get(table).and_then(|t| t.get(key));
+                assert_eq!(got, Some(wanted), "{name}: effective {table}.{key}");
+            }
+        }
+        assert!(
+            !stdout.contains(EXAMPLE_SECRET),
+            "{name}: a secret was printed"
+        );
+        checked.push(path.file_name().map(|n| n.to_string_lossy().to_string()));
+    }
+    for example in [
+        "dev.toml",
+        "single-instance.toml",
+        "redis-fleet.toml",
+        "redis-cluster.toml",
+        "redis-sentinel.toml",
+    ] {
+        assert!(
+            checked.contains(&Some(example.to_string())),
+            "config/{example} is missing; checked {checked:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The environment variables a configuration names: the string value of
+/// every key ending in `_env`, at any depth.
+fn env_names(table: &toml::Table, names: &mut Vec<String>) {
+    for (key, value) in table {
+        match value {
+            toml::Value::String(var) if key.ends_with("_env") => names.push(var.clone()),
+            toml::Value::Table(inner) => env_names(inner, names),
+            toml::Value::Array(items) => items
+                .iter()
+                .filter_map(toml::Value::as_table)
+                .for_each(|inner| env_names(inner, names)),
+            _ => {}
+        }
+    }
 }
 
 /// `session-gateway dev` serves the walkthrough it prints: open, reuse

@@ -1,4 +1,4 @@
-//! Every rejection class of the HTTP contract (design.md §6), end to end:
+//! Every rejection class of the HTTP contract (docs/design.md §6), end to end:
 //! the documented status, problem `type` and headers, and nothing forwarded.
 //! Forged tokens, smuggling shapes and spoofed headers are in `attacks.rs`.
 

@@ -1,4 +1,4 @@
-//! The admin API under `/admin/v1` (design.md §6): list, inspect and close
+//! The admin API under `/admin/v1` (docs/design.md §6): list, inspect and close
 //! sessions, and see the seat use of every pool. Every request needs the
 //! admin bearer token ([`AdminGate`]); every answer is JSON, every failure a
 //! problem document ([`AdminError`]). The shapes are documented in

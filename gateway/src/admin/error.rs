@@ -1,7 +1,7 @@
 //! Why an admin API request failed, and the one place where that becomes an
 //! HTTP response: an RFC 9457 problem (`application/problem+json`) with the
 //! stable `type` URI `urn:session-gateway:error:<code>`, like the proxy's
-//! refusals (design.md §6), plus `WWW-Authenticate` on 401, `Retry-After`
+//! refusals (docs/design.md §6), plus `WWW-Authenticate` on 401, `Retry-After`
 //! on 503 and `Allow` on 405.
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -1,4 +1,4 @@
-//! Token verification: issuers, their keys, and the checks of design.md §4.
+//! Token verification: issuers, their keys, and the checks of docs/design.md §4.
 //!
 //! * [`claims`]: the claims of a token and how the gateway reads them;
 //! * [`jwks`]: an issuer's signing keys, their cache and refresh;

@@ -1,4 +1,4 @@
-//! Access-token verification (design.md §4 step 2).
+//! Access-token verification (docs/design.md §4 step 2).
 //!
 //! The order of checks is chosen so that nothing an attacker controls is
 //! trusted before the signature is checked, except what is needed to find the

@@ -34,7 +34,7 @@ upstream = "erp"
 policy = "session"
 "#;
 
-/// design.md §7 (its `[redis]` table is parsed but, with `store = "memory"`,
+/// A complete example file (its `[redis]` table is parsed but, with `store = "memory"`,
 /// not used), plus every optional key of a pool, route and upstream.
 const FULL: &str = r#"
 [server]

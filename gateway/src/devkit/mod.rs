@@ -8,7 +8,7 @@
 //!
 //! * `session-gateway dev` runs them next to the gateway so that a newcomer
 //!   can walk through sessions, token refresh and license exhaustion with
-//!   nothing but `curl` (design.md §8). Pingora owns the main thread and
+//!   nothing but `curl` (docs/design.md §8). Pingora owns the main thread and
 //!   forbids a tokio runtime there, so [`spawn_devkit_thread`] runs both
 //!   servers on a thread of their own.
 //! * The end-to-end tests use them as *the* issuer and backend: they start an

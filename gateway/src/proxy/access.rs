@@ -1,4 +1,4 @@
-//! The access decision of one request (design.md §4 steps 2–4), free of
+//! The access decision of one request (docs/design.md §4 steps 2–4), free of
 //! Pingora so it can be tested and reused by the gateway endpoints:
 //! bearer token → verified principal → scopes → session identity and pool →
 //! one store admission. Every refusal comes back as a [`Problem`], and a

@@ -1,6 +1,6 @@
 //! Error responses: RFC 9457 problem details with a stable `type` URI, plus
 //! the RFC 6750 `WWW-Authenticate` challenge and `Retry-After` where the
-//! HTTP contract (design.md §6) asks for them.
+//! HTTP contract (docs/design.md §6) asks for them.
 //!
 //! Every refusal of the gateway is built here, so the catalogue of codes is
 //! one enum and clients can rely on `type` never changing.

@@ -222,7 +222,7 @@ fn request_host(request: &RequestHeader) -> Option<&str> {
 }
 
 /// Writes a complete response with `Content-Length`, keeping the connection
-/// alive (unlike `respond_error`, see pingora-notes).
+/// alive (unlike `respond_error`, which turns keep-alive off).
 async fn respond(
     session: &mut HttpSession,
     status: u16,

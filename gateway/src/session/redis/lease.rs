@@ -1,4 +1,4 @@
-//! The local lease cache of one gateway instance (design.md §4 step 4).
+//! The local lease cache of one gateway instance (docs/architecture.md §5).
 //!
 //! A session this instance confirmed in Redis less than `touch_interval`
 //! ago is reused without a round trip; its idle timer is slid in Redis by an

@@ -1,5 +1,5 @@
 //! The Redis store: sessions and seats shared by a fleet of gateway
-//! instances (design.md §5, docs/architecture.md).
+//! instances (docs/design.md §5, docs/architecture.md).
 //!
 //! Every state transition is one Lua script (`lua/*.lua`, each with a header
 //! listing KEYS and ARGV), run atomically by Redis with EVALSHA (the redis
