@@ -735,11 +735,9 @@ async fn the_admin_command_shows_licenses_and_closes_sessions() -> anyhow::Resul
 
     let out = cli(&["admin", "--url", &url, "kill", &id], Some(TOKEN)).await?;
     assert!(out.ok, "{}", out.stderr);
-    assert!(
-        out.stdout.contains(&format!("closed session {id}")),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with("SESSION ID"), "{}", out.stdout);
+    assert!(out.stdout.contains(&id), "{}", out.stdout);
+    assert_eq!(out.stderr.trim(), format!("closed session {id}"));
     let out = cli(&["admin", "--url", &url, "kill", &id], Some(TOKEN)).await?;
     assert!(!out.ok);
     assert!(out.stderr.contains("no open session"), "{}", out.stderr);
@@ -750,11 +748,9 @@ async fn the_admin_command_shows_licenses_and_closes_sessions() -> anyhow::Resul
     )
     .await?;
     assert!(out.ok, "{}", out.stderr);
-    assert!(
-        out.stdout.starts_with("closed 1 session(s)"),
-        "{}",
-        out.stdout
-    );
+    assert_eq!(out.stderr.trim(), "closed 1 session(s)");
+    assert!(out.stdout.starts_with("SESSION ID"), "{}", out.stdout);
+    assert!(out.stdout.contains("bob"), "{}", out.stdout);
 
     // Errors: one line on stderr, a failing exit code.
     let out = cli(
@@ -908,5 +904,310 @@ async fn revocations_refuse_tokens_by_id_or_by_subject() -> anyhow::Result<()> {
         let r = revoke(bad.clone()).await?;
         assert_eq!(r.status, 400, "{bad}: {:?}", r.json());
     }
+    Ok(())
+}
+
+/// Tables go to stdout and nothing else, so they can be piped; counts and
+/// notes go to stderr.
+#[tokio::test]
+async fn the_admin_command_prints_tables_on_stdout_and_counts_on_stderr() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = AdminGateway::start(kit.config()).await?;
+    let url = format!("http://{}", gw.admin);
+    let sessions = |extra: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let mut args = vec!["admin", "--url", url.as_str(), "sessions"];
+            args.extend_from_slice(extra);
+            cli(&args, Some(TOKEN)).await
+        }
+    };
+
+    let out = sessions(&[]).await?;
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, "", "nothing to pipe");
+    assert_eq!(out.stderr.trim(), "no open sessions");
+
+    let alice = call(&gw, &kit.token("alice")).await?;
+    let bob = call(&gw, &kit.token("bob")).await?;
+    let out = sessions(&[]).await?;
+    assert!(out.ok, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "header and one row each:\n{}", out.stdout);
+    assert!(lines[0].starts_with("SESSION ID"), "{}", out.stdout);
+    let mut shown: Vec<&str> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    shown.sort_unstable();
+    let mut opened = vec![alice.as_str(), bob.as_str()];
+    opened.sort_unstable();
+    assert_eq!(shown, opened);
+    assert_eq!(out.stderr.trim(), "2 session(s)");
+
+    let out = sessions(&["--limit", "1"]).await?;
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert_eq!(
+        out.stderr.trim(),
+        "1 session(s); more not shown (raise --limit)"
+    );
+    Ok(())
+}
+
+/// `POST /admin/v1/revocations` refuses times in the past, naming the
+/// field, and records nothing; the command line shows the problem's detail.
+#[tokio::test]
+async fn revocations_dated_in_the_past_are_refused() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = AdminGateway::start(kit.config()).await?;
+    for (body, field) in [
+        (
+            json!({"token_id": "jti-1", "until": "2020-01-01T00:00:00Z"}),
+            "until",
+        ),
+        (
+            json!({"subject": "bob", "not_before": "2020-01-01T00:00:00Z"}),
+            "not_before",
+        ),
+    ] {
+        let r = Reply::read(
+            gw.client()
+                .post(gw.admin_url("/admin/v1/revocations"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await?;
+        assert_problem(&r, 400, "bad_request");
+        assert_eq!(r.json()["parameter"], field, "{body}");
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+        assert!(detail.contains("in the past"), "{detail}");
+    }
+    let listed = admin(&gw, Method::GET, "/admin/v1/revocations").await?;
+    assert_eq!(listed.json()["revocations"], json!([]), "nothing recorded");
+
+    let url = gw.admin_url("");
+    let out = cli(
+        &[
+            "admin",
+            "--url",
+            &url,
+            "revoke",
+            "--token-id",
+            "jti-1",
+            "--until",
+            "2020-01-01T00:00:00Z",
+        ],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(!out.ok, "{}", out.stdout);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("parameter `until`") && out.stderr.contains("in the past"),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}
+
+/// A subject revocation shows the issuer and subject it concerns, over the
+/// API and on the command line, not only their key.
+#[tokio::test]
+async fn subject_revocations_show_the_subject_they_concern() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = AdminGateway::start(kit.config()).await?;
+    let issuer = kit.issuer.claims(&TokenRequest::new("bob"))["iss"].clone();
+    let url = gw.admin_url("");
+    let out = cli(
+        &[
+            "admin",
+            "--url",
+            &url,
+            "--json",
+            "revoke",
+            "--subject",
+            "bob",
+        ],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(out.ok, "{}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout)?;
+    let revocation = &doc["revocation"];
+    assert_eq!(revocation["kind"], "subject");
+    assert_eq!(revocation["subject"], "bob");
+    assert_eq!(revocation["issuer"], issuer);
+    assert!(
+        revocation["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("subject:")),
+        "{revocation}"
+    );
+
+    let listed = admin(&gw, Method::GET, "/admin/v1/revocations").await?;
+    assert_eq!(listed.json()["revocations"][0]["subject"], "bob");
+
+    let out = cli(
+        &["admin", "--url", &url, "revocations", "list"],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(out.ok, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    let words: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["ID", "KIND", "SUBJECT", "ISSUER", "NOT", "BEFORE", "UNTIL"]
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        &row[1..4],
+        ["subject", "bob", issuer.as_str().unwrap_or("")]
+    );
+    assert_eq!(out.stderr.trim(), "1 revocation(s)");
+    Ok(())
+}
+
+/// A revocation is deleted by its id: over the API (`DELETE
+/// /admin/v1/revocations/{id}`) and with `admin revocations delete`, and the
+/// token it refused is accepted again at once.
+#[tokio::test]
+async fn revocations_are_listed_and_deleted_by_id() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = AdminGateway::start(kit.config()).await?;
+    let url = gw.admin_url("");
+    let claims = kit.issuer.claims(&TokenRequest::new("alice"));
+    let jti = claims["jti"].as_str().unwrap_or_default().to_string();
+    let alice = kit
+        .issuer
+        .sign_raw(&kit.issuer.header(jsonwebtoken::Algorithm::RS256), &claims);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let bob = kit.mint(&TokenRequest::new("bob").claim("iat", now - 60));
+    for args in [
+        vec![
+            "revoke",
+            "--token-id",
+            &jti,
+            "--until",
+            "2099-01-01T00:00:00Z",
+        ],
+        vec!["revoke", "--subject", "bob"],
+    ] {
+        let mut all = vec!["admin", "--url", &url];
+        all.extend(args);
+        let out = cli(&all, Some(TOKEN)).await?;
+        assert!(out.ok, "{}", out.stderr);
+    }
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 401);
+    assert_eq!(gw.get("/api/x", &bob).await?.status, 401);
+
+    let listed = admin(&gw, Method::GET, "/admin/v1/revocations")
+        .await?
+        .json();
+    let id_of = |kind: &str| {
+        listed["revocations"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["kind"] == kind))
+            .and_then(|r| r["id"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(id_of("token"), jti);
+    let bob_id = id_of("subject");
+
+    // Over the API: the token is accepted again at once; a second delete
+    // finds nothing.
+    let path = format!("/admin/v1/revocations/{}", url_encode(&jti));
+    let r = admin_as(&gw, Method::DELETE, &path, Some(&alice)).await?;
+    assert_problem(&r, 401, "admin_unauthorized");
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 401, "still revoked");
+    let r = admin(&gw, Method::DELETE, &path).await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["deleted"][0]["token_id"], jti.as_str());
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 200);
+    let r = admin(&gw, Method::DELETE, &path).await?;
+    assert_problem(&r, 404, "revocation_not_found");
+    assert_eq!(r.json()["revocation_id"], jti.as_str());
+
+    // On the command line.
+    let out = cli(
+        &["admin", "--url", &url, "revocations", "delete", &bob_id],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.starts_with("ID"), "{}", out.stdout);
+    assert!(out.stdout.contains("bob"), "{}", out.stdout);
+    assert_eq!(out.stderr.trim(), "deleted 1 revocation(s)");
+    assert_eq!(gw.get("/api/x", &bob).await?.status, 200);
+    let out = cli(
+        &["admin", "--url", &url, "revocations", "delete", &bob_id],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("no revocation in force"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(
+        &["admin", "--url", &url, "revocations", "list"],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr.trim(), "no revocations in force");
+    Ok(())
+}
+
+/// A revocation deleted through one instance of a fleet stops refusing
+/// the token there at once, and on the others by their next sync.
+#[tokio::test]
+async fn a_deleted_revocation_reaches_every_instance_of_a_fleet() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("sessions", "sweep_interval", "1s");
+    config.set("redis", "url", redis.url());
+    let a = AdminGateway::start(config.clone()).await?;
+    let b = AdminGateway::start(config).await?;
+    let claims = kit.issuer.claims(&TokenRequest::new("alice"));
+    let jti = claims["jti"].as_str().unwrap_or_default().to_string();
+    let alice = kit
+        .issuer
+        .sign_raw(&kit.issuer.header(jsonwebtoken::Algorithm::RS256), &claims);
+    let r = Reply::read(
+        a.client()
+            .post(a.admin_url("/admin/v1/revocations"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"token_id": jti, "until": "2099-01-01T00:00:00Z"}))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    b.eventually("B refusing the token", || async {
+        Ok((b.get("/api/x", &alice).await?.status == 401).then_some(()))
+    })
+    .await?;
+
+    let path = format!("/admin/v1/revocations/{}", url_encode(&jti));
+    let r = admin(&a, Method::DELETE, &path).await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(a.get("/api/x", &alice).await?.status, 200, "at once on A");
+    b.eventually("B accepting the token again", || async {
+        Ok((b.get("/api/x", &alice).await?.status == 200).then_some(()))
+    })
+    .await?;
     Ok(())
 }

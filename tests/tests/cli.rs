@@ -1,4 +1,5 @@
-//! The command line: `check-config` and `dev`, as an operator runs them.
+//! The command line: `check-config`, `dev` and the usage errors of `admin`,
+//! as an operator runs them.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -146,6 +147,60 @@ fn every_example_configuration_passes_check_config() -> anyhow::Result<()> {
             checked.contains(&Some(example.to_string())),
             "config/{example} is missing; checked {checked:?}"
         );
+    }
+    Ok(())
+}
+
+/// Runs `session-gateway admin …` against nothing: these fail in parsing,
+/// before any token or connection is looked at. Exit code and stderr.
+fn admin_usage(args: &[&str]) -> anyhow::Result<(Option<i32>, String, String)> {
+    let out = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .env_remove("SESSION_GATEWAY_ADMIN_TOKEN")
+        .env_remove("SESSION_GATEWAY_ADMIN_URL")
+        .output()?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}
+
+/// `admin kill` without a session id or `--subject` is a usage error that
+/// names both forms, like any other clap usage error (exit code 2).
+#[test]
+fn admin_kill_without_a_target_names_both_forms() -> anyhow::Result<()> {
+    let (code, stdout, stderr) = admin_usage(&["kill"])?;
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("SESSION_ID"), "{stderr}");
+    assert!(stderr.contains("--subject"), "{stderr}");
+    assert!(stderr.contains("Usage:"), "{stderr}");
+    let (code, _, stderr) = admin_usage(&["revoke"])?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--token-id") && stderr.contains("--subject"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = admin_usage(&["kill", "abc", "--subject", "bob"])?;
+    assert_eq!(code, Some(2), "{stderr}");
+    Ok(())
+}
+
+/// A bad `--limit` gets one clear message naming the option and the range,
+/// not the integer parser's internals.
+#[test]
+fn admin_sessions_limit_must_be_a_positive_number() -> anyhow::Result<()> {
+    for bad in ["0", "-1", "ten", "1.5", ""] {
+        let (code, _, stderr) = admin_usage(&["sessions", "--limit", bad])?;
+        assert_eq!(code, Some(2), "--limit {bad:?}: {stderr}");
+        assert!(
+            stderr.contains("--limit") && stderr.contains("must be a whole number from 1"),
+            "--limit {bad:?}: {stderr}"
+        );
+        for internal in ["non-zero", "invalid digit", "unexpected argument"] {
+            assert!(!stderr.contains(internal), "--limit {bad:?}: {stderr}");
+        }
     }
     Ok(())
 }

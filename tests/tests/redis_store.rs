@@ -99,6 +99,9 @@ impl Store for StoreWithServer {
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.store.revocations().await
     }
+    async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError> {
+        self.store.delete_revocation(id).await
+    }
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<String>, StoreError> {
         self.store.linked_sessions(sid_key).await
     }
@@ -413,5 +416,41 @@ async fn queued_audit_events_reach_the_stream_in_order_sharing_calls() -> anyhow
         (3..100).contains(&calls),
         "600 events appended in {calls} script calls (at most 256 per call)\n{stats}"
     );
+    Ok(())
+}
+
+/// Subject revocations written before the issuer and subject were kept
+/// (`s|<until>|<key>|<not before>`) still load, without names, and can be
+/// deleted by their id; new ones keep their names through Redis.
+#[tokio::test]
+async fn subject_revocations_recorded_without_names_still_load_and_delete() -> anyhow::Result<()> {
+    use session_gateway::clock::SystemClock;
+    use session_gateway::session::contract::pool;
+    use session_gateway::session::identity::subject_key;
+
+    let server = RedisServer::start()?;
+    let pools = Pools::new(vec![pool("p", 1)]);
+    let store = RedisStore::new(&redis_config(server.url()), &pools, Arc::new(SystemClock))?;
+    let until = 4_102_444_800_000u64; // 2100-01-01
+    let key = subject_key("https://idp.example.com", "alice");
+    let old = format!("s|{until}|{}|1000", key.to_hex());
+    server.cli(&["ZADD", "{contract}:revocations", &until.to_string(), &old])?;
+    let named = Revocation::of_subject("https://idp.example.com", "bob", 1000, until);
+    store.revoke(&named).await?;
+
+    let mut listed = store.revocations().await?;
+    listed.sort_by_key(Revocation::id);
+    let unnamed = Revocation::Subject {
+        subject: key,
+        named: None,
+        not_before_ms: 1000,
+        until_ms: until,
+    };
+    let mut expected = vec![unnamed.clone(), named.clone()];
+    expected.sort_by_key(Revocation::id);
+    assert_eq!(listed, expected);
+
+    assert_eq!(store.delete_revocation(&unnamed.id()).await?, vec![unnamed]);
+    assert_eq!(store.revocations().await?, vec![named]);
     Ok(())
 }

@@ -12,6 +12,9 @@
 //! | `DELETE /sessions/{id}` | the closed [`SessionView`] |
 //! | `DELETE /subjects/{sub}/sessions?issuer=` | [`ClosedSessions`] |
 //! | `GET /licenses` | [`Licenses`] |
+//! | `GET /revocations` | [`Revocations`] |
+//! | `POST /revocations` | [`RevocationRecorded`] (201) |
+//! | `DELETE /revocations/{id}` | [`DeletedRevocations`] |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,6 +87,92 @@ pub struct PoolSeats {
     pub free: u32,
 }
 
+/// A revocation as the API shows it. Times are RFC 3339 UTC with
+/// milliseconds; members that do not apply to its kind are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationView {
+    /// What `DELETE /revocations/{id}` takes: the token id, or `subject:`
+    /// and the subject key.
+    pub id: String,
+    /// `token` or `subject`.
+    pub kind: String,
+    /// The token's `jti` (or key), for `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// The subject's issuer, for `subject` (absent for revocations recorded
+    /// by versions that kept only the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The subject (`sub`), for `subject` (absent like `issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The hex key of issuer and subject, for `subject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_key: Option<String>,
+    /// Tokens issued before this are refused, for `subject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// When the revocation lapses.
+    pub until: String,
+}
+
+impl From<&Revocation> for RevocationView {
+    fn from(r: &Revocation) -> Self {
+        let at = crate::clock::rfc3339_ms;
+        match r {
+            Revocation::Token { key, until_ms } => RevocationView {
+                id: r.id(),
+                kind: "token".into(),
+                token_id: Some(key.clone()),
+                issuer: None,
+                subject: None,
+                subject_key: None,
+                not_before: None,
+                until: at(*until_ms),
+            },
+            Revocation::Subject {
+                subject,
+                named,
+                not_before_ms,
+                until_ms,
+            } => RevocationView {
+                id: r.id(),
+                kind: "subject".into(),
+                token_id: None,
+                issuer: named.as_ref().map(|n| n.issuer.clone()),
+                subject: named.as_ref().map(|n| n.subject.clone()),
+                subject_key: Some(subject.to_hex()),
+                not_before: Some(at(*not_before_ms)),
+                until: at(*until_ms),
+            },
+        }
+    }
+}
+
+/// `GET /revocations`: the revocations in force, soonest to lapse first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocations {
+    /// The revocations.
+    pub revocations: Vec<RevocationView>,
+}
+
+/// `POST /revocations`: the revocation as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecorded {
+    /// The revocation.
+    pub revocation: RevocationView,
+}
+
+/// `DELETE /revocations/{id}`: what was deleted (revocations of one token
+/// or subject with different times share an id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedRevocations {
+    /// The revocations deleted.
+    pub deleted: Vec<RevocationView>,
+    /// How many.
+    pub count: usize,
+}
+
 /// What the handlers share.
 struct Api {
     access: Arc<Access>,
@@ -99,6 +188,7 @@ pub fn router(access: Arc<Access>, gate: AdminGate) -> Router {
         .route("/subjects/{sub}/sessions", delete(close_subject))
         .route("/licenses", get(licenses))
         .route("/revocations", get(list_revocations).post(revoke))
+        .route("/revocations/{id}", delete(delete_revocation))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(Arc::clone(&api), admit))
@@ -242,24 +332,30 @@ fn time_ms(parameter: &str, text: &str) -> Result<u64, AdminError> {
         })
 }
 
-/// The JSON of a revocation.
-fn revocation_view(r: &Revocation) -> serde_json::Value {
-    let at = crate::clock::rfc3339_ms;
-    match r {
-        Revocation::Token { key, until_ms } => {
-            serde_json::json!({"kind": "token", "token_id": key, "until": at(*until_ms)})
-        }
-        Revocation::Subject {
-            subject,
-            not_before_ms,
-            until_ms,
-        } => serde_json::json!({
-            "kind": "subject",
-            "subject_key": subject.to_hex(),
-            "not_before": at(*not_before_ms),
-            "until": at(*until_ms),
-        }),
+/// How far in the past a `not_before` may lie and still count as now: the
+/// second a script took from `date` and a little clock skew.
+const NOT_BEFORE_LEEWAY_MS: u64 = 5_000;
+
+/// A time of a revocation request that must lie after `now - leeway_ms`:
+/// a revocation dated in the past would lapse at once or spare tokens the
+/// operator meant to refuse.
+fn future_time_ms(
+    parameter: &str,
+    text: &str,
+    now: u64,
+    leeway_ms: u64,
+) -> Result<u64, AdminError> {
+    let ms = time_ms(parameter, text)?;
+    if ms.saturating_add(leeway_ms) <= now {
+        return Err(AdminError::bad_parameter(
+            parameter,
+            format!(
+                "`{text}` is in the past (now is {}); give a time from now on",
+                crate::clock::rfc3339_ms(now)
+            ),
+        ));
     }
+    Ok(ms)
 }
 
 async fn revoke(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, AdminError> {
@@ -279,7 +375,8 @@ async fn revoke(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, Ad
             not_before: None,
         } if !key.is_empty() => Revocation::Token {
             key,
-            until_ms: time_ms("until", &until)?,
+            // A revocation that ends now or earlier never refuses anything.
+            until_ms: future_time_ms("until", &until, now, 0)?,
         },
         RevocationRequest {
             token_id: None,
@@ -290,14 +387,15 @@ async fn revoke(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, Ad
         } if !subject.is_empty() => {
             let issuer = api.issuer(issuer.as_deref())?;
             let not_before_ms = match not_before {
-                Some(text) => time_ms("not_before", &text)?,
+                Some(text) => future_time_ms("not_before", &text, now, NOT_BEFORE_LEEWAY_MS)?,
                 None => now,
             };
-            Revocation::Subject {
-                subject: subject_key(&issuer, &subject),
+            Revocation::of_subject(
+                &issuer,
+                &subject,
                 not_before_ms,
-                until_ms: not_before_ms.max(now) + SUBJECT_REVOCATION_TTL_MS,
-            }
+                not_before_ms.max(now) + SUBJECT_REVOCATION_TTL_MS,
+            )
         }
         _ => {
             return Err(bad(
@@ -308,18 +406,46 @@ async fn revoke(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, Ad
     api.timed("revoke", api.access.store().revoke(&revocation))
         .await?;
     api.access.apply_revocation(revocation.clone());
-    let mut response = json(&serde_json::json!({"revocation": revocation_view(&revocation)}));
+    let mut response = json(&RevocationRecorded {
+        revocation: RevocationView::from(&revocation),
+    });
     *response.status_mut() = axum::http::StatusCode::CREATED;
     Ok(response)
 }
 
+/// `GET /revocations`.
 async fn list_revocations(State(api): State<Arc<Api>>) -> Result<Response, AdminError> {
-    let list = api
+    let mut list = api
         .timed("revocations", api.access.store().revocations())
         .await?;
-    Ok(json(&serde_json::json!({
-        "revocations": list.iter().map(revocation_view).collect::<Vec<_>>(),
-    })))
+    list.sort_by_key(|r| (r.until_ms(), r.id()));
+    Ok(json(&Revocations {
+        revocations: list.iter().map(RevocationView::from).collect(),
+    }))
+}
+
+/// `DELETE /revocations/{id}`: lifts the revocations with this id for the
+/// fleet, at once on this instance.
+async fn delete_revocation(
+    State(api): State<Arc<Api>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, AdminError> {
+    let Path(id) = id.map_err(|e| AdminError::bad_parameter("id", e.body_text()))?;
+    let mut deleted = api
+        .timed(
+            "delete_revocation",
+            api.access.store().delete_revocation(&id),
+        )
+        .await?;
+    api.access.apply_revocation_deletion(&id, &deleted);
+    if deleted.is_empty() {
+        return Err(AdminError::RevocationNotFound(id));
+    }
+    deleted.sort_by_key(Revocation::until_ms);
+    Ok(json(&DeletedRevocations {
+        count: deleted.len(),
+        deleted: deleted.iter().map(RevocationView::from).collect(),
+    }))
 }
 
 async fn not_found(uri: Uri) -> AdminError {
@@ -474,6 +600,33 @@ mod tests {
             Err(AdminError::BadParameter { parameter, reason }) => (parameter, reason),
             other => panic!("{query}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn revocation_times_must_not_lie_in_the_past() {
+        let now = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+        let text = "2027-01-15T08:00:00Z";
+        assert_eq!(
+            future_time_ms("until", "2027-01-15T08:00:01Z", now, 0),
+            Ok(now + 1000)
+        );
+        match future_time_ms("until", text, now, 0) {
+            Err(AdminError::BadParameter { parameter, reason }) => {
+                assert_eq!(parameter, "until");
+                assert!(reason.contains("in the past"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // `not_before` may lag a little behind.
+        assert_eq!(
+            future_time_ms("not_before", text, now + 4_000, NOT_BEFORE_LEEWAY_MS),
+            Ok(now)
+        );
+        assert!(future_time_ms("not_before", text, now + 5_000, NOT_BEFORE_LEEWAY_MS).is_err());
+        assert!(matches!(
+            future_time_ms("until", "soon", now, 0),
+            Err(AdminError::BadParameter { parameter, .. }) if parameter == "until"
+        ));
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::api::{ClosedSessions, Licenses, MAX_LIMIT, PREFIX, SessionList};
+use super::api::{
+    ClosedSessions, DeletedRevocations, Licenses, MAX_LIMIT, PREFIX, RevocationRecorded,
+    Revocations, SessionList,
+};
 use crate::config::Secret;
 use crate::session::SessionView;
 
@@ -157,13 +160,27 @@ impl AdminClient {
     pub async fn revoke(
         &self,
         request: &serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<RevocationRecorded, ClientError> {
         self.send(
             reqwest::Method::POST,
             self.url(&["revocations"]),
             Some(request),
         )
         .await
+    }
+
+    /// The revocations in force, soonest to lapse first.
+    pub async fn revocations(&self) -> Result<Revocations, ClientError> {
+        self.call(reqwest::Method::GET, self.url(&["revocations"]))
+            .await
+    }
+
+    /// Deletes the revocations with this id (see
+    /// [`RevocationView::id`](super::api::RevocationView::id)); what was
+    /// deleted.
+    pub async fn delete_revocation(&self, id: &str) -> Result<DeletedRevocations, ClientError> {
+        self.call(reqwest::Method::DELETE, self.url(&["revocations", id]))
+            .await
     }
 
     /// The URL of an API path; each segment is percent-encoded, so a

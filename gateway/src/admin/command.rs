@@ -5,18 +5,28 @@
 //! session-gateway admin … kill <session-id>
 //! session-gateway admin … kill --subject <sub> [--issuer I]
 //! session-gateway admin … licenses
+//! session-gateway admin … revoke --token-id <jti> --until <time>
+//! session-gateway admin … revoke --subject <sub> [--issuer I] [--not-before <time>]
+//! session-gateway admin … revocations list
+//! session-gateway admin … revocations delete <id>
 //! ```
 //!
-//! Tables by default, the API's JSON with `--json`. The admin token is read
-//! from an environment variable (never from an argument, which other users
-//! of the machine could see in the process list).
+//! Tables by default, the API's JSON with `--json`. Tables go to stdout and
+//! counts and notes to stderr, so a table can be piped into other tools
+//! without a footer to strip. The admin token is read from an environment
+//! variable (never from an argument, which other users of the machine could
+//! see in the process list).
 
-use std::num::NonZeroUsize;
+use std::io::Write;
+use std::ops::RangeInclusive;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 
-use super::api::{ClosedSessions, Licenses, SessionList};
+use super::api::{
+    ClosedSessions, DeletedRevocations, Licenses, RevocationRecorded, RevocationView, Revocations,
+    SessionList,
+};
 use super::client::AdminClient;
 use crate::config::Secret;
 use crate::session::SessionView;
@@ -25,6 +35,10 @@ use crate::session::SessionView;
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9190";
 /// The default environment variable holding the admin token.
 pub const DEFAULT_TOKEN_ENV: &str = "SESSION_GATEWAY_ADMIN_TOKEN";
+
+/// The values `sessions --limit` takes. The client pages through the API,
+/// so the upper end only keeps a typo from asking for everything.
+const LIMIT_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 
 /// Options of `session-gateway admin`.
 #[derive(Debug, Args)]
@@ -55,17 +69,18 @@ pub enum AdminCommand {
         #[arg(long)]
         subject: Option<String>,
         /// Show at most this many sessions (all by default).
-        #[arg(long)]
-        limit: Option<NonZeroUsize>,
+        // Negative numbers reach the value parser, so `-1` gets the same
+        // clear message as `0` instead of "unexpected argument".
+        #[arg(long, value_name = "N", value_parser = limit, allow_negative_numbers = true)]
+        limit: Option<usize>,
     },
     /// Close a session, or every session of a subject, and free the seats.
+    // A group rather than `required_unless_present`, so that the usage error
+    // of a bare `kill` names both forms.
+    #[command(group(ArgGroup::new("target").required(true).args(["session_id", "subject"])))]
     Kill {
         /// The session to close.
-        #[arg(
-            value_name = "SESSION_ID",
-            required_unless_present = "subject",
-            conflicts_with = "subject"
-        )]
+        #[arg(value_name = "SESSION_ID")]
         session_id: Option<String>,
         /// Close every session of this subject (the token's `sub`) instead.
         #[arg(long)]
@@ -78,17 +93,14 @@ pub enum AdminCommand {
     Licenses,
     /// Refuse tokens that still verify: one token by its `jti` until a time,
     /// or every token of a subject issued before a time (default: now).
+    /// Times must not lie in the past.
+    #[command(group(ArgGroup::new("target").required(true).args(["token_id", "subject"])))]
     Revoke {
         /// The token's `jti`.
-        #[arg(
-            long,
-            required_unless_present = "subject",
-            conflicts_with = "subject",
-            requires = "until"
-        )]
+        #[arg(long, requires = "until")]
         token_id: Option<String>,
         /// With --token-id: until when (RFC 3339), normally the token's `exp`.
-        #[arg(long)]
+        #[arg(long, requires = "token_id")]
         until: Option<String>,
         /// Revoke every token of this subject (the token's `sub`) instead.
         #[arg(long)]
@@ -100,6 +112,41 @@ pub enum AdminCommand {
         #[arg(long, requires = "subject")]
         not_before: Option<String>,
     },
+    /// List or delete the revocations in force.
+    Revocations {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: RevocationsCommand,
+    },
+}
+
+/// `session-gateway admin revocations …`.
+#[derive(Debug, Subcommand)]
+pub enum RevocationsCommand {
+    /// List the revocations in force, soonest to lapse first.
+    List,
+    /// Delete a revocation by the id `list` shows, for every instance: the
+    /// tokens it refused are accepted again.
+    Delete {
+        /// The revocation's id: a token id, or `subject:` and a subject key.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+/// `--limit`'s value parser: one message for every bad value (`0`, `-1`,
+/// `ten`), where the integer parser would show its internals.
+fn limit(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| LIMIT_RANGE.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "must be a whole number from {} to {}",
+                LIMIT_RANGE.start(),
+                LIMIT_RANGE.end()
+            )
+        })
 }
 
 /// Runs `session-gateway admin` on a small runtime of its own (this command
@@ -121,8 +168,36 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the admin client")?;
     let output = runtime.block_on(execute(&client, &args.command, args.json))?;
-    print!("{output}");
-    Ok(())
+    output.emit()
+}
+
+/// What one operation prints.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Output {
+    /// For stdout: a table or JSON, nothing else.
+    stdout: String,
+    /// For stderr, one line each: counts and notes.
+    notes: Vec<String>,
+}
+
+impl Output {
+    fn emit(&self) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(self.stdout.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // A reader that stopped early (`| head`) has what it wanted.
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).context("writing to stdout");
+            }
+            _ => {}
+        }
+        for note in &self.notes {
+            eprintln!("{note}");
+        }
+        Ok(())
+    }
 }
 
 /// Runs one operation and renders its answer.
@@ -130,12 +205,18 @@ async fn execute(
     client: &AdminClient,
     command: &AdminCommand,
     json: bool,
-) -> anyhow::Result<String> {
-    let render = |value: &dyn Render| -> anyhow::Result<String> {
+) -> anyhow::Result<Output> {
+    let render = |value: &dyn Render| -> anyhow::Result<Output> {
         if json {
-            Ok(format!("{}\n", value.json()?))
+            Ok(Output {
+                stdout: format!("{}\n", value.json()?),
+                notes: Vec::new(),
+            })
         } else {
-            Ok(value.table())
+            Ok(Output {
+                stdout: value.table(),
+                notes: value.notes(),
+            })
         }
     };
     match command {
@@ -145,11 +226,7 @@ async fn execute(
             limit,
         } => {
             let list = client
-                .sessions(
-                    pool.as_deref(),
-                    subject.as_deref(),
-                    limit.map(NonZeroUsize::get),
-                )
+                .sessions(pool.as_deref(), subject.as_deref(), *limit)
                 .await?;
             render(&list)
         }
@@ -183,9 +260,14 @@ async fn execute(
                     request.insert(key.into(), value.clone().into());
                 }
             }
-            let answer = client.revoke(&serde_json::Value::Object(request)).await?;
-            render(&Revoked(answer))
+            render(&client.revoke(&serde_json::Value::Object(request)).await?)
         }
+        AdminCommand::Revocations {
+            command: RevocationsCommand::List,
+        } => render(&client.revocations().await?),
+        AdminCommand::Revocations {
+            command: RevocationsCommand::Delete { id },
+        } => render(&client.delete_revocation(id).await?),
     }
 }
 
@@ -193,8 +275,12 @@ async fn execute(
 trait Render {
     /// The answer's JSON, pretty-printed.
     fn json(&self) -> serde_json::Result<String>;
-    /// The answer for a terminal.
+    /// The answer for a terminal: a table, or nothing.
     fn table(&self) -> String;
+    /// Counts and notes that go with the table, for stderr.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The answer of `kill <session-id>`.
@@ -207,15 +293,20 @@ impl Render for SessionList {
 
     fn table(&self) -> String {
         if self.sessions.is_empty() {
-            return "no open sessions\n".to_string();
+            return String::new();
         }
-        let mut out = sessions_table(&self.sessions);
-        out.push_str(&format!("{} session(s)", self.sessions.len()));
+        sessions_table(&self.sessions)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if self.sessions.is_empty() {
+            return vec!["no open sessions".to_string()];
+        }
+        let mut note = format!("{} session(s)", self.sessions.len());
         if self.next_cursor.is_some() {
-            out.push_str("; more not shown (raise --limit)");
+            note.push_str("; more not shown (raise --limit)");
         }
-        out.push('\n');
-        out
+        vec![note]
     }
 }
 
@@ -225,11 +316,11 @@ impl Render for Killed {
     }
 
     fn table(&self) -> String {
-        let s = &self.0;
-        format!(
-            "closed session {} (pool {}, subject {})\n",
-            s.session_id, s.pool, s.subject
-        )
+        sessions_table(std::slice::from_ref(&self.0))
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!("closed session {}", self.0.session_id)]
     }
 }
 
@@ -239,38 +330,58 @@ impl Render for ClosedSessions {
     }
 
     fn table(&self) -> String {
-        let mut out = format!("closed {} session(s)\n", self.count);
-        if !self.closed.is_empty() {
-            out.push_str(&sessions_table(&self.closed));
+        if self.closed.is_empty() {
+            return String::new();
         }
-        out
+        sessions_table(&self.closed)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!("closed {} session(s)", self.count)]
     }
 }
 
-/// The answer of `revoke`.
-struct Revoked(serde_json::Value);
-
-impl Render for Revoked {
+impl Render for RevocationRecorded {
     fn json(&self) -> serde_json::Result<String> {
-        serde_json::to_string_pretty(&self.0)
+        serde_json::to_string_pretty(self)
     }
 
     fn table(&self) -> String {
-        let revocation = &self.0["revocation"];
-        let rows: Vec<Vec<String>> = revocation
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| {
-                        vec![
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                        ]
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        table(&[("REVOCATION", Align::Left), ("", Align::Left)], &rows)
+        revocations_table(std::slice::from_ref(&self.revocation))
+    }
+}
+
+impl Render for Revocations {
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+
+    fn table(&self) -> String {
+        if self.revocations.is_empty() {
+            return String::new();
+        }
+        revocations_table(&self.revocations)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if self.revocations.is_empty() {
+            return vec!["no revocations in force".to_string()];
+        }
+        vec![format!("{} revocation(s)", self.revocations.len())]
+    }
+}
+
+impl Render for DeletedRevocations {
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+
+    fn table(&self) -> String {
+        revocations_table(&self.deleted)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!("deleted {} revocation(s)", self.count)]
     }
 }
 
@@ -330,6 +441,41 @@ fn sessions_table(sessions: &[SessionView]) -> String {
             ("CREATED", Align::Left),
             ("LAST SEEN", Align::Left),
             ("EXPIRES", Align::Left),
+        ],
+        &rows,
+    )
+}
+
+/// One row per revocation. Cells that do not apply to a kind are `-`; the
+/// names of a subject revoked by an older version, which kept only its key,
+/// are `(not recorded)`.
+fn revocations_table(revocations: &[RevocationView]) -> String {
+    let rows: Vec<Vec<String>> = revocations
+        .iter()
+        .map(|r| {
+            let subject_cell = |value: &Option<String>| match (value, r.kind.as_str()) {
+                (Some(v), _) => v.clone(),
+                (None, "subject") => "(not recorded)".to_string(),
+                (None, _) => "-".to_string(),
+            };
+            vec![
+                r.id.clone(),
+                r.kind.clone(),
+                subject_cell(&r.subject),
+                subject_cell(&r.issuer),
+                r.not_before.clone().unwrap_or_else(|| "-".to_string()),
+                r.until.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("ID", Align::Left),
+            ("KIND", Align::Left),
+            ("SUBJECT", Align::Left),
+            ("ISSUER", Align::Left),
+            ("NOT BEFORE", Align::Left),
+            ("UNTIL", Align::Left),
         ],
         &rows,
     )
@@ -419,6 +565,85 @@ mod tests {
             "POOL         LIMIT  RESERVED  IN USE  FREE\n\
              interactive     50         1       7    43\n\
              batch            5         0       5     0\n"
+        );
+    }
+
+    #[test]
+    fn session_counts_are_notes_not_table_rows() {
+        let view = |id: &str| SessionView {
+            session_id: id.into(),
+            pool: "p".into(),
+            subject: "alice".into(),
+            issuer: "https://idp".into(),
+            client: None,
+            created: "c".into(),
+            last_seen: "l".into(),
+            idle_expires: "i".into(),
+            absolute_expires: "a".into(),
+            expires: "e".into(),
+        };
+        let list = SessionList {
+            sessions: vec![view("s1"), view("s2")],
+            next_cursor: Some("more".into()),
+        };
+        assert_eq!(list.table().lines().count(), 3);
+        assert!(!list.table().contains("session(s)"));
+        assert_eq!(
+            list.notes(),
+            ["2 session(s); more not shown (raise --limit)"]
+        );
+        let empty = SessionList {
+            sessions: vec![],
+            next_cursor: None,
+        };
+        assert_eq!(empty.table(), "");
+        assert_eq!(empty.notes(), ["no open sessions"]);
+    }
+
+    #[test]
+    fn limits_are_whole_numbers_in_range() {
+        assert_eq!(limit("1"), Ok(1));
+        assert_eq!(limit("1000000"), Ok(1_000_000));
+        for bad in ["0", "-1", "1000001", "ten", ""] {
+            assert_eq!(
+                limit(bad),
+                Err("must be a whole number from 1 to 1000000".to_string()),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn revocation_tables_show_whom_they_concern() {
+        use crate::session::Revocation;
+        let views: Vec<RevocationView> = [
+            Revocation::Token {
+                key: "jti-1".into(),
+                until_ms: 0,
+            },
+            Revocation::of_subject("https://idp", "bob", 0, 0),
+            Revocation::Subject {
+                subject: crate::session::identity::subject_key("https://idp", "carol"),
+                named: None,
+                not_before_ms: 0,
+                until_ms: 0,
+            },
+        ]
+        .iter()
+        .map(RevocationView::from)
+        .collect();
+        let out = revocations_table(&views);
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[1][..5], ["jti-1", "token", "-", "-", "-"]);
+        assert_eq!(rows[2][1..4], ["subject", "bob", "https://idp"]);
+        assert!(rows[2][0].starts_with("subject:"));
+        assert!(
+            out.lines()
+                .nth(3)
+                .is_some_and(|l| l.contains("(not recorded)"))
         );
     }
 

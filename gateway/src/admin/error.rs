@@ -35,6 +35,9 @@ pub enum AdminError {
     /// No open session has this id.
     #[error("no open session with id `{0}`")]
     SessionNotFound(String),
+    /// No revocation in force has this id.
+    #[error("no revocation in force with id `{0}`")]
+    RevocationNotFound(String),
     /// A query or path parameter has a bad value.
     #[error("parameter `{parameter}`: {reason}")]
     BadParameter {
@@ -69,6 +72,7 @@ impl AdminError {
             AdminError::Disabled => "admin_disabled",
             AdminError::MissingToken | AdminError::WrongToken => "admin_unauthorized",
             AdminError::SessionNotFound(_) => "session_not_found",
+            AdminError::RevocationNotFound(_) => "revocation_not_found",
             AdminError::BadParameter { .. } => "bad_request",
             AdminError::NotFound(_) => "not_found",
             AdminError::MethodNotAllowed(_) => "method_not_allowed",
@@ -79,9 +83,10 @@ impl AdminError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            AdminError::Disabled | AdminError::SessionNotFound(_) | AdminError::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            AdminError::Disabled
+            | AdminError::SessionNotFound(_)
+            | AdminError::RevocationNotFound(_)
+            | AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::MissingToken | AdminError::WrongToken => StatusCode::UNAUTHORIZED,
             AdminError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -94,6 +99,7 @@ impl AdminError {
             AdminError::Disabled => "Admin API disabled",
             AdminError::MissingToken | AdminError::WrongToken => "Admin authentication required",
             AdminError::SessionNotFound(_) => "Session not found",
+            AdminError::RevocationNotFound(_) => "Revocation not found",
             AdminError::BadParameter { .. } => "Bad request",
             AdminError::NotFound(_) => "Not found",
             AdminError::MethodNotAllowed(_) => "Method not allowed",
@@ -128,6 +134,10 @@ impl AdminError {
                 AdminError::SessionNotFound(id) => Some(id),
                 _ => None,
             },
+            revocation_id: match self {
+                AdminError::RevocationNotFound(id) => Some(id),
+                _ => None,
+            },
         }
     }
 }
@@ -151,6 +161,9 @@ pub struct ProblemDocument<'a> {
     /// The id that was not found (`session_not_found`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<&'a str>,
+    /// The id that was not found (`revocation_not_found`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_id: Option<&'a str>,
 }
 
 impl IntoResponse for AdminError {

@@ -40,6 +40,16 @@ impl RevocationList {
         }
     }
 
+    /// Removes the revocations whose [`Revocation::id`] is `id` now (an
+    /// operator deleted them); how many were removed. Other instances drop
+    /// them at their next sync.
+    pub fn remove(&self, id: &str) -> usize {
+        let mut list = self.inner.write();
+        let before = list.len();
+        list.retain(|r| r.id() != id);
+        before - list.len()
+    }
+
     /// Replaces the list with the store's (the periodic sync); revocations
     /// added locally meanwhile are in the store too.
     pub fn replace(&self, revocations: Vec<Revocation>) {
@@ -129,11 +139,12 @@ mod tests {
     #[test]
     fn subject_revocations_refuse_tokens_issued_before() {
         let list = RevocationList::new();
-        list.add(Revocation::Subject {
-            subject: subject_key("https://idp", "alice"),
-            not_before_ms: 1_500_000,
-            until_ms: 9_000_000,
-        });
+        list.add(Revocation::of_subject(
+            "https://idp",
+            "alice",
+            1_500_000,
+            9_000_000,
+        ));
         assert!(list.is_revoked(&principal(1_000), "x", 2_000_000));
         assert!(!list.is_revoked(&principal(1_600), "x", 2_000_000));
         let mut bob = principal(1_000);
@@ -161,12 +172,71 @@ mod tests {
             },
             Revocation::Subject {
                 subject: subject_key("i", "s"),
+                named: None,
                 not_before_ms: 3,
                 until_ms: 9,
             },
+            Revocation::of_subject("https://idp|x", "al|ice ü", 3, 9),
+            Revocation::of_subject("", "", 3, 9),
         ] {
             assert_eq!(Revocation::decode(&r.encode()), Some(r));
         }
         assert_eq!(Revocation::decode("x|1|y"), None);
+    }
+
+    #[test]
+    fn subject_revocations_stored_without_names_still_decode() {
+        // The form written before the issuer and subject were kept.
+        let key = subject_key("https://idp", "alice");
+        assert_eq!(
+            Revocation::decode(&format!("s|9000|{}|1500", key.to_hex())),
+            Some(Revocation::Subject {
+                subject: key,
+                named: None,
+                not_before_ms: 1500,
+                until_ms: 9000,
+            })
+        );
+        // Names that are not the key's are not shown as if they were.
+        let forged = format!("s|9000|{}|1500|11|https://idpmallory", key.to_hex());
+        assert!(matches!(
+            Revocation::decode(&forged),
+            Some(Revocation::Subject { named: None, .. })
+        ));
+        let truncated = format!("s|9000|{}|1500|11", key.to_hex());
+        assert_eq!(Revocation::decode(&truncated), None);
+    }
+
+    #[test]
+    fn revocations_are_removed_by_id() {
+        let list = RevocationList::new();
+        // Issued after the subject revocation's `not_before`: only the token
+        // revocations concern it.
+        let p = principal(1_600);
+        list.add(Revocation::Token {
+            key: "jti-1".into(),
+            until_ms: 2_000_000,
+        });
+        list.add(Revocation::Token {
+            key: "jti-1".into(),
+            until_ms: 3_000_000,
+        });
+        list.add(Revocation::of_subject(
+            "https://idp",
+            "alice",
+            1_500_000,
+            9_000_000,
+        ));
+        assert!(list.is_revoked(&p, "jti-1", 1_000_000));
+        assert_eq!(list.remove("jti-2"), 0);
+        assert_eq!(list.remove("jti-1"), 2, "both times of one token");
+        assert!(!list.is_revoked(&p, "jti-1", 1_000_000));
+        assert!(
+            list.is_revoked(&principal(1_000), "x", 1_000_000),
+            "the subject's remains"
+        );
+        let id = format!("subject:{}", subject_key("https://idp", "alice").to_hex());
+        assert_eq!(list.remove(&id), 1);
+        assert!(list.is_empty());
     }
 }

@@ -145,6 +145,24 @@ impl Access {
         self.revocations.add(revocation);
     }
 
+    /// Applies the deletion of the revocations with this id, already made
+    /// in the store, to this instance at once (and audits it). Other
+    /// instances drop them at their next sync.
+    pub fn apply_revocation_deletion(&self, id: &str, deleted: &[Revocation]) {
+        // Even when the store had none, this instance may still hold one
+        // that another instance deleted since the last sync.
+        self.revocations.remove(id);
+        if deleted.is_empty() {
+            return;
+        }
+        audit::revocation_deleted(id, deleted.len());
+        self.trail(vec![
+            ("event", "revocation_deleted".into()),
+            ("revocation_id", id.to_string()),
+            ("count", deleted.len().to_string()),
+        ]);
+    }
+
     /// Mirrors the store's revocations (the periodic sync).
     pub async fn sync_revocations(&self) {
         let started = std::time::Instant::now();
@@ -253,11 +271,12 @@ impl Access {
                 .close_subject(&subject, CloseReason::Backchannel)
                 .await
                 .map_err(|_| BackchannelError::Unavailable)?;
-            self.revoke(Revocation::Subject {
-                subject,
-                not_before_ms: now_ms,
-                until_ms: now_ms + SUBJECT_REVOCATION_TTL_MS,
-            })
+            self.revoke(Revocation::of_subject(
+                &issuer.issuer,
+                sub,
+                now_ms,
+                now_ms + SUBJECT_REVOCATION_TTL_MS,
+            ))
             .await
             .map_err(|_| BackchannelError::Unavailable)?;
         }

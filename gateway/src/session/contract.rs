@@ -1211,11 +1211,7 @@ pub async fn revocations_are_kept_until_they_lapse(factory: &dyn StoreFactory) {
         key: "jti-1".into(),
         until_ms: T0 + 60_000,
     };
-    let subject = Revocation::Subject {
-        subject: crate::session::identity::subject_key(ISSUER, "alice"),
-        not_before_ms: T0,
-        until_ms: T0 + 120_000,
-    };
+    let subject = Revocation::of_subject(ISSUER, "alice", T0, T0 + 120_000);
     assert!(t.store.revocations().await.expect("revocations").is_empty());
     t.store.revoke(&token).await.expect("revoke");
     t.store.revoke(&subject).await.expect("revoke");
@@ -1231,6 +1227,79 @@ pub async fn revocations_are_kept_until_they_lapse(factory: &dyn StoreFactory) {
     );
     t.advance_ms(60_000);
     assert!(t.store.revocations().await.expect("revocations").is_empty());
+}
+
+/// A revocation is deleted by its id for everyone: every revocation of that
+/// token or subject goes, whatever its times, and nothing else; an unknown
+/// id or a lapsed revocation deletes nothing.
+pub async fn revocations_are_deleted_by_id(factory: &dyn StoreFactory) {
+    use crate::session::Revocation;
+    let t = StoreUnderTest::new(factory, vec![pool("p", 1)]).await;
+    let token = |key: &str, until_ms| Revocation::Token {
+        key: key.into(),
+        until_ms,
+    };
+    // Keys that look like other forms must not confuse the stores.
+    let odd = token("a|b|subject:x", T0 + 90_000);
+    let alice = Revocation::of_subject(ISSUER, "alice", T0, T0 + 120_000);
+    let alice_again = Revocation::of_subject(ISSUER, "alice", T0 + 1, T0 + 150_000);
+    let bob = Revocation::of_subject(ISSUER, "bob", T0, T0 + 120_000);
+    for r in [
+        &token("jti-1", T0 + 60_000),
+        &token("jti-1", T0 + 70_000),
+        &token("jti-2", T0 + 10_000),
+        &odd,
+        &alice,
+        &alice_again,
+        &bob,
+    ] {
+        t.store.revoke(r).await.expect("revoke");
+    }
+    let in_force = || async {
+        let mut list = t.store.revocations().await.expect("revocations");
+        list.sort_by_key(|r| (r.until_ms(), r.id()));
+        list
+    };
+
+    let mut deleted = t.store.delete_revocation("jti-1").await.expect("delete");
+    deleted.sort_by_key(Revocation::until_ms);
+    assert_eq!(
+        deleted,
+        vec![token("jti-1", T0 + 60_000), token("jti-1", T0 + 70_000)]
+    );
+    assert_eq!(
+        t.store.delete_revocation("jti-1").await.expect("again"),
+        vec![],
+        "deleting twice deletes nothing"
+    );
+    assert_eq!(
+        t.store.delete_revocation("jti").await.expect("prefix"),
+        vec![]
+    );
+
+    let mut deleted = t
+        .store
+        .delete_revocation(&alice.id())
+        .await
+        .expect("delete");
+    deleted.sort_by_key(Revocation::until_ms);
+    assert_eq!(deleted, vec![alice.clone(), alice_again.clone()]);
+    assert_eq!(
+        t.store.delete_revocation(&odd.id()).await.expect("delete"),
+        vec![odd.clone()]
+    );
+    assert_eq!(
+        in_force().await,
+        vec![token("jti-2", T0 + 10_000), bob.clone()]
+    );
+
+    t.advance_ms(10_000);
+    assert_eq!(
+        t.store.delete_revocation("jti-2").await.expect("lapsed"),
+        vec![],
+        "a lapsed revocation is not deleted again"
+    );
+    assert_eq!(in_force().await, vec![bob]);
 }
 
 /// The admission that opens a session links it to the identity provider
@@ -1345,6 +1414,7 @@ macro_rules! store_contract_tests {
             absolute_end_is_exact_for_sweep,
             each_pool_counts_its_own_seats,
             revocations_are_kept_until_they_lapse,
+            revocations_are_deleted_by_id,
             sid_links_and_one_time_ids_lapse,
         );
         $crate::store_contract_tests!(@concurrent $factory;

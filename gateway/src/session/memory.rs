@@ -548,6 +548,17 @@ impl Store for MemoryStore {
         Ok(revocations.clone())
     }
 
+    async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut revocations = self.revocations.lock();
+        revocations.retain(|r| r.until_ms() > now);
+        let (deleted, kept) = std::mem::take(&mut *revocations)
+            .into_iter()
+            .partition(|r| r.id() == id);
+        *revocations = kept;
+        Ok(deleted)
+    }
+
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
         let now = self.clock.now_ms();
         Ok(self

@@ -309,8 +309,12 @@ pub enum Revocation {
     },
     /// Every token of a subject issued before `not_before_ms`.
     Subject {
-        /// Issuer + subject.
+        /// Issuer + subject: what tokens are matched by.
         subject: SubjectKey,
+        /// The issuer and subject the key was derived from, so operators see
+        /// whom the revocation concerns; `None` for revocations recorded by
+        /// versions that stored only the key.
+        named: Option<SubjectName>,
         /// Tokens issued (`iat`) before this are refused.
         not_before_ms: UnixMillis,
         /// When the revocation lapses.
@@ -318,7 +322,39 @@ pub enum Revocation {
     },
 }
 
+/// The issuer and subject (`iss`, `sub`) of a subject revocation, as given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubjectName {
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The subject (`sub`).
+    pub subject: String,
+}
+
+/// How the [`Revocation::id`] of a subject revocation starts; the rest is
+/// the hex subject key.
+pub const SUBJECT_REVOCATION_ID_PREFIX: &str = "subject:";
+
 impl Revocation {
+    /// A revocation of every token of `subject` of `issuer` issued before
+    /// `not_before_ms`, which keeps the names beside the key.
+    pub fn of_subject(
+        issuer: &str,
+        subject: &str,
+        not_before_ms: UnixMillis,
+        until_ms: UnixMillis,
+    ) -> Self {
+        Revocation::Subject {
+            subject: identity::subject_key(issuer, subject),
+            named: Some(SubjectName {
+                issuer: issuer.to_string(),
+                subject: subject.to_string(),
+            }),
+            not_before_ms,
+            until_ms,
+        }
+    }
+
     /// When it lapses.
     pub fn until_ms(&self) -> UnixMillis {
         match self {
@@ -326,19 +362,46 @@ impl Revocation {
         }
     }
 
-    /// A compact text form (stored by the Redis store).
+    /// The stable id an operator deletes it by: a token revocation's key, or
+    /// `subject:` and the hex subject key. Revocations of the same token or
+    /// subject share their id whatever their times, so deleting by id lifts
+    /// the refusal completely. The Redis store's `delete_revocation.lua`
+    /// derives the same id from the encoded form.
+    pub fn id(&self) -> String {
+        match self {
+            Revocation::Token { key, .. } => key.clone(),
+            Revocation::Subject { subject, .. } => {
+                format!("{SUBJECT_REVOCATION_ID_PREFIX}{}", subject.to_hex())
+            }
+        }
+    }
+
+    /// A compact text form (stored by the Redis store):
+    /// `t|<until>|<key>` or `s|<until>|<subject key>|<not before>`, the
+    /// latter followed by `|<issuer length>|<issuer><subject>` when the names
+    /// are known. The length prefix lets issuer and subject hold any
+    /// character, `|` included.
     pub fn encode(&self) -> String {
         match self {
             Revocation::Token { key, until_ms } => format!("t|{until_ms}|{key}"),
             Revocation::Subject {
                 subject,
+                named,
                 not_before_ms,
                 until_ms,
-            } => format!("s|{until_ms}|{}|{not_before_ms}", subject.to_hex()),
+            } => {
+                let mut text = format!("s|{until_ms}|{}|{not_before_ms}", subject.to_hex());
+                if let Some(SubjectName { issuer, subject }) = named {
+                    text.push_str(&format!("|{}|{issuer}{subject}", issuer.len()));
+                }
+                text
+            }
         }
     }
 
-    /// Parses [`Revocation::encode`]'s form.
+    /// Parses [`Revocation::encode`]'s form, old subject revocations (no
+    /// names) included. Names that do not hash to the stored key are
+    /// dropped rather than shown: the key is what is enforced.
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.splitn(3, '|');
         let kind = parts.next()?;
@@ -350,10 +413,26 @@ impl Revocation {
                 until_ms,
             }),
             "s" => {
-                let (subject, not_before) = rest.split_once('|')?;
+                let mut fields = rest.splitn(4, '|');
+                let subject = identity::Digest32::from_hex(fields.next()?)?;
+                let not_before_ms = fields.next()?.parse().ok()?;
+                let named = match (fields.next(), fields.next()) {
+                    (None, _) => None,
+                    (Some(length), Some(names)) => {
+                        let length: usize = length.parse().ok()?;
+                        let issuer = names.get(..length)?;
+                        let sub = names.get(length..)?;
+                        (identity::subject_key(issuer, sub) == subject).then(|| SubjectName {
+                            issuer: issuer.to_string(),
+                            subject: sub.to_string(),
+                        })
+                    }
+                    (Some(_), None) => return None,
+                };
                 Some(Revocation::Subject {
-                    subject: identity::Digest32::from_hex(subject)?,
-                    not_before_ms: not_before.parse().ok()?,
+                    subject,
+                    named,
+                    not_before_ms,
                     until_ms,
                 })
             }
@@ -427,6 +506,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revocations in force now.
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Deletes, for the whole fleet, the revocations in force whose
+    /// [`Revocation::id`] is `id`, and returns them (none: nothing matched).
+    async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError>;
 
     /// The sessions linked to an identity provider session (`sid` key) by
     /// the admissions that opened them, unless the links lapsed.

@@ -56,15 +56,29 @@ pub fn revoked(revocation: &Revocation) {
         ),
         Revocation::Subject {
             subject,
+            named,
             not_before_ms,
             until_ms,
         } => tracing::info!(
             target: "audit",
             event = "subject_revoked",
             subject_key = %subject,
+            subject = named.as_ref().map_or("", |n| n.subject.as_str()),
             not_before_ms,
             until_ms,
             "tokens of a subject revoked"
         ),
     }
+}
+
+/// An operator deleted the revocations with this id: the tokens they
+/// refused are accepted again.
+pub fn revocation_deleted(id: &str, count: usize) {
+    tracing::info!(
+        target: "audit",
+        event = "revocation_deleted",
+        revocation_id = %id,
+        count,
+        "revocation deleted"
+    );
 }

@@ -82,6 +82,7 @@ struct Scripts {
     sweep: Script,
     revoke: Script,
     revocations: Script,
+    delete_revocation: Script,
     first_use: Script,
     members: Script,
     audit: Script,
@@ -103,6 +104,7 @@ impl Scripts {
             sweep: with_common(include_str!("lua/sweep.lua")),
             revoke: with_common(include_str!("lua/revoke.lua")),
             revocations: with_common(include_str!("lua/revocations.lua")),
+            delete_revocation: with_common(include_str!("lua/delete_revocation.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             audit: Script::new(include_str!("lua/audit.lua")),
@@ -937,6 +939,20 @@ impl Store for RedisStore {
                 &self.scripts.revocations,
                 &[self.revocations_key()],
                 &[self.now_arg()],
+            )
+            .await?;
+        array(&value)?
+            .iter()
+            .map(|v| Revocation::decode(&text(v)?).ok_or_else(|| protocol("bad revocation")))
+            .collect()
+    }
+
+    async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError> {
+        let value = self
+            .run(
+                &self.scripts.delete_revocation,
+                &[self.revocations_key()],
+                &[self.now_arg(), id.to_string()],
             )
             .await?;
         array(&value)?
