@@ -241,10 +241,23 @@ impl Gateway {
         config: &ConfigDoc,
         what: Await,
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, config, what, &[]).await
+    }
+
+    /// Starts a gateway with extra environment variables (the secrets its
+    /// configuration names) and waits for `what`. The test process's own
+    /// environment stays untouched, so tests running in parallel never see
+    /// each other's variables.
+    pub async fn start_with_env(
+        binary: &str,
+        config: &ConfigDoc,
+        what: Await,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut last_error = None;
         // Free ports are only probably free; retry on a collision.
         for _ in 0..3 {
-            match Self::try_start(binary, config, what).await {
+            match Self::try_start(binary, config, what, env).await {
                 Ok(gw) => return Ok(gw),
                 Err(e) if format!("{e:#}").contains("cannot listen") => last_error = Some(e),
                 Err(e) => return Err(e),
@@ -253,7 +266,12 @@ impl Gateway {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("gateway did not start")))
     }
 
-    async fn try_start(binary: &str, config: &ConfigDoc, what: Await) -> anyhow::Result<Self> {
+    async fn try_start(
+        binary: &str,
+        config: &ConfigDoc,
+        what: Await,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut config = config.clone();
@@ -267,6 +285,7 @@ impl Gateway {
             .args(["run", "--config"])
             .arg(&path)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

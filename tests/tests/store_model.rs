@@ -598,6 +598,8 @@ fn redis_config(url: String) -> RedisConfig {
         mode: RedisMode::Standalone,
         urls: vec![Secret::new(url)],
         master_name: None,
+        master_password: None,
+        tls: None,
         key_prefix: "model".into(),
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),

@@ -46,6 +46,8 @@ fn config(url: String, touch_interval: Duration) -> RedisConfig {
         mode: RedisMode::Standalone,
         urls: vec![Secret::new(url)],
         master_name: None,
+        master_password: None,
+        tls: None,
         key_prefix: "bench".into(),
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),

@@ -176,9 +176,23 @@ pub struct RedisSection {
     /// The monitored master's name (sentinel).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_name: Option<String>,
-    /// Environment variable holding the password, if Redis needs one.
+    /// Environment variable holding the password, if Redis needs one (under
+    /// Sentinel: the primary's password).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// Environment variable holding the sentinels' own password (sentinel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel_password_env: Option<String>,
+    /// PEM file of the CA certificates trusted for `rediss://`, instead of
+    /// the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
+    /// PEM client certificate chain, for servers that require mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
     pub key_prefix: String,
     pub connect_timeout: String,
     pub response_timeout: String,
@@ -193,6 +207,10 @@ impl Default for RedisSection {
             urls: Vec::new(),
             master_name: None,
             password_env: None,
+            sentinel_password_env: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             key_prefix: "sg".into(),
             connect_timeout: "1s".into(),
             response_timeout: "1s".into(),

@@ -8,8 +8,10 @@
 //! applied. Any error is one line that names the key path, for example
 //! `config.toml: pools[1].limit: must be at least 1`.
 //!
-//! Secrets (the upstream credential of a route) are never written in the file;
-//! the file names an environment variable and validation reads it.
+//! Secrets (the upstream credential of a route, Redis passwords) are never
+//! written in the file; the file names an environment variable and
+//! validation reads it. The Redis TLS files are read by validation too, so
+//! `check-config` reports a missing one.
 
 pub mod file;
 mod validate;
@@ -206,13 +208,20 @@ pub enum RedisMode {
 /// `[redis]`, validated.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// Standalone or cluster.
+    /// Standalone, cluster or sentinel.
     pub mode: RedisMode,
-    /// `redis://` URLs (the password, if any, already inserted): the server,
-    /// the cluster's seed nodes, or the sentinels.
+    /// `redis://` or `rediss://` URLs, all of one scheme, each with its
+    /// password already inserted: the server or the cluster's seed nodes
+    /// (`password_env`), or the sentinels (`sentinel_password_env`).
     pub urls: Vec<Secret>,
     /// The master's name under Sentinel.
     pub master_name: Option<String>,
+    /// Under Sentinel, the password of the primary the sentinels name
+    /// (`password_env`); the sentinels' own password is in `urls`.
+    pub master_password: Option<Secret>,
+    /// TLS settings when the URLs are `rediss://`; under Sentinel they apply
+    /// to the sentinels and to the primary alike.
+    pub tls: Option<RedisTls>,
     /// Prefix of every key and channel.
     pub key_prefix: String,
     /// Bound on connecting.
@@ -223,6 +232,36 @@ pub struct RedisConfig {
     pub grace_period: Duration,
     /// `sessions.touch_interval`: the lease cache's horizon.
     pub touch_interval: Duration,
+}
+
+/// TLS material for `rediss://` connections, read (and its PEM checked)
+/// when the configuration loads, so a missing or unreadable file stops the
+/// gateway before it serves.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// PEM CA certificates to trust instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and key, for servers that require mutual TLS.
+    pub client: Option<RedisClientIdentity>,
+}
+
+/// A client certificate chain and its private key, both PEM.
+#[derive(Clone)]
+pub struct RedisClientIdentity {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Secret,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Certificates are public but long; the key is shown as redacted.
+        f.debug_struct("RedisTls")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field("client", &self.client.as_ref().map(|c| &c.key_pem))
+            .finish()
+    }
 }
 
 /// `[sessions]`.

@@ -1404,6 +1404,273 @@ fn upstream_values_are_checked() {
     assert_eq!(c.upstreams[0].servers, vec!["[::1]:9000".to_string()]);
 }
 
+// ---------------------------------------------------------------- redis
+
+/// MINIMAL with `store = "redis"` and this `[redis]` table.
+fn redis_with(table: &str) -> String {
+    minimal_with(&format!(
+        "[sessions]\nstore = \"redis\"\n\n[redis]\n{table}\n"
+    ))
+}
+
+/// A PEM block of `label`. Validation checks the PEM framing only, so the
+/// body need not be a real certificate or key (the TLS e2e tests use real ones).
+fn pem(label: &str) -> String {
+    format!("-----BEGIN {label}-----\nMIIBszCCAVmgAwIBAgIUJ2t3\n-----END {label}-----\n")
+}
+
+/// A directory holding `ca.pem`, `client.pem` and `client.key`.
+fn tls_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pem("CERTIFICATE")).unwrap();
+    std::fs::write(dir.path().join("client.pem"), pem("CERTIFICATE")).unwrap();
+    std::fs::write(dir.path().join("client.key"), pem("PRIVATE KEY")).unwrap();
+    dir
+}
+
+#[track_caller]
+fn redis_refused_in(dir: &Path, table: &str, key: &str, fragment: &str) -> String {
+    let error = match Config::from_toml(&redis_with(table), ORIGIN, dir, &redis_env) {
+        Ok(_) => panic!("accepted, expected an error at `{key}`"),
+        Err(e) => e,
+    };
+    let message = error.to_string();
+    assert_eq!(error.key(), key, "wrong key path in: {message}");
+    assert!(message.contains(fragment), "`{fragment}` not in: {message}");
+    assert!(!message.contains('\n'), "not one line: {message}");
+    message
+}
+
+fn redis_env(name: &str) -> Option<String> {
+    match name {
+        "REDIS_PASSWORD" => Some("primary-secret".into()),
+        "SENTINEL_PASSWORD" => Some("sentinel-secret".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn rediss_with_a_ca_file_and_a_client_certificate_reads_them_at_load() {
+    let dir = tls_files();
+    let c = Config::from_toml(
+        &redis_with(
+            "url = \"rediss://redis.internal:6380\"\ntls_ca_file = \"ca.pem\"\n\
+             tls_cert_file = \"client.pem\"\ntls_key_file = \"client.key\"",
+        ),
+        ORIGIN,
+        dir.path(),
+        &no_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let redis = c.redis.as_ref().unwrap();
+    let tls = redis.tls.as_ref().expect("rediss:// has TLS settings");
+    assert_eq!(tls.ca_pem.as_deref(), Some(pem("CERTIFICATE").as_bytes()));
+    let client = tls.client.as_ref().expect("client certificate");
+    assert_eq!(client.cert_pem, pem("CERTIFICATE").into_bytes());
+    assert_eq!(client.key_pem.expose(), pem("PRIVATE KEY"));
+    // The key never shows in Debug output.
+    assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+    // The effective configuration names the files (relative, as written).
+    assert!(c.effective_toml().contains("tls_ca_file = \"ca.pem\""));
+}
+
+#[test]
+fn rediss_without_a_ca_file_trusts_the_system_roots() {
+    let c = valid(&redis_with("url = \"rediss://redis.internal:6380\""));
+    let tls = c.redis.unwrap().tls.expect("rediss:// has TLS settings");
+    assert!(tls.ca_pem.is_none());
+    assert!(tls.client.is_none());
+}
+
+#[test]
+fn plain_redis_has_no_tls_settings() {
+    let c = valid(&redis_with("url = \"redis://127.0.0.1:6379\""));
+    assert!(c.redis.unwrap().tls.is_none());
+}
+
+#[test]
+fn a_missing_redis_ca_file_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_ca_file = \"missing-ca.pem\"",
+        "redis.tls_ca_file",
+        "missing-ca.pem",
+    );
+}
+
+#[test]
+fn a_redis_ca_file_without_a_certificate_is_refused() {
+    let dir = tls_files();
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_ca_file = \"empty.pem\"",
+        "redis.tls_ca_file",
+        "holds no PEM certificate",
+    );
+    // A key where the CA should be is no certificate either.
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_ca_file = \"client.key\"",
+        "redis.tls_ca_file",
+        "holds no PEM certificate",
+    );
+}
+
+#[test]
+fn redis_tls_files_need_rediss_urls() {
+    let dir = tls_files();
+    for key in ["tls_ca_file", "tls_cert_file", "tls_key_file"] {
+        redis_refused_in(
+            dir.path(),
+            &format!("url = \"redis://127.0.0.1:6379\"\n{key} = \"ca.pem\""),
+            &format!("redis.{key}"),
+            "only used with rediss://",
+        );
+    }
+}
+
+#[test]
+fn a_redis_client_certificate_needs_its_key_and_a_key_its_certificate() {
+    let dir = tls_files();
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_cert_file = \"client.pem\"",
+        "redis.tls_key_file",
+        "private key",
+    );
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_key_file = \"client.key\"",
+        "redis.tls_cert_file",
+        "is needed",
+    );
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_cert_file = \"client.pem\"\ntls_key_file = \"ca.pem\"",
+        "redis.tls_key_file",
+        "holds no PEM private key",
+    );
+    redis_refused_in(
+        dir.path(),
+        "url = \"rediss://127.0.0.1:6380\"\ntls_cert_file = \"client.pem\"\ntls_key_file = \"nope.key\"",
+        "redis.tls_key_file",
+        "cannot read",
+    );
+}
+
+#[test]
+fn redis_urls_must_agree_on_tls() {
+    let dir = tls_files();
+    redis_refused_in(
+        dir.path(),
+        "mode = \"cluster\"\nurls = [\"rediss://10.0.0.1:6380\", \"redis://10.0.0.2:6379\"]",
+        "redis.urls[1]",
+        "same scheme",
+    );
+}
+
+#[test]
+fn sentinel_takes_separate_passwords_for_the_sentinels_and_the_primary() {
+    let c = Config::from_toml(
+        &redis_with(
+            "mode = \"sentinel\"\nurls = [\"redis://10.0.0.1:26379\", \"redis://10.0.0.2:26379\"]\n\
+             master_name = \"sessions\"\npassword_env = \"REDIS_PASSWORD\"\n\
+             sentinel_password_env = \"SENTINEL_PASSWORD\"",
+        ),
+        ORIGIN,
+        Path::new("."),
+        &redis_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let redis = c.redis.as_ref().unwrap();
+    assert_eq!(redis.mode, RedisMode::Sentinel);
+    let urls: Vec<&str> = redis.urls.iter().map(Secret::expose).collect();
+    assert_eq!(
+        urls,
+        [
+            "redis://:sentinel-secret@10.0.0.1:26379",
+            "redis://:sentinel-secret@10.0.0.2:26379"
+        ]
+    );
+    assert_eq!(
+        redis.master_password.as_ref().map(Secret::expose),
+        Some("primary-secret")
+    );
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("-secret"), "{debug}");
+    assert!(!c.effective_toml().contains("-secret"));
+}
+
+#[test]
+fn sentinel_with_only_the_primary_password_asks_the_sentinels_without_one() {
+    let c = Config::from_toml(
+        &redis_with(
+            "mode = \"sentinel\"\nurls = [\"redis://10.0.0.1:26379\"]\n\
+             master_name = \"sessions\"\npassword_env = \"REDIS_PASSWORD\"",
+        ),
+        ORIGIN,
+        Path::new("."),
+        &redis_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let redis = c.redis.unwrap();
+    assert_eq!(redis.urls[0].expose(), "redis://10.0.0.1:26379");
+    assert_eq!(
+        redis.master_password.as_ref().map(Secret::expose),
+        Some("primary-secret")
+    );
+}
+
+#[test]
+fn standalone_puts_the_password_in_its_url() {
+    let c = Config::from_toml(
+        &redis_with("url = \"rediss://redis.internal:6380\"\npassword_env = \"REDIS_PASSWORD\""),
+        ORIGIN,
+        Path::new("."),
+        &redis_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let redis = c.redis.unwrap();
+    assert_eq!(
+        redis.urls[0].expose(),
+        "rediss://:primary-secret@redis.internal:6380"
+    );
+    assert!(redis.master_password.is_none());
+}
+
+#[test]
+fn sentinel_password_refusals_name_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    redis_refused_in(
+        dir.path(),
+        "url = \"redis://127.0.0.1:6379\"\nsentinel_password_env = \"SENTINEL_PASSWORD\"",
+        "redis.sentinel_password_env",
+        "only used with mode = \"sentinel\"",
+    );
+    redis_refused_in(
+        dir.path(),
+        "mode = \"sentinel\"\nurls = [\"redis://10.0.0.1:26379\"]\nmaster_name = \"m\"\n\
+         sentinel_password_env = \"UNSET_VARIABLE\"",
+        "redis.sentinel_password_env",
+        "`UNSET_VARIABLE` is not set",
+    );
+    redis_refused_in(
+        dir.path(),
+        "mode = \"sentinel\"\nurls = [\"redis://10.0.0.1:26379\"]\nmaster_name = \"m\"\n\
+         password_env = \"UNSET_VARIABLE\"",
+        "redis.password_env",
+        "`UNSET_VARIABLE` is not set",
+    );
+    redis_refused_in(
+        dir.path(),
+        "mode = \"sentinel\"\nurls = [\"redis://:inline@10.0.0.1:26379\"]\nmaster_name = \"m\"",
+        "redis.urls[0]",
+        "redis.sentinel_password_env",
+    );
+}
+
 // ---------------------------------------------------------------- upstream credential
 
 fn replace_route(env_line: &str) -> String {

@@ -11,8 +11,12 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::file::{ClaimMatchSection, FileConfig, IssuerSection, PoolSection, RouteSection};
+use super::file::{
+    ClaimMatchSection, FileConfig, IssuerSection, PoolSection, RedisSection, RouteSection,
+};
 use super::*;
 use crate::licensing::{ClaimMatch, Pool, ReservedSeats, SubjectLimit, SubjectLimitPolicy};
 use crate::session::identity::IdentityRule;
@@ -116,7 +120,7 @@ pub(super) fn validate(
     let tokens = tokens(&c, &file)?;
     let sessions = sessions(&c, &file)?;
     let redis = match sessions.store {
-        StoreKind::Redis => Some(redis(&c, &file, &sessions, env)?),
+        StoreKind::Redis => Some(redis(&c, &file, &sessions, base_dir, env)?),
         StoreKind::Memory => None,
     };
     let issuers = file
@@ -384,6 +388,7 @@ fn redis(
     c: &Check,
     file: &FileConfig,
     sessions: &SessionSettings,
+    base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RedisConfig, ConfigError> {
     let Some(r) = &file.redis else {
@@ -425,25 +430,36 @@ fn redis(
             );
         }
     };
-    if mode == RedisMode::Sentinel && r.password_env.is_some() {
+    if mode != RedisMode::Sentinel && r.sentinel_password_env.is_some() {
         return c.fail(
-            "redis.password_env",
-            "is not supported with mode = \"sentinel\" yet",
+            "redis.sentinel_password_env",
+            "is only used with mode = \"sentinel\" (the password of the sentinels themselves)",
         );
     }
-    let password = match &r.password_env {
-        None => None,
-        Some(var) => match env(var) {
-            Some(p) if !p.is_empty() => Some(p),
-            _ => {
-                return c.fail(
-                    "redis.password_env",
-                    format!("environment variable `{var}` is not set"),
-                );
-            }
-        },
+    let secret = |key: &str, var: &Option<String>| -> Result<Option<String>, ConfigError> {
+        match var {
+            None => Ok(None),
+            Some(var) => match env(var) {
+                Some(p) if !p.is_empty() => Ok(Some(p)),
+                _ => c.fail(key, format!("environment variable `{var}` is not set")),
+            },
+        }
+    };
+    let password = secret("redis.password_env", &r.password_env)?;
+    let sentinel_password = secret("redis.sentinel_password_env", &r.sentinel_password_env)?;
+    // Each URL carries the password of the server it names. Sentinels and
+    // the primary they watch keep separate passwords (`requirepass` in
+    // sentinel.conf is not the primary's), so neither stands in for the other.
+    let (url_password, password_key, master_password) = match mode {
+        RedisMode::Sentinel => (
+            sentinel_password,
+            "redis.sentinel_password_env",
+            password.map(Secret::new),
+        ),
+        _ => (password, "redis.password_env", None),
     };
     let mut secrets = Vec::with_capacity(urls.len());
+    let mut secure = None;
     for (i, text) in urls.iter().enumerate() {
         let at = if mode != RedisMode::Standalone {
             format!("{key}[{i}]")
@@ -454,19 +470,30 @@ fn redis(
             Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => u,
             _ => return c.fail(at, format!("`{text}` is not a redis:// or rediss:// URL")),
         };
+        // One TLS setting serves every node, so the nodes must agree on it.
+        let tls = url.scheme() == "rediss";
+        if *secure.get_or_insert(tls) != tls {
+            return c.fail(
+                at,
+                "mixes redis:// and rediss://; every URL must use the same scheme",
+            );
+        }
         if url.password().is_some() {
             return c.fail(
                 at,
-                "must not contain a password; name an environment variable in redis.password_env",
+                format!(
+                    "must not contain a password; name an environment variable in {password_key}"
+                ),
             );
         }
-        if let Some(p) = &password
+        if let Some(p) = &url_password
             && url.set_password(Some(p)).is_err()
         {
             return c.fail(at, "cannot carry a password");
         }
         secrets.push(Secret::new(url.to_string()));
     }
+    let tls = redis_tls(c, r, base_dir, secure == Some(true))?;
     if r.key_prefix.is_empty()
         || !r
             .key_prefix
@@ -489,12 +516,97 @@ fn redis(
         mode,
         urls: secrets,
         master_name: r.master_name.clone(),
+        master_password,
+        tls,
         key_prefix: r.key_prefix.clone(),
         connect_timeout: c.positive_duration("redis.connect_timeout", &r.connect_timeout)?,
         response_timeout: c.positive_duration("redis.response_timeout", &r.response_timeout)?,
         grace_period,
         touch_interval: sessions.touch_interval,
     })
+}
+
+/// `redis.tls_*`: only with `rediss://` URLs. Each file is read now, so a
+/// missing or malformed one is refused by `check-config` and before the
+/// gateway serves, not found at the first connection.
+fn redis_tls(
+    c: &Check,
+    r: &RedisSection,
+    base_dir: &Path,
+    secure: bool,
+) -> Result<Option<RedisTls>, ConfigError> {
+    let named = [
+        ("redis.tls_ca_file", &r.tls_ca_file),
+        ("redis.tls_cert_file", &r.tls_cert_file),
+        ("redis.tls_key_file", &r.tls_key_file),
+    ];
+    if !secure {
+        if let Some((key, _)) = named.iter().find(|(_, value)| value.is_some()) {
+            return c.fail(
+                *key,
+                "is only used with rediss:// URLs (TLS), and the URLs here are redis://",
+            );
+        }
+        return Ok(None);
+    }
+    let ca_pem = r
+        .tls_ca_file
+        .as_deref()
+        .map(|path| pem_certificates(c, "redis.tls_ca_file", base_dir, path))
+        .transpose()?;
+    let client = match (&r.tls_cert_file, &r.tls_key_file) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return c.fail(
+                "redis.tls_key_file",
+                "is needed with redis.tls_cert_file (the client certificate's private key)",
+            );
+        }
+        (None, Some(_)) => {
+            return c.fail(
+                "redis.tls_cert_file",
+                "is needed with redis.tls_key_file (the certificate of that key)",
+            );
+        }
+        (Some(cert), Some(key)) => {
+            let cert_pem = pem_certificates(c, "redis.tls_cert_file", base_dir, cert)?;
+            let key_pem = read_file(c, "redis.tls_key_file", base_dir, key)?;
+            if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+                return c.fail(
+                    "redis.tls_key_file",
+                    format!("`{key}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"),
+                );
+            }
+            let Ok(key_pem) = String::from_utf8(key_pem) else {
+                return c.fail("redis.tls_key_file", format!("`{key}` is not PEM text"));
+            };
+            Some(RedisClientIdentity {
+                cert_pem,
+                key_pem: Secret::new(key_pem),
+            })
+        }
+    };
+    Ok(Some(RedisTls { ca_pem, client }))
+}
+
+/// A file of one or more PEM certificates, read and checked.
+fn pem_certificates(
+    c: &Check,
+    key: &str,
+    base_dir: &Path,
+    path: &str,
+) -> Result<Vec<u8>, ConfigError> {
+    let pem = read_file(c, key, base_dir, path)?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        Ok(_) => c.fail(key, format!("`{path}` holds no PEM certificate")),
+        Err(e) => c.fail(key, format!("`{path}` is not valid PEM ({e})")),
+    }
+}
+
+fn read_file(c: &Check, key: &str, base_dir: &Path, path: &str) -> Result<Vec<u8>, ConfigError> {
+    let full = base_dir.join(path);
+    std::fs::read(&full).or_else(|e| c.fail(key, format!("cannot read {}: {e}", full.display())))
 }
 
 /// The shortest admin token accepted: a guessable token on an API that can

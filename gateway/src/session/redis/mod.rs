@@ -23,7 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{Script, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{ClientTlsConfig, IntoConnectionInfo, Script, TlsCertificates, TlsMode, Value};
 use tokio::sync::OnceCell;
 
 pub use lease::{LeaseCache, LeaseDrop};
@@ -34,7 +35,7 @@ use super::{
     SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
-use crate::config::{RedisConfig, RedisMode};
+use crate::config::{RedisConfig, RedisMode, RedisTls};
 use crate::licensing::{Pool, Pools, SubjectLimitPolicy};
 use crate::session::identity::Digest32;
 
@@ -128,8 +129,8 @@ enum Connection {
         conn: OnceCell<ClusterConnection>,
     },
     Sentinel {
-        sentinel: Arc<tokio::sync::Mutex<redis::sentinel::Sentinel>>,
-        master: String,
+        /// Knows the sentinels, their password and TLS, and the primary's.
+        sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
         config: redis::aio::ConnectionManagerConfig,
         /// The current primary; cleared on any error so the next call asks
         /// the sentinels again (after a failover the old primary refuses
@@ -201,8 +202,9 @@ pub struct RedisStore {
     scripts: Scripts,
     leases: Arc<LeaseCache>,
     timeout: Duration,
-    /// For revocation messages (any node of a cluster hears every PUBLISH).
-    pubsub_url: String,
+    /// For revocation messages outside Sentinel (any node of a cluster
+    /// hears every PUBLISH).
+    pubsub: redis::Client,
     /// Touches that fell due and wait for the next batch.
     pending_touches: parking_lot::Mutex<Vec<Session>>,
     /// Audit events waiting for the stream.
@@ -256,36 +258,37 @@ impl RedisStore {
             .set_response_timeout(Some(config.response_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
+        let certificates = config.tls.as_ref().map(tls_certificates);
         let connection = match &config.mode {
             RedisMode::Standalone => Connection::Standalone {
-                client: redis::Client::open(first_url(config)?).map_err(bad)?,
+                client: client(first_url(config)?, certificates.as_ref()).map_err(bad)?,
                 config: manager_config,
                 conn: OnceCell::new(),
             },
             RedisMode::Sentinel => Connection::Sentinel {
                 sentinel: Arc::new(tokio::sync::Mutex::new(
-                    redis::sentinel::Sentinel::build(
-                        config.urls.iter().map(|u| u.expose()).collect(),
-                    )
-                    .map_err(bad)?,
+                    sentinel_client(config, certificates.as_ref()).map_err(bad)?,
                 )),
-                master: config.master_name.clone().unwrap_or_default(),
                 config: manager_config,
                 conn: arc_swap::ArcSwapOption::empty(),
             },
-            RedisMode::Cluster => Connection::Cluster {
-                client: redis::cluster::ClusterClientBuilder::new(
+            RedisMode::Cluster => {
+                let mut builder = redis::cluster::ClusterClientBuilder::new(
                     config.urls.iter().map(|u| u.expose()),
                 )
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.response_timeout)
-                .retries(1)
-                .build()
-                .map_err(bad)?,
-                conn: OnceCell::new(),
-            },
+                .retries(1);
+                if let Some(certificates) = &certificates {
+                    builder = builder.certs(certificates.clone());
+                }
+                Connection::Cluster {
+                    client: builder.build().map_err(bad)?,
+                    conn: OnceCell::new(),
+                }
+            }
         };
-        let pubsub_url = first_url(config)?.to_string();
+        let pubsub = client(first_url(config)?, certificates.as_ref()).map_err(bad)?;
         let driver = Driver::new()?;
         Ok(Arc::new_cyclic(|me| Self {
             connection,
@@ -299,7 +302,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
             timeout: config.connect_timeout + config.response_timeout,
-            pubsub_url,
+            pubsub,
             pending_touches: parking_lot::Mutex::new(Vec::new()),
             pending_audit: parking_lot::Mutex::new(AuditQueue::default()),
             touch_delay: touch_delay(config.touch_interval),
@@ -351,10 +354,8 @@ impl RedisStore {
     /// node hears every PUBLISH), or the primary the sentinels name now.
     async fn pubsub_client(&self) -> redis::RedisResult<redis::Client> {
         match &self.connection {
-            Connection::Sentinel {
-                sentinel, master, ..
-            } => sentinel.lock().await.async_master_for(master, None).await,
-            _ => redis::Client::open(self.pubsub_url.as_str()),
+            Connection::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await,
+            _ => Ok(self.pubsub.clone()),
         }
     }
 
@@ -486,23 +487,18 @@ impl RedisStore {
                 }
                 Connection::Sentinel {
                     sentinel,
-                    master,
                     config,
                     conn,
                 } => {
                     let manager = match conn.load_full() {
                         Some(manager) => manager,
                         None => {
-                            let (sentinel, master, config) =
-                                (Arc::clone(sentinel), master.clone(), config.clone());
+                            let (sentinel, config) = (Arc::clone(sentinel), config.clone());
                             let manager = Arc::new(
                                 self.driver
                                     .run(async move {
-                                        let client = sentinel
-                                            .lock()
-                                            .await
-                                            .async_master_for(&master, None)
-                                            .await?;
+                                        let client =
+                                            sentinel.lock().await.async_get_client().await?;
                                         client.get_connection_manager_with_config(config).await
                                     })
                                     .await?,
@@ -1021,6 +1017,75 @@ fn partial(
         tracing::warn!(%error, "store operation failed part-way; reporting what was closed");
         Ok(closed)
     }
+}
+
+/// A client for one server: with TLS when the URL is `rediss://` (the
+/// configuration then always carries TLS settings, even if only the
+/// system's roots).
+fn client(url: &str, certificates: Option<&TlsCertificates>) -> redis::RedisResult<redis::Client> {
+    match certificates {
+        Some(certificates) => redis::Client::build_with_tls(url, certificates.clone()),
+        None => redis::Client::open(url),
+    }
+}
+
+/// The redis crate's form of the TLS settings; without a CA file it trusts
+/// the system's roots.
+fn tls_certificates(tls: &RedisTls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls.client.as_ref().map(|identity| ClientTlsConfig {
+            client_cert: identity.cert_pem.clone(),
+            client_key: identity.key_pem.expose().as_bytes().to_vec(),
+        }),
+        root_cert: tls.ca_pem.clone(),
+    }
+}
+
+/// A client that asks the sentinels for the primary of `master_name` and
+/// connects to it. The sentinels' URLs carry their own password; the primary
+/// gets `master_password`. With `rediss://` sentinels, the primary is
+/// reached over TLS too, with the same CA and client certificate: a
+/// deployment that encrypts one hop encrypts the other.
+fn sentinel_client(
+    config: &RedisConfig,
+    certificates: Option<&TlsCertificates>,
+) -> redis::RedisResult<SentinelClient> {
+    let mut sentinels = Vec::with_capacity(config.urls.len());
+    let mut credentials = None;
+    for url in &config.urls {
+        let info = url.expose().into_connection_info()?;
+        let settings = info.redis_settings();
+        credentials.get_or_insert_with(|| {
+            (
+                settings.username().map(str::to_string),
+                settings.password().map(str::to_string),
+            )
+        });
+        sentinels.push(info.addr().clone());
+    }
+    let mut builder = SentinelClientBuilder::new(
+        sentinels,
+        config.master_name.as_deref().unwrap_or_default(),
+        SentinelServerType::Master,
+    )?;
+    if let Some((username, password)) = credentials {
+        if let Some(username) = username {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+    }
+    if let Some(password) = &config.master_password {
+        builder = builder.set_client_to_redis_password(password.expose());
+    }
+    if let Some(certificates) = certificates {
+        builder = builder
+            .set_client_to_sentinel_certificates(certificates.clone())
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_redis_certificates(certificates.clone());
+    }
+    builder.build()
 }
 
 fn first_url(config: &RedisConfig) -> Result<&str, StoreError> {
