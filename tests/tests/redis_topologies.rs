@@ -182,6 +182,9 @@ async fn a_redis_certificate_from_another_ca_keeps_the_gateway_unready() -> anyh
     let redis = RedisServer::start_tls(&ca, false)?;
     let mut config = on_redis(&kit, &redis);
     config.set("redis", "tls_ca_file", path(other.ca_cert()));
+    // By default an unreachable store only degrades readiness; this
+    // deployment asks for it to fail.
+    config.set("server", "readiness_requires_store", true);
     let gw = Gateway::start_awaiting(BIN, &config, Await::Alive).await?;
 
     // Ready needs the issuer's keys and the store; wait until the readiness
