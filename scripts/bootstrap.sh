@@ -8,7 +8,8 @@
 # As root (or with passwordless sudo) it uses apt-get. Otherwise it installs into
 # ~/.local: cmake from PyPI (the `cmake` package ships the binary) and Debian's
 # redis-server unpacked from `apt-get download`. scripts/dev.sh and
-# scripts/test.sh source it, so what it puts on PATH holds for their cargo run.
+# scripts/test.sh source it (always with an argument: a sourced script sees the
+# caller's arguments otherwise), so what it puts on PATH holds for their cargo run.
 set -euo pipefail
 
 bootstrap_main() {
