@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Installs what session-gateway needs beyond a Rust toolchain, and says what it
+# does. Safe to run again: it installs only what is missing.
+#
+#   scripts/bootstrap.sh build   cmake (Pingora builds zlib-ng with it)
+#   scripts/bootstrap.sh         the above and redis-server (the tests start their own)
+#
+# As root (or with passwordless sudo) it uses apt-get. Otherwise it installs into
+# ~/.local: cmake from PyPI (the `cmake` package ships the binary) and Debian's
+# redis-server unpacked from `apt-get download`. scripts/dev.sh and
+# scripts/test.sh source it (always with an argument: a sourced script sees the
+# caller's arguments otherwise), so what it puts on PATH holds for their cargo run.
+set -euo pipefail
+
+bootstrap_main() {
+    local what=${1:-all}
+    case $what in
+        build | all) ;;
+        *) echo "usage: scripts/bootstrap.sh [build|all]" >&2; return 2 ;;
+    esac
+
+    # What an earlier user-level run installed is found without the caller's PATH.
+    local user_bin
+    user_bin="$(python3 -m site --user-base 2>/dev/null || echo "$HOME/.local")/bin"
+    BOOTSTRAP_PATH_WAS=$PATH
+    case ":$PATH:" in *":$user_bin:"*) ;; *) PATH="$user_bin:$PATH" ;; esac
+    case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) PATH="$HOME/.local/bin:$PATH" ;; esac
+    export PATH
+
+    need_cmake
+    if [ "$what" = all ]; then
+        need_redis
+        need_test_extras
+    fi
+    say_path
+}
+
+say() { echo "bootstrap: $*"; }
+
+# Whether packages come from apt-get: as root, or through sudo that asks nothing.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo "$@"
+    else
+        return 1
+    fi
+}
+can_apt() { command -v apt-get >/dev/null && as_root true; }
+
+# `apt-get update` once per run, then install the named packages.
+apt_install() {
+    if [ -z "${BOOTSTRAP_APT_UPDATED:-}" ]; then
+        say "apt-get update (once, for the package lists)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        BOOTSTRAP_APT_UPDATED=1
+    fi
+    say "apt-get install -y $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+# cmake: Pingora's compression (libz-ng-sys) builds zlib-ng with it.
+need_cmake() {
+    if command -v cmake >/dev/null; then
+        say "cmake found: $(command -v cmake) ($(cmake --version | head -n1))"
+        return
+    fi
+    if can_apt; then
+        say "installing cmake (Pingora's zlib-ng build needs it) with apt-get"
+        apt_install cmake
+    elif python3 -m pip --version >/dev/null 2>&1; then
+        say "installing cmake (Pingora's zlib-ng build needs it) for this user: python3 -m pip install --user cmake"
+        # --user touches only ~/.local; Debian's pip asks for the flag below even so.
+        PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --user --quiet cmake
+    else
+        say "cmake is missing and neither root nor pip is at hand: as root run 'apt-get install cmake'," \
+            "or install python3-pip and run this again" >&2
+        return 1
+    fi
+    hash -r
+    command -v cmake >/dev/null || { say "cmake still not on PATH after installing it" >&2; return 1; }
+    say "cmake ready: $(command -v cmake) ($(cmake --version | head -n1))"
+}
+
+# redis-server: the Redis store, fleet, sentinel (`redis-server --sentinel`) and
+# TLS tests start their own. Debian's build has sentinel and TLS built in.
+need_redis() {
+    if command -v redis-server >/dev/null; then
+        say "redis-server found: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f1-3))"
+        redis_check_build
+        return
+    fi
+    if can_apt; then
+        say "installing redis-server (the store and fleet tests start their own) with apt-get"
+        apt_install redis-server
+    elif command -v apt-get >/dev/null && compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+        say "installing Debian's redis-server (the store and fleet tests start their own) for this user into ~/.local"
+        redis_unpack "$HOME/.local/lib/session-gateway/redis"
+    else
+        say "redis-server is missing and cannot be installed without root here (no apt package lists):" \
+            "as root run 'apt-get update && apt-get install redis-server', then run this again" >&2
+        return 1
+    fi
+    hash -r
+    command -v redis-server >/dev/null || { say "redis-server still not on PATH after installing it" >&2; return 1; }
+    say "redis-server ready: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f1-3))"
+}
+
+# Unpacks Debian's redis-server and the libraries a fresh machine lacks into $1,
+# and puts a redis-server on ~/.local/bin that runs it with those libraries.
+redis_unpack() {
+    local root=$1 debs
+    debs=$(mktemp -d)
+    (cd "$debs" && apt-get download -q redis-server redis-tools libjemalloc2 liblzf1)
+    mkdir -p "$root" "$HOME/.local/bin"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
+    rm -rf "$debs"
+    local libs
+    libs=$(printf '%s:' "$root"/usr/lib/*-linux-gnu)
+    cat >"$HOME/.local/bin/redis-server" <<EOF
+#!/bin/sh
+# Debian's redis-server, unpacked by session-gateway's scripts/bootstrap.sh.
+export LD_LIBRARY_PATH="${libs%:}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+exec "$root/usr/bin/redis-server" "\$@"
+EOF
+    chmod +x "$HOME/.local/bin/redis-server"
+}
+
+# Warns when the redis-server on PATH may lack what the tests use: Redis 6 or
+# later (sentinel mode, TLS), built with OpenSSL as Debian's is.
+redis_check_build() {
+    local bin major
+    bin=$(command -v redis-server)
+    major=$(redis-server --version | sed -n 's/.* v=\([0-9]*\).*/\1/p')
+    if [ "${major:-0}" -lt 6 ]; then
+        say "warning: $bin is older than Redis 6; the sentinel and TLS tests need Debian's redis-server" >&2
+    elif ! grep -qs 'unpacked by session-gateway' "$bin" \
+        && ! ldd "$(readlink -f "$bin")" 2>/dev/null | grep -q libssl; then
+        say "warning: $bin is not linked with OpenSSL; the TLS tests need a TLS build such as Debian's redis-server" >&2
+    fi
+}
+
+# Later test dependencies go here, each with a line that says why, e.g. the
+# identity-provider suite's Node packages (`npm ci`) or Debian's chromium for
+# browser tests. None is needed yet.
+need_test_extras() { :; }
+
+# Tells the user what to add to PATH when a user-level install put tools there.
+say_path() {
+    local tool dir
+    for tool in cmake redis-server; do
+        command -v "$tool" >/dev/null || continue
+        dir=$(dirname "$(command -v "$tool")")
+        case ":$BOOTSTRAP_PATH_WAS:" in
+            *":$dir:"*) ;;
+            *) say "$tool is in $dir; for plain cargo commands add it to PATH: export PATH=\"$dir:\$PATH\"" ;;
+        esac
+    done
+}
+
+bootstrap_main "$@"
