@@ -141,10 +141,20 @@ redis_check_build() {
     fi
 }
 
-# Later test dependencies go here, each with a line that says why, e.g. the
-# identity-provider suite's Node packages (`npm ci`) or Debian's chromium for
-# browser tests. None is needed yet.
-need_test_extras() { :; }
+# Test dependencies beyond Redis, each with a line that says why. Later ones go
+# here too (e.g. the identity-provider suite's Node packages, `npm ci`).
+need_test_extras() {
+    # The Redis TLS tests make their CA and certificates with the openssl CLI.
+    if command -v openssl >/dev/null; then
+        say "openssl found: $(command -v openssl)"
+    elif can_apt; then
+        say "installing openssl (the Redis TLS tests make their certificates with it) with apt-get"
+        apt_install openssl
+    else
+        say "openssl is missing: as root run 'apt-get install openssl' (the Redis TLS tests need it)" >&2
+        return 1
+    fi
+}
 
 # Tells the user what to add to PATH when a user-level install put tools there.
 say_path() {
