@@ -24,6 +24,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 pub mod redis;
+pub mod relay;
 
 pub use redis::RedisServer;
 pub use session_gateway::devkit::{Backend, BackendHandle, Issuer, IssuerHandle, TokenRequest};

@@ -15,19 +15,19 @@
 //! All keys of a pool share the hash tag `{<prefix>:<pool>}`, so a pool lives
 //! in one Redis Cluster slot, and every key expires with its sessions.
 
+mod health;
 mod lease;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use health::{Replaceable, SUSPECT_AFTER};
+pub use lease::{LeaseCache, LeaseDrop};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ClientTlsConfig, IntoConnectionInfo, Script, TlsCertificates, TlsMode, Value};
-use tokio::sync::OnceCell;
-
-pub use lease::{LeaseCache, LeaseDrop};
 
 use super::{
     Admission, AdmitOutcome, AdmitRequest, AuditEvent, CloseReason, ClosedSession, IdentityKey,
@@ -54,6 +54,11 @@ const AUDIT_QUEUE_CAP: usize = 50_000;
 /// How long the first queued audit event waits for others to share its
 /// script call: at thousands of new sessions a second, tens of events.
 const AUDIT_DELAY: Duration = Duration::from_millis(10);
+
+/// How often the revocation subscription is checked with a PING: the bound
+/// on how long a subscription left half-open goes unnoticed (plus the
+/// response timeout).
+const PUBSUB_PING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a session's keys outlive its expiry, so the sweeper can still
 /// read a just-expired session and report its `idle` / `absolute` close.
@@ -115,28 +120,57 @@ impl Scripts {
 }
 
 /// The connection: the redis crate's own clients, which reconnect by
-/// themselves. They run a driver task on the runtime that creates them, so
-/// they are created on the store's own small runtime (see [`Driver`]), never
-/// on whichever Pingora service happens to call first.
+/// themselves when a connection drops, each held in a [`Replaceable`] that
+/// also replaces one that stops answering (see [`health`]). They run a
+/// driver task on the runtime that creates them, so they are created on the
+/// store's own small runtime (see [`Driver`]), never on whichever Pingora
+/// service happens to call first.
 enum Connection {
     Standalone {
         client: redis::Client,
         config: redis::aio::ConnectionManagerConfig,
-        conn: OnceCell<ConnectionManager>,
+        conn: Replaceable<ConnectionManager>,
     },
     Cluster {
         client: redis::cluster::ClusterClient,
-        conn: OnceCell<ClusterConnection>,
+        conn: Replaceable<ClusterConnection>,
     },
     Sentinel {
         /// Knows the sentinels, their password and TLS, and the primary's.
         sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
         config: redis::aio::ConnectionManagerConfig,
-        /// The current primary; cleared on any error so the next call asks
-        /// the sentinels again (after a failover the old primary refuses
-        /// writes or is gone).
-        conn: arc_swap::ArcSwapOption<ConnectionManager>,
+        /// The current primary; replaced after any failed call, so the next
+        /// call asks the sentinels again (after a failover the old primary
+        /// refuses writes or is gone).
+        conn: Replaceable<ConnectionManager>,
     },
+}
+
+impl Connection {
+    /// Records the outcome of a call (`None`: the call timed out).
+    fn record(&self, outcome: Option<&Result<Value, StoreError>>) {
+        let (conn, any_error_replaces) = match self {
+            Connection::Standalone { conn, .. } => (conn, false),
+            Connection::Sentinel { conn, .. } => (conn, true),
+            Connection::Cluster { conn, .. } => {
+                match outcome {
+                    None | Some(Err(StoreError::Unavailable(_))) => {
+                        conn.unanswered();
+                    }
+                    Some(_) => conn.answered(),
+                }
+                return;
+            }
+        };
+        match outcome {
+            Some(Ok(_)) => conn.answered(),
+            Some(Err(StoreError::Protocol(_))) if !any_error_replaces => conn.answered(),
+            Some(Err(_)) if any_error_replaces => conn.drop_connection(),
+            Some(Err(_)) | None => {
+                conn.unanswered();
+            }
+        }
+    }
 }
 
 /// A dedicated one-thread runtime for the Redis connection's driver task:
@@ -263,14 +297,14 @@ impl RedisStore {
             RedisMode::Standalone => Connection::Standalone {
                 client: client(first_url(config)?, certificates.as_ref()).map_err(bad)?,
                 config: manager_config,
-                conn: OnceCell::new(),
+                conn: Replaceable::new(SUSPECT_AFTER),
             },
             RedisMode::Sentinel => Connection::Sentinel {
                 sentinel: Arc::new(tokio::sync::Mutex::new(
                     sentinel_client(config, certificates.as_ref()).map_err(bad)?,
                 )),
                 config: manager_config,
-                conn: arc_swap::ArcSwapOption::empty(),
+                conn: Replaceable::new(1),
             },
             RedisMode::Cluster => {
                 let mut builder = redis::cluster::ClusterClientBuilder::new(
@@ -284,7 +318,7 @@ impl RedisStore {
                 }
                 Connection::Cluster {
                     client: builder.build().map_err(bad)?,
-                    conn: OnceCell::new(),
+                    conn: Replaceable::new(SUSPECT_AFTER),
                 }
             }
         };
@@ -317,17 +351,37 @@ impl RedisStore {
         let channel = format!("{}:revocations", self.prefix);
         loop {
             let subscribed = async {
-                let client = self.pubsub_client().await?;
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
+                let connect = async {
+                    let client = self.pubsub_client().await?;
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    redis::RedisResult::Ok(pubsub)
+                };
+                let pubsub = tokio::time::timeout(self.timeout, connect)
+                    .await
+                    .map_err(|_| io_timeout("subscribing to the revocation channel"))??;
                 // Closes published before this point were not heard: leases
                 // confirmed until now must ask Redis again.
                 self.leases.subscribed();
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let text: String = message.get_payload().unwrap_or_default();
-                    if let Some(revocation) = LeaseDrop::parse(&text) {
-                        self.leases.forget(&revocation.pool, &revocation.identity);
+                let (mut sink, mut messages) = pubsub.split();
+                // A half-open subscription hears nothing and never ends: a
+                // PING that gets no answer ends it (and with it the epoch).
+                let mut ping = tokio::time::interval(PUBSUB_PING_INTERVAL);
+                ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        message = messages.next() => {
+                            let Some(message) = message else { break };
+                            let text: String = message.get_payload().unwrap_or_default();
+                            if let Some(revocation) = LeaseDrop::parse(&text) {
+                                self.leases.forget(&revocation.pool, &revocation.identity);
+                            }
+                        }
+                        _ = ping.tick() => {
+                            tokio::time::timeout(self.timeout, sink.ping::<Value>())
+                                .await
+                                .map_err(|_| io_timeout("revocation channel PING"))??;
+                        }
                     }
                 }
                 redis::RedisResult::Ok(())
@@ -472,8 +526,8 @@ impl RedisStore {
                     config,
                     conn,
                 } => {
-                    let conn = conn
-                        .get_or_try_init(|| {
+                    let mut conn = conn
+                        .get(|| {
                             let (client, config) = (client.clone(), config.clone());
                             self.driver.run(async move {
                                 client.get_connection_manager_with_config(config).await
@@ -481,7 +535,7 @@ impl RedisStore {
                         })
                         .await?;
                     invocation
-                        .invoke_async::<Value>(&mut conn.clone())
+                        .invoke_async::<Value>(&mut conn)
                         .await
                         .map_err(|e| store_error(&e))
                 }
@@ -490,50 +544,44 @@ impl RedisStore {
                     config,
                     conn,
                 } => {
-                    let manager = match conn.load_full() {
-                        Some(manager) => manager,
-                        None => {
+                    let mut conn = conn
+                        .get(|| {
                             let (sentinel, config) = (Arc::clone(sentinel), config.clone());
-                            let manager = Arc::new(
-                                self.driver
-                                    .run(async move {
-                                        let client =
-                                            sentinel.lock().await.async_get_client().await?;
-                                        client.get_connection_manager_with_config(config).await
-                                    })
-                                    .await?,
-                            );
-                            conn.store(Some(Arc::clone(&manager)));
-                            manager
-                        }
-                    };
-                    let result = invocation
-                        .invoke_async::<Value>(&mut (*manager).clone())
+                            self.driver.run(async move {
+                                let client = sentinel.lock().await.async_get_client().await?;
+                                client.get_connection_manager_with_config(config).await
+                            })
+                        })
+                        .await?;
+                    invocation
+                        .invoke_async::<Value>(&mut conn)
                         .await
-                        .map_err(|e| store_error(&e));
-                    if result.is_err() {
-                        conn.store(None);
-                    }
-                    result
+                        .map_err(|e| store_error(&e))
                 }
                 Connection::Cluster { client, conn } => {
-                    let conn = conn
-                        .get_or_try_init(|| {
+                    let mut conn = conn
+                        .get(|| {
                             let client = client.clone();
                             self.driver
                                 .run(async move { client.get_async_connection().await })
                         })
                         .await?;
                     invocation
-                        .invoke_async::<Value>(&mut conn.clone())
+                        .invoke_async::<Value>(&mut conn)
                         .await
                         .map_err(|e| store_error(&e))
                 }
             }
         };
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable("timed out".into())),
+            Ok(result) => {
+                self.connection.record(Some(&result));
+                result
+            }
+            Err(_) => {
+                self.connection.record(None);
+                Err(StoreError::Unavailable("timed out".into()))
+            }
         }
     }
 
@@ -1107,6 +1155,14 @@ fn store_error(e: &redis::RedisError) -> StoreError {
     } else {
         StoreError::Protocol(e.to_string())
     }
+}
+
+/// A timeout as the redis crate's I/O error, for code that handles both.
+fn io_timeout(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} timed out"),
+    ))
 }
 
 fn protocol(what: &str) -> StoreError {
