@@ -62,3 +62,64 @@ async fn a_half_open_redis_connection_is_replaced() -> anyhow::Result<()> {
     assert_eq!(body["degraded"], serde_json::json!([]), "{body}");
     Ok(())
 }
+
+/// After FLUSHALL (or a Redis restart without persistence, or a failover to
+/// a replica that had not received it) a token logged out before was
+/// accepted again on every instance: the periodic sync replaced each
+/// instance's list with Redis's empty one, including what the instance had
+/// revoked itself. Now the instance that made a revocation keeps it and
+/// writes it again, and the rest of the fleet gets it back from Redis.
+#[tokio::test]
+async fn a_logout_survives_the_loss_of_redis_data() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", redis.url());
+    let a = Gateway::start(BIN, &config).await?;
+    let b = Gateway::start(BIN, &config).await?;
+
+    let token = kit.token("alice");
+    assert_eq!(a.get("/token-only/x", &token).await?.status, 200);
+    let logout = a
+        .client()
+        .post(a.url("/.gateway/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(logout.status(), 200);
+    b.eventually("B to learn of the logout", || async {
+        Ok((b.get("/token-only/x", &token).await?.status == 401).then_some(()))
+    })
+    .await?;
+
+    assert_eq!(redis.cli(&["FLUSHALL"])?, "OK");
+    // A's next sync finds its own revocation missing and writes it again.
+    a.eventually("A to write its revocation again", || async {
+        Ok((redis.cli(&["ZCARD", "{sg}:revocations"])? == "1").then_some(()))
+    })
+    .await?;
+    assert_eq!(a.get("/token-only/x", &token).await?.status, 401);
+    // B, which lost it at a sync after the FLUSHALL or never did, refuses it
+    // again at the latest after its next sync; a sync happens every second
+    // in these tests, so two syncs later B must refuse.
+    b.eventually("B to refuse the token again", || async {
+        Ok((b.get("/token-only/x", &token).await?.status == 401).then_some(()))
+    })
+    .await?;
+    let api = a.get("/api/x", &token).await?;
+    assert_eq!(api.status, 401, "no new session for a logged-out token");
+    assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "0");
+    let metrics = a
+        .client()
+        .get(a.admin_url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("session_gateway_revocations_restored_total 1"),
+        "{metrics}"
+    );
+    Ok(())
+}

@@ -134,8 +134,12 @@ async fn a_redis_outage_refuses_new_sessions_and_recovers_by_itself() -> anyhow:
         forwarded,
         "forwarded during the outage"
     );
+    // The instance stays ready (token and public routes need no store) and
+    // reports the outage as degraded.
     let ready = gw.client().get(gw.admin_url("/readyz")).send().await?;
-    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(ready.status().as_u16(), 200);
+    let body: serde_json::Value = ready.json().await?;
+    assert_eq!(body["degraded"].as_array().map(Vec::len), Some(1), "{body}");
 
     redis.restart()?;
     let bob = kit.token("bob");
@@ -145,6 +149,8 @@ async fn a_redis_outage_refuses_new_sessions_and_recovers_by_itself() -> anyhow:
     .await?;
     let ready = gw.client().get(gw.admin_url("/readyz")).send().await?;
     assert_eq!(ready.status().as_u16(), 200);
+    let body: serde_json::Value = ready.json().await?;
+    assert_eq!(body["degraded"], serde_json::json!([]), "{body}");
     Ok(())
 }
 

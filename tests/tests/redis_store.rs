@@ -104,6 +104,9 @@ impl Store for StoreWithServer {
     async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError> {
         self.store.delete_revocation(id).await
     }
+    async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError> {
+        self.store.deleted_revocations().await
+    }
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<String>, StoreError> {
         self.store.linked_sessions(sid_key).await
     }

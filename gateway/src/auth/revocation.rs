@@ -5,6 +5,12 @@
 //! fleet) and mirrored in each instance, where the hot path checks it without
 //! any I/O. An instance applies its own revocations at once and picks up the
 //! others' on its next sync (every `sessions.sweep_interval`).
+//!
+//! An instance never lets a sync drop a revocation it made itself: if the
+//! store no longer has one (FLUSHALL, a Redis restart without persistence, a
+//! failover to a replica that had not received it) and no operator deleted
+//! it, the sync keeps it and hands it back to be written again, so an
+//! acknowledged logout cannot be undone by a loss of Redis data.
 
 use parking_lot::RwLock;
 
@@ -24,6 +30,8 @@ pub fn sid_key(issuer: &str, sid: &str) -> String {
 #[derive(Debug, Default)]
 pub struct RevocationList {
     inner: RwLock<Vec<Revocation>>,
+    /// The revocations this instance made, until they lapse or are deleted.
+    own: parking_lot::Mutex<Vec<Revocation>>,
 }
 
 impl RevocationList {
@@ -34,6 +42,12 @@ impl RevocationList {
 
     /// Applies one revocation now (this instance made it).
     pub fn add(&self, revocation: Revocation) {
+        {
+            let mut own = self.own.lock();
+            if !own.contains(&revocation) {
+                own.push(revocation.clone());
+            }
+        }
         let mut list = self.inner.write();
         if !list.contains(&revocation) {
             list.push(revocation);
@@ -44,16 +58,32 @@ impl RevocationList {
     /// operator deleted them); how many were removed. Other instances drop
     /// them at their next sync.
     pub fn remove(&self, id: &str) -> usize {
+        self.own.lock().retain(|r| r.id() != id);
         let mut list = self.inner.write();
         let before = list.len();
         list.retain(|r| r.id() != id);
         before - list.len()
     }
 
-    /// Replaces the list with the store's (the periodic sync); revocations
-    /// added locally meanwhile are in the store too.
-    pub fn replace(&self, revocations: Vec<Revocation>) {
-        *self.inner.write() = revocations;
+    /// Takes the store's revocations (the periodic sync), keeping this
+    /// instance's own that have not lapsed at `now` and were not deleted
+    /// (their ids are in `deleted`). Returns the kept ones the store lacks:
+    /// they were lost with its data and must be written again.
+    pub fn sync(
+        &self,
+        store: Vec<Revocation>,
+        deleted: &[String],
+        now: UnixMillis,
+    ) -> Vec<Revocation> {
+        let missing: Vec<Revocation> = {
+            let mut own = self.own.lock();
+            own.retain(|r| r.until_ms() > now && !deleted.iter().any(|id| *id == r.id()));
+            own.iter().filter(|r| !store.contains(r)).cloned().collect()
+        };
+        let mut list = store;
+        list.extend(missing.iter().cloned());
+        *self.inner.write() = list;
+        missing
     }
 
     /// Whether a verified token is revoked at `now`. `token_key` is the
@@ -161,6 +191,41 @@ mod tests {
             ..principal(1_600)
         };
         assert!(list.is_revoked(&undated, "x", 2_000_000));
+    }
+
+    #[test]
+    fn a_sync_keeps_own_revocations_the_store_lost_but_not_deleted_ones() {
+        let list = RevocationList::new();
+        let p = principal(1_000);
+        let own = |key: &str| Revocation::Token {
+            key: key.into(),
+            until_ms: 5_000_000,
+        };
+        list.add(own("mine"));
+        list.add(own("deleted-elsewhere"));
+        list.add(Revocation::Token {
+            key: "lapsing".into(),
+            until_ms: 1_500_000,
+        });
+        let theirs = own("theirs");
+        // The store lost everything (FLUSHALL) but knows one deletion.
+        let missing = list.sync(
+            vec![theirs.clone()],
+            &["deleted-elsewhere".to_string()],
+            2_000_000,
+        );
+        assert_eq!(
+            missing,
+            vec![own("mine")],
+            "handed back to be written again"
+        );
+        assert!(list.is_revoked(&p, "mine", 2_000_000));
+        assert!(list.is_revoked(&p, "theirs", 2_000_000));
+        assert!(!list.is_revoked(&p, "deleted-elsewhere", 2_000_000));
+        // Once written again, nothing is missing; others' go with the store.
+        assert_eq!(list.sync(vec![own("mine")], &[], 2_000_000), vec![]);
+        assert!(!list.is_revoked(&p, "theirs", 2_000_000));
+        assert!(list.is_revoked(&p, "mine", 2_000_000));
     }
 
     #[test]

@@ -163,15 +163,42 @@ impl Access {
         ]);
     }
 
-    /// Mirrors the store's revocations (the periodic sync).
+    /// Mirrors the store's revocations (the periodic sync), keeping this
+    /// instance's own and writing again those the store lost.
     pub async fn sync_revocations(&self) {
         let started = std::time::Instant::now();
         let result = self.store.revocations().await;
         self.metrics
             .store_call("revocations", started.elapsed(), &result);
-        match result {
-            Ok(list) => self.revocations.replace(list),
-            Err(error) => tracing::warn!(%error, "revocation sync failed; keeping the last list"),
+        let list = match result {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(%error, "revocation sync failed; keeping the last list");
+                return;
+            }
+        };
+        let deleted = match self.store.deleted_revocations().await {
+            Ok(deleted) => deleted,
+            Err(error) => {
+                tracing::warn!(%error, "revocation sync failed; keeping the last list");
+                return;
+            }
+        };
+        let missing = self.revocations.sync(list, &deleted, self.clock.now_ms());
+        if missing.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            count = missing.len(),
+            "revocations made here were missing from the store (its data was lost); writing them again"
+        );
+        for revocation in missing {
+            let result = self.store.revoke(&revocation).await;
+            self.metrics
+                .store_call("revoke", started.elapsed(), &result);
+            if result.is_ok() {
+                self.metrics.revocations_restored.inc();
+            }
         }
     }
 

@@ -1293,6 +1293,16 @@ pub async fn revocations_are_deleted_by_id(factory: &dyn StoreFactory) {
         vec![token("jti-2", T0 + 10_000), bob.clone()]
     );
 
+    // Each deletion leaves the id until its revocation would have lapsed.
+    let tombstones = || async {
+        let mut ids = t.store.deleted_revocations().await.expect("tombstones");
+        ids.sort();
+        ids
+    };
+    let mut expected = vec!["jti-1".to_string(), alice.id(), odd.id()];
+    expected.sort();
+    assert_eq!(tombstones().await, expected);
+
     t.advance_ms(10_000);
     assert_eq!(
         t.store.delete_revocation("jti-2").await.expect("lapsed"),
@@ -1300,6 +1310,14 @@ pub async fn revocations_are_deleted_by_id(factory: &dyn StoreFactory) {
         "a lapsed revocation is not deleted again"
     );
     assert_eq!(in_force().await, vec![bob]);
+    // jti-1 (T0 + 70 s) and alice (T0 + 150 s) are still remembered, the
+    // odd one until T0 + 90 s.
+    t.advance_ms(75_000);
+    let mut expected = vec![alice.id(), odd.id()];
+    expected.sort();
+    assert_eq!(tombstones().await, expected);
+    t.advance_ms(80_000);
+    assert_eq!(tombstones().await, Vec::<String>::new());
 }
 
 /// The admission that opens a session links it to the identity provider

@@ -41,6 +41,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Revocations in force (a separate lock: never taken with `state`).
     revocations: Mutex<Vec<Revocation>>,
+    /// Ids of deleted revocations, until they would have lapsed.
+    tombstones: Mutex<Vec<(String, UnixMillis)>>,
     /// Identity provider sessions → linked session ids, with their lapse.
     sids: Mutex<HashMap<String, Vec<(SessionId, UnixMillis)>>>,
     /// One-time token ids seen, with their lapse.
@@ -89,6 +91,7 @@ impl MemoryStore {
                 by_id: HashMap::new(),
             }),
             revocations: Mutex::new(Vec::new()),
+            tombstones: Mutex::new(Vec::new()),
             sids: Mutex::new(HashMap::new()),
             used: Mutex::new(HashMap::new()),
         }
@@ -552,11 +555,23 @@ impl Store for MemoryStore {
         let now = self.clock.now_ms();
         let mut revocations = self.revocations.lock();
         revocations.retain(|r| r.until_ms() > now);
-        let (deleted, kept) = std::mem::take(&mut *revocations)
+        let (deleted, kept): (Vec<Revocation>, Vec<Revocation>) = std::mem::take(&mut *revocations)
             .into_iter()
             .partition(|r| r.id() == id);
         *revocations = kept;
+        if let Some(until) = deleted.iter().map(Revocation::until_ms).max() {
+            let mut tombstones = self.tombstones.lock();
+            tombstones.retain(|(_, lapse)| *lapse > now);
+            tombstones.push((id.to_string(), until));
+        }
         Ok(deleted)
+    }
+
+    async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut tombstones = self.tombstones.lock();
+        tombstones.retain(|(_, lapse)| *lapse > now);
+        Ok(tombstones.iter().map(|(id, _)| id.clone()).collect())
     }
 
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {

@@ -511,6 +511,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`Revocation::id`] is `id`, and returns them (none: nothing matched).
     async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError>;
 
+    /// The ids of revocations deleted by [`Store::delete_revocation`] that
+    /// would still be in force, so an instance that keeps its own
+    /// revocations through a loss of store data does not bring a deleted one
+    /// back.
+    async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError>;
+
     /// The sessions linked to an identity provider session (`sid` key) by
     /// the admissions that opened them, unless the links lapsed.
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError>;

@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use pingora_prometheus::prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::session::PoolUsage;
@@ -47,6 +48,9 @@ pub struct Metrics {
     /// `session_gateway_config_reloads_total{outcome}`: live reloads,
     /// `applied` or `refused`.
     pub config_reloads: IntCounterVec,
+    /// `session_gateway_revocations_restored_total`: revocations this
+    /// instance wrote again after the store lost them.
+    pub revocations_restored: IntCounter,
     /// Seat limit, per pool.
     pub seats_limit: IntGaugeVec,
     /// Reserved seats, per pool.
@@ -165,6 +169,17 @@ impl Metrics {
                 "Live configuration reloads, by outcome (applied, refused).",
                 &["outcome"],
             ),
+            revocations_restored: {
+                let c = IntCounter::new(
+                    "session_gateway_revocations_restored_total",
+                    "Revocations this instance wrote again after the store had lost them.",
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
             seats_limit: gauge(
                 "session_gateway_seats_limit",
                 "Seat limit, per pool.",

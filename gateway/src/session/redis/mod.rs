@@ -89,6 +89,7 @@ struct Scripts {
     revoke: Script,
     revocations: Script,
     delete_revocation: Script,
+    deleted_revocations: Script,
     first_use: Script,
     members: Script,
     audit: Script,
@@ -111,6 +112,7 @@ impl Scripts {
             revoke: with_common(include_str!("lua/revoke.lua")),
             revocations: with_common(include_str!("lua/revocations.lua")),
             delete_revocation: with_common(include_str!("lua/delete_revocation.lua")),
+            deleted_revocations: with_common(include_str!("lua/deleted_revocations.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             audit: Script::new(include_str!("lua/audit.lua")),
@@ -492,6 +494,11 @@ impl RedisStore {
 
     fn revocations_key(&self) -> String {
         format!("{{{}}}:revocations", self.prefix)
+    }
+
+    /// The ids of deleted revocations (in the revocations' slot).
+    fn tombstones_key(&self) -> String {
+        format!("{{{}}}:revocations:deleted", self.prefix)
     }
 
     fn tag(&self, pool: &str) -> String {
@@ -995,14 +1002,25 @@ impl Store for RedisStore {
         let value = self
             .run(
                 &self.scripts.delete_revocation,
-                &[self.revocations_key()],
-                &[self.now_arg(), id.to_string()],
+                &[self.revocations_key(), self.tombstones_key()],
+                &[self.now_arg(), id.to_string(), millis(LINGER).to_string()],
             )
             .await?;
         array(&value)?
             .iter()
             .map(|v| Revocation::decode(&text(v)?).ok_or_else(|| protocol("bad revocation")))
             .collect()
+    }
+
+    async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError> {
+        let value = self
+            .run(
+                &self.scripts.deleted_revocations,
+                &[self.tombstones_key()],
+                &[self.now_arg()],
+            )
+            .await?;
+        array(&value)?.iter().map(text).collect()
     }
 
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
