@@ -462,10 +462,10 @@ impl LogoutCatcher {
                     let mut chunk = [0u8; 4096];
                     loop {
                         if let Some(body) = complete_body(&buffer) {
-                            if let Some(token) = form_value(&body, "logout_token") {
-                                if let Ok(mut list) = kept.lock() {
-                                    list.push(token);
-                                }
+                            if let Some(token) = form_value(&body, "logout_token")
+                                && let Ok(mut list) = kept.lock()
+                            {
+                                list.push(token);
                             }
                             break;
                         }

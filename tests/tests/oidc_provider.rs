@@ -20,7 +20,7 @@ const ADMIN_TOKEN: &str = "oidc-suite-admin-token-0123456789";
 
 async fn backend() -> anyhow::Result<BackendHandle> {
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
-    Ok(Backend::start(loopback, "erp-1").await?)
+    Backend::start(loopback, "erp-1").await
 }
 
 /// The standard configuration with the provider as its one issuer
