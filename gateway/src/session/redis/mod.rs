@@ -85,6 +85,7 @@ struct Scripts {
     revocations: Script,
     delete_revocation: Script,
     first_use: Script,
+    release_use: Script,
     members: Script,
     audit: Script,
     ping: Script,
@@ -107,6 +108,7 @@ impl Scripts {
             revocations: with_common(include_str!("lua/revocations.lua")),
             delete_revocation: with_common(include_str!("lua/delete_revocation.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
+            release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             audit: Script::new(include_str!("lua/audit.lua")),
             ping: Script::new("return redis.call('PING')"),
@@ -201,6 +203,11 @@ pub struct RedisStore {
     clock: Option<SharedClock>,
     scripts: Scripts,
     leases: Arc<LeaseCache>,
+    /// The (session id, `sid` key) links this instance made: a fresh lease
+    /// spares the round trip only when the request's `sid` is among them,
+    /// so a token of a new identity provider session reaching a leased
+    /// session still links it (back-channel logout).
+    sid_links: quick_cache::sync::Cache<(SessionId, String), ()>,
     timeout: Duration,
     /// For revocation messages outside Sentinel (any node of a cluster
     /// hears every PUBLISH).
@@ -301,6 +308,7 @@ impl RedisStore {
             clock: clock.is_manual().then_some(clock),
             scripts: Scripts::new(),
             leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
+            sid_links: quick_cache::sync::Cache::new(200_000),
             timeout: config.connect_timeout + config.response_timeout,
             pubsub,
             pending_touches: parking_lot::Mutex::new(Vec::new()),
@@ -721,7 +729,14 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
-        if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key) {
+        let sid_key = request.sid.map(|sid| sid.key());
+        if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key)
+            && sid_key.as_ref().is_none_or(|key| {
+                self.sid_links
+                    .get(&(lease.session.id.clone(), key.clone()))
+                    .is_some()
+            })
+        {
             if lease.touch_due {
                 self.touch_later(lease.session.clone());
             }
@@ -735,6 +750,9 @@ impl Store for RedisStore {
             Ok(outcome) => {
                 if let Some(session) = outcome.admission.session() {
                     self.leases.confirm(session.clone(), epoch);
+                    if let Some(key) = sid_key {
+                        self.sid_links.insert((session.id.clone(), key), ());
+                    }
                 }
                 if let Admission::Opened {
                     replaced: Some(replaced),
@@ -1002,6 +1020,16 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(int(&value)? == 1)
+    }
+
+    async fn release_use(&self, key: &str) -> Result<(), StoreError> {
+        self.run(
+            &self.scripts.release_use,
+            &[format!("{{{}}}:used:{key}", self.prefix)],
+            &[],
+        )
+        .await?;
+        Ok(())
     }
 }
 
