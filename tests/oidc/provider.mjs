@@ -8,6 +8,8 @@
 //   OIDC_BACKCHANNEL_LOGOUT_URI  erp-web's backchannel_logout_uri (a gateway)
 //   OIDC_REDIRECT_URI            erp-web's redirect_uri (loopback; nothing
 //                                needs to listen, the test reads the Location)
+//   OIDC_PLAIN_ACCESS_TOKENS=1   access tokens without `sid`, as
+//                                oidc-provider issues them by default
 //
 // Keys: ES256 (P-256) keys live in the --keys file so that a restart keeps
 // them. Without the file one key is made; --rotate prepends a new key, which
@@ -113,7 +115,9 @@ const configuration = {
   // The gateway links a session to the provider session it names (`sid`),
   // and a logout token names that `sid`: access tokens carry it here, as many
   // providers' do (oidc-provider's own JWT access tokens do not).
-  extraTokenClaims: async (ctx, token) => (token.sid ? { sid: token.sid } : undefined),
+  extraTokenClaims: async (ctx, token) => (
+    token.sid && process.env.OIDC_PLAIN_ACCESS_TOKENS !== '1' ? { sid: token.sid } : undefined
+  ),
   // The confidential web client authenticates with its secret; the test
   // client does not do PKCE.
   pkce: { required: () => false },

@@ -46,6 +46,10 @@ pub struct ProviderOptions {
     /// A port to listen on (`None`: a free one). A gateway started before
     /// its provider needs to know the issuer URL in advance.
     pub port: Option<u16>,
+    /// Access tokens without the provider session's `sid`, as oidc-provider
+    /// issues them by default (otherwise they carry it, as many providers'
+    /// do).
+    pub plain_access_tokens: bool,
 }
 
 /// The redirect URI registered for `erp-web`. Nothing listens there: the
@@ -231,6 +235,14 @@ fn spawn(port: u16, options: &ProviderOptions, dir: &Path, rotate: bool) -> anyh
         .arg(dir.join("keys.json"))
         .env("OIDC_REDIRECT_URI", REDIRECT_URI)
         .env_remove("OIDC_BACKCHANNEL_LOGOUT_URI")
+        .env(
+            "OIDC_PLAIN_ACCESS_TOKENS",
+            if options.plain_access_tokens {
+                "1"
+            } else {
+                "0"
+            },
+        )
         .env_remove("DEBUG")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

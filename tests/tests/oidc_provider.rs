@@ -26,7 +26,8 @@ async fn backend() -> anyhow::Result<BackendHandle> {
 /// The standard configuration with the provider as its one issuer
 /// (discovery over loopback http, ES256), the admin API on, and a pool of
 /// `limit` seats. `logout`: the provider's logout tokens (`aud` = the
-/// client, `erp-web`) are accepted.
+/// client, `erp-web`) are accepted, and must be typed `logout+jwt` (the
+/// provider types them, so the strict setting works with it).
 fn config(issuer: &str, backend: SocketAddr, limit: i64, logout: bool) -> ConfigDoc {
     let mut config = ConfigDoc::standard(issuer, backend);
     let entry = config.item("issuers", 0);
@@ -34,6 +35,7 @@ fn config(issuer: &str, backend: SocketAddr, limit: i64, logout: bool) -> Config
     entry.insert("jwks_min_refetch".into(), "1s".into());
     if logout {
         entry.insert("logout_audiences".into(), vec!["erp-web"].into());
+        entry.insert("require_logout_typ".into(), true.into());
     }
     config.pool(0).insert("limit".into(), limit.into());
     config.set("admin", "token_env", ADMIN_ENV);
@@ -138,6 +140,18 @@ async fn a_refreshed_token_reuses_the_session_of_the_login() -> anyhow::Result<(
 
 #[tokio::test]
 async fn rp_initiated_logout_at_the_provider_closes_the_session() -> anyhow::Result<()> {
+    logout_closes_the_session(false).await
+}
+
+/// oidc-provider's own access tokens name no `sid`: the logout token's
+/// `sid` then links to no session, and the `sub` it also names closes it.
+#[tokio::test]
+async fn rp_initiated_logout_closes_a_session_opened_by_a_token_without_sid() -> anyhow::Result<()>
+{
+    logout_closes_the_session(true).await
+}
+
+async fn logout_closes_the_session(plain_access_tokens: bool) -> anyhow::Result<()> {
     // The provider registers the gateway's back-channel URI and the gateway
     // discovers the provider: the gateway starts first, on the issuer URL the
     // provider will have, and becomes ready once the provider serves.
@@ -148,6 +162,7 @@ async fn rp_initiated_logout_at_the_provider_closes_the_session() -> anyhow::Res
     let op = OidcProvider::start(&ProviderOptions {
         backchannel_logout_uri: Some(gw.url("/.gateway/backchannel-logout")),
         port: Some(port),
+        plain_access_tokens,
     })
     .await?;
     ready(&gw).await?;
@@ -155,6 +170,8 @@ async fn rp_initiated_logout_at_the_provider_closes_the_session() -> anyhow::Res
     let mut browser = op.browser();
     let alice = browser.login("alice").await?;
     let token = alice.access_token()?;
+    let (_, claims) = jwt_parts(token)?;
+    assert_eq!(claims["sid"].is_null(), plain_access_tokens, "{claims}");
     assert_eq!(gw.get("/api/orders", token).await?.status, 200);
     let batch = op.client_credentials("erp-batch", BATCH_SECRET).await?;
     let full = gw.get("/api/orders", batch.access_token()?).await?;
@@ -185,7 +202,7 @@ async fn id_and_logout_tokens_are_not_access_tokens() -> anyhow::Result<()> {
     let catcher = LogoutCatcher::start().await?;
     let op = OidcProvider::start(&ProviderOptions {
         backchannel_logout_uri: Some(catcher.url()),
-        port: None,
+        ..ProviderOptions::default()
     })
     .await?;
     let erp = backend().await?;
@@ -286,6 +303,7 @@ async fn a_redis_fleet_shares_the_session_and_the_logout() -> anyhow::Result<()>
     let op = OidcProvider::start(&ProviderOptions {
         backchannel_logout_uri: Some(a.url("/.gateway/backchannel-logout")),
         port: Some(port),
+        ..ProviderOptions::default()
     })
     .await?;
     ready(&a).await?;
