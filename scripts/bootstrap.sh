@@ -3,7 +3,8 @@
 # does. Safe to run again: it installs only what is missing.
 #
 #   scripts/bootstrap.sh build   cmake (Pingora builds zlib-ng with it)
-#   scripts/bootstrap.sh         the above and redis-server (the tests start their own)
+#   scripts/bootstrap.sh         the above, redis-server (the tests start their own),
+#                                openssl and tests/oidc's npm packages (`npm ci`)
 #
 # As root (or with passwordless sudo) it uses apt-get. Otherwise it installs into
 # ~/.local: cmake from PyPI (the `cmake` package ships the binary) and Debian's
@@ -141,8 +142,7 @@ redis_check_build() {
     fi
 }
 
-# Test dependencies beyond Redis, each with a line that says why. Later ones go
-# here too (e.g. the identity-provider suite's Node packages, `npm ci`).
+# Test dependencies beyond Redis, each with a line that says why.
 need_test_extras() {
     # The Redis TLS tests make their CA and certificates with the openssl CLI.
     if command -v openssl >/dev/null; then
@@ -154,6 +154,27 @@ need_test_extras() {
         say "openssl is missing: as root run 'apt-get install openssl' (the Redis TLS tests need it)" >&2
         return 1
     fi
+    need_oidc_provider
+}
+
+# The identity-provider suite (tests/tests/oidc_provider.rs) runs oidc-provider
+# from npm under Node.js; `npm ci` installs exactly what tests/oidc's lock names.
+need_oidc_provider() {
+    local dir
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/oidc"
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        say "node and npm are missing: install Node.js 18 or later (e.g. as root 'apt-get install nodejs npm');" \
+            "the identity-provider tests run oidc-provider under it" >&2
+        return 1
+    fi
+    if [ -d "$dir/node_modules" ] && [ "$dir/node_modules" -nt "$dir/package-lock.json" ]; then
+        say "oidc-provider found: $dir/node_modules (node $(node --version))"
+        return
+    fi
+    say "installing oidc-provider (the identity-provider tests run it) with npm ci --prefix tests/oidc"
+    npm ci --prefix "$dir" --no-audit --no-fund
+    # npm ci keeps the directory's old time when it reuses it; mark it as newer than the lock.
+    touch "$dir/node_modules"
 }
 
 # Tells the user what to add to PATH when a user-level install put tools there.

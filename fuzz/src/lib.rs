@@ -56,6 +56,9 @@ fn build_verifier(cache_size: usize) -> Verifier {
         // An unknown kid re-reads the file at most once per run.
         jwks_min_refetch: Duration::from_secs(86_400),
         http_timeout: Duration::from_secs(1),
+        logout_audiences: vec![AUDIENCE.into()],
+        require_logout_typ: false,
+        access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
     };
     let policy = TokenPolicy {
         leeway: Duration::from_secs(LEEWAY as u64),

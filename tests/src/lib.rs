@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+pub mod oidc;
 pub mod redis;
 pub mod relay;
 
+pub use oidc::{Browser, LogoutCatcher, OidcProvider, ProviderOptions, Tokens};
 pub use redis::RedisServer;
 pub use session_gateway::devkit::{Backend, BackendHandle, Issuer, IssuerHandle, TokenRequest};
 

@@ -1,11 +1,12 @@
 //! OpenID Connect Back-Channel Logout 1.0 at `POST /.gateway/backchannel-logout`:
 //! a valid logout token closes the sessions of its `sid` (or of its `sub`),
 //! frees their seats and revokes the tokens that could reopen them; every
-//! malformed variant is a 400 `invalid_request` that changes nothing.
+//! malformed variant, and a replay, is a 400 `invalid_request` that changes
+//! nothing. Logout tokens and ID tokens are never access tokens.
 
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use session_gateway_e2e::{Devkit, Gateway, Reply, TokenRequest};
+use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, Reply, TokenRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -45,9 +46,24 @@ fn rand_suffix() -> u128 {
         .unwrap_or(0)
 }
 
+/// Signs a logout token the way providers do, typed `logout+jwt`.
 fn sign(kit: &Devkit, claims: &Value) -> String {
-    kit.issuer
-        .sign_raw(&kit.issuer.header(Algorithm::RS256), claims)
+    sign_typed(kit, Some("logout+jwt"), claims)
+}
+
+fn sign_typed(kit: &Devkit, typ: Option<&str>, claims: &Value) -> String {
+    let mut header = kit.issuer.header(Algorithm::RS256);
+    header.typ = typ.map(str::to_owned);
+    kit.issuer.sign_raw(&header, claims)
+}
+
+/// Sets a key of the first `[[issuers]]` entry.
+fn set_issuer(config: &mut ConfigDoc, key: &str, value: impl Into<toml::Value>) {
+    config.item("issuers", 0).insert(key.into(), value.into());
+}
+
+fn strings(items: &[&str]) -> toml::Value {
+    toml::Value::Array(items.iter().map(|s| (*s).into()).collect())
 }
 
 async fn post(gw: &Gateway, token: &str) -> anyhow::Result<Reply> {
@@ -171,6 +187,13 @@ async fn malformed_logout_tokens_are_refused_and_change_nothing() -> anyhow::Res
         assert_eq!(r.status, 400, "{what}: {:?}", r.json());
         assert_eq!(r.json()["error"], "invalid_request", "{what}");
     }
+    // A token of another type (an access or ID token of the same keys).
+    for typ in ["JWT", "at+jwt", "id+jwt"] {
+        let claims = logout_claims(&kit, json!({"sid": sid}));
+        let r = post(&gw, &sign_typed(&kit, Some(typ), &claims)).await?;
+        assert_eq!(r.status, 400, "typ {typ}: {:?}", r.json());
+        assert_eq!(r.json()["error"], "invalid_request", "typ {typ}");
+    }
     // Not a signed token of a trusted issuer.
     let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", "e30");
     assert_eq!(post(&gw, &unsigned).await?.status, 400);
@@ -199,5 +222,296 @@ async fn malformed_logout_tokens_are_refused_and_change_nothing() -> anyhow::Res
     // Alice's session survived all of it.
     assert_eq!(gw.session(&alice).await?.status, 200);
     assert_eq!(gw.get("/api/x", &alice).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn logout_tokens_are_for_the_client_ids_in_logout_audiences() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let mut config = kit.config();
+    config.pool(0).insert("limit".into(), 1.into());
+    set_issuer(
+        &mut config,
+        "logout_audiences",
+        strings(&["erp-web", "erp-desktop"]),
+    );
+    let gw = Gateway::start(BIN, &config).await?;
+    let alice = kit.token("alice");
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 200);
+    let sid = kit.issuer.sid_for("alice");
+
+    // The access tokens' audience no longer names a logout token's.
+    let api = post(
+        &gw,
+        &sign(
+            &kit,
+            &logout_claims(&kit, json!({"sid": sid, "aud": "erp-api"})),
+        ),
+    )
+    .await?;
+    assert_eq!(api.status, 400, "{:?}", api.json());
+    assert_eq!(gw.session(&alice).await?.status, 200, "nothing closed");
+
+    // BCL §2.4: the provider addresses the logout token to the client.
+    let web = post(
+        &gw,
+        &sign(
+            &kit,
+            &logout_claims(&kit, json!({"sid": sid, "aud": "erp-web"})),
+        ),
+    )
+    .await?;
+    assert_eq!(web.status, 200, "{:?}", web.json());
+    assert_eq!(web.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        gw.get("/api/x", &kit.token("bob")).await?.status,
+        200,
+        "seat freed"
+    );
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_required_logout_typ_refuses_untyped_logout_tokens() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let mut config = kit.config();
+    set_issuer(&mut config, "require_logout_typ", true);
+    let gw = Gateway::start(BIN, &config).await?;
+    let alice = kit.token("alice");
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 200);
+    let claims = logout_claims(&kit, json!({"sid": kit.issuer.sid_for("alice")}));
+    let untyped = post(&gw, &sign_typed(&kit, None, &claims)).await?;
+    assert_eq!(untyped.status, 400, "{:?}", untyped.json());
+    assert_eq!(untyped.json()["error"], "invalid_request");
+    assert_eq!(gw.session(&alice).await?.status, 200, "nothing closed");
+    // The same claims typed `logout+jwt`: the refusal spent nothing.
+    let typed = post(&gw, &sign(&kit, &claims)).await?;
+    assert_eq!(typed.status, 200, "{:?}", typed.json());
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 401, "logged out");
+    Ok(())
+}
+
+#[tokio::test]
+async fn logout_and_id_tokens_are_never_access_tokens() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let mut config = kit.config();
+    // The client id among the audiences, as with providers that put it in
+    // their access tokens: only the token type tells these apart.
+    set_issuer(&mut config, "audiences", strings(&["erp-api", "erp-web"]));
+    set_issuer(&mut config, "logout_audiences", strings(&["erp-web"]));
+    let gw = Gateway::start(BIN, &config).await?;
+    let event = json!({ EVENT: {} });
+    let not_access_tokens = [
+        (
+            "a logout token",
+            TokenRequest::new("alice")
+                .audience("erp-web")
+                .typ(Some("logout+jwt"))
+                .claim("events", event.clone()),
+        ),
+        (
+            "an untyped logout token",
+            TokenRequest::new("alice")
+                .audience("erp-web")
+                .typ(None)
+                .claim("events", event),
+        ),
+        (
+            "an ID token",
+            TokenRequest::new("alice")
+                .audience("erp-web")
+                .claim("nonce", "n-0S6_WzA2Mj"),
+        ),
+        (
+            "a typed ID token",
+            TokenRequest::new("alice")
+                .audience("erp-web")
+                .typ(Some("id+jwt")),
+        ),
+    ];
+    for (what, request) in not_access_tokens {
+        let token = kit.mint(&request);
+        for path in ["/token-only/x", "/api/x"] {
+            let r = gw.get(path, &token).await?;
+            assert_eq!(r.status, 401, "{what} on {path}");
+            assert!(
+                r.json()["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not an access token"),
+                "{what} on {path}: {:?}",
+                r.json()
+            );
+        }
+    }
+    assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
+    let typed = kit.mint(&TokenRequest::new("bob").typ(Some("at+jwt")));
+    assert_eq!(gw.get("/token-only/x", &typed).await?.status, 200);
+    // Keycloak's `Bearer` is refused unless configured.
+    let keycloak = kit.mint(&TokenRequest::new("bob").typ(Some("Bearer")));
+    assert_eq!(gw.get("/token-only/x", &keycloak).await?.status, 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sid_unknown_to_every_session_falls_back_to_the_sub() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let mut config = kit.config();
+    config.pool(0).insert("limit".into(), 1.into());
+    let gw = Gateway::start(BIN, &config).await?;
+    // The provider's access tokens carry no `sid` (oidc-provider's don't).
+    let alice = kit.mint(
+        &TokenRequest::new("alice")
+            .without_claim("sid")
+            .claim("iat", now() - 30),
+    );
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 200);
+    assert_eq!(gw.get("/api/x", &kit.token("bob")).await?.status, 429);
+
+    let r = post(
+        &gw,
+        &sign(
+            &kit,
+            &logout_claims(&kit, json!({"sid": "idp-session-1", "sub": "alice"})),
+        ),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        gw.get("/api/x", &kit.token("bob")).await?.status,
+        200,
+        "seat freed"
+    );
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 401, "token revoked");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sid_with_linked_sessions_leaves_the_subjects_other_sessions() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = Gateway::start(BIN, &kit.config()).await?;
+    let web = kit.mint(&TokenRequest::new("carol").claim("sid", "idp-web"));
+    let desktop = kit.mint(
+        &TokenRequest::new("carol")
+            .client_id("erp-desktop")
+            .claim("sid", "idp-desktop"),
+    );
+    for t in [&web, &desktop] {
+        assert_eq!(gw.get("/api/x", t).await?.status, 200);
+    }
+    let r = post(
+        &gw,
+        &sign(
+            &kit,
+            &logout_claims(&kit, json!({"sid": "idp-web", "sub": "carol"})),
+        ),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(gw.session(&web).await?.status, 401);
+    assert_eq!(
+        gw.session(&desktop).await?.status,
+        200,
+        "another IdP session"
+    );
+    Ok(())
+}
+
+/// A session reused by a token of a new login (new `sid`) is linked to that
+/// `sid` as well, on one instance and through the Redis store's lease cache.
+async fn a_session_reused_under_a_new_sid(config: ConfigDoc, kit: &Devkit) -> anyhow::Result<()> {
+    let mut config = config;
+    config.pool(0).insert("limit".into(), 1.into());
+    let gw = Gateway::start(BIN, &config).await?;
+    let first = kit.mint(&TokenRequest::new("alice").claim("sid", "idp-login-1"));
+    let second = kit.mint(&TokenRequest::new("alice").claim("sid", "idp-login-2"));
+    let opened = gw.get("/api/x", &first).await?;
+    let reused = gw.get("/api/x", &second).await?;
+    assert_eq!(reused.status, 200);
+    assert_eq!(
+        opened.forwarded_header("x-session-id"),
+        reused.forwarded_header("x-session-id"),
+        "the same session"
+    );
+    let r = post(
+        &gw,
+        &sign(&kit, &logout_claims(kit, json!({"sid": "idp-login-2"}))),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        gw.get("/api/x", &kit.token("bob")).await?.status,
+        200,
+        "seat freed"
+    );
+    assert_eq!(gw.get("/api/x", &second).await?.status, 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_reused_under_a_new_sid_is_closed_by_that_sid() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    a_session_reused_under_a_new_sid(kit.config(), &kit).await
+}
+
+#[tokio::test]
+async fn a_session_reused_under_a_new_sid_is_closed_by_that_sid_in_redis() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", redis.url());
+    a_session_reused_under_a_new_sid(config, &kit).await
+}
+
+#[tokio::test]
+async fn a_replayed_logout_token_closes_nothing() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = Gateway::start(BIN, &kit.config()).await?;
+    let before = kit.mint(&TokenRequest::new("carol").claim("iat", now() - 30));
+    assert_eq!(gw.get("/api/x", &before).await?.status, 200);
+    let token = sign(&kit, &logout_claims(&kit, json!({"sub": "carol"})));
+    assert_eq!(post(&gw, &token).await?.status, 200);
+    assert_eq!(gw.session(&before).await?.status, 401);
+
+    // Carol logs in again; then the old logout token comes back.
+    let after = kit.mint(&TokenRequest::new("carol").claim("iat", now() + 5));
+    assert_eq!(gw.get("/api/x", &after).await?.status, 200);
+    let replay = post(&gw, &token).await?;
+    assert_eq!(replay.status, 400, "{:?}", replay.json());
+    assert!(
+        replay.json()["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replayed")
+    );
+    assert_eq!(
+        gw.session(&after).await?.status,
+        200,
+        "the new session survived"
+    );
+    assert_eq!(gw.get("/api/x", &after).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_logout_token_expiring_far_in_the_future_is_still_one_time() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = Gateway::start(BIN, &kit.config()).await?;
+    let alice = kit.token("alice");
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 200);
+    let token = sign(
+        &kit,
+        &logout_claims(
+            &kit,
+            json!({"sid": kit.issuer.sid_for("alice"), "exp": 2e16}),
+        ),
+    );
+    let r = post(&gw, &token).await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(gw.get("/api/x", &alice).await?.status, 401);
+    let replay = post(&gw, &token).await?;
+    assert_eq!(replay.status, 400, "{:?}", replay.json());
     Ok(())
 }

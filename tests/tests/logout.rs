@@ -2,7 +2,7 @@
 //! the presented token is refused until it expires, and a new token of the
 //! same identity opens a new session — on one instance and across a fleet.
 
-use session_gateway_e2e::{Devkit, Gateway, RedisServer, eventually};
+use session_gateway_e2e::{Devkit, Gateway, RedisServer, TokenRequest, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -99,5 +99,32 @@ async fn a_new_token_after_logout_opens_a_new_session_across_the_fleet() -> anyh
         .unwrap_or_default();
     assert_eq!(new_id.len(), 32);
     assert_ne!(new_id, id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_expiring_far_in_the_future_stays_revoked() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = Gateway::start(BIN, &kit.config()).await?;
+    // `exp` = 2e16 s: the revocation's end used to wrap to 1970.
+    for (user, exp) in [
+        ("alice", serde_json::json!(2e16)),
+        ("bob", serde_json::json!(1e16)),
+        ("carol", serde_json::json!(1u64 << 53)),
+    ] {
+        let token = kit.mint(&TokenRequest::new(user).claim("exp", exp.clone()));
+        assert_eq!(gw.get("/api/x", &token).await?.status, 200, "{exp}");
+        let out = logout(&gw, &token).await?;
+        assert_eq!(out.status, 200, "{exp}: {:?}", out.json());
+        let refused = gw.get("/api/x", &token).await?;
+        assert_eq!(refused.status, 401, "{exp}");
+        assert!(
+            refused.json()["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("revoked"),
+            "{exp}"
+        );
+    }
     Ok(())
 }

@@ -113,6 +113,9 @@ impl Store for StoreWithServer {
     async fn first_use(&self, key: &str, until_ms: u64) -> Result<bool, StoreError> {
         self.store.first_use(key, until_ms).await
     }
+    async fn release_use(&self, key: &str) -> Result<(), StoreError> {
+        self.store.release_use(key).await
+    }
 }
 
 mod contract {

@@ -248,6 +248,22 @@ mod tests {
     }
 
     #[test]
+    fn dates_at_the_extremes_saturate_and_never_fail_open() {
+        let date = |json: &str| parse(json).unwrap().numeric_date("exp");
+        assert_eq!(date(r#"{"exp":9007199254740992}"#), Ok(Some(1 << 53)));
+        assert_eq!(date(r#"{"exp":1e16}"#), Ok(Some(10_000_000_000_000_000)));
+        assert_eq!(date(r#"{"exp":2e16}"#), Ok(Some(20_000_000_000_000_000)));
+        assert_eq!(date(r#"{"exp":1e300}"#), Ok(Some(i64::MAX)));
+        assert_eq!(date(r#"{"exp":18446744073709551615}"#), Ok(Some(i64::MAX)));
+        assert_eq!(date(r#"{"exp":-1}"#), Ok(Some(-1)));
+        assert_eq!(date(r#"{"exp":-1e300}"#), Ok(Some(i64::MIN)));
+        assert_eq!(date(r#"{"exp":-0.5}"#), Ok(Some(0)));
+        assert_eq!(date(r#"{"exp":1700000000.999}"#), Ok(Some(1_700_000_000)));
+        assert!(date(r#"{"exp":"1e16"}"#).is_err());
+        assert!(date(r#"{"exp":true}"#).is_err());
+    }
+
+    #[test]
     fn client_id_wins_over_azp_and_bad_dates_are_errors() {
         let c = parse(r#"{"client_id":"svc","azp":"web","iat":"yesterday","aud":"one"}"#).unwrap();
         assert_eq!(c.client(), Some("svc"));

@@ -14,4 +14,6 @@ pub mod verify;
 pub use claims::Claims;
 pub use jwks::{IssuerKeys, JwksError, KeySet};
 pub use revocation::RevocationList;
-pub use verify::{BearerError, Principal, TokenError, Verified, Verifier, bearer_token};
+pub use verify::{
+    BearerError, Principal, SignedToken, TokenError, Verified, Verifier, bearer_token,
+};

@@ -66,6 +66,10 @@ pub enum TokenError {
     /// No accepted audience.
     #[error("wrong audience")]
     WrongAudience,
+    /// A logout token, an ID token or another token that is not an access
+    /// token (RFC 8725 §3.11), or a `typ` not in `access_token_types`.
+    #[error("not an access token: {0}")]
+    NotAnAccessToken(String),
     /// A required claim is absent, or a time claim is not a number.
     #[error("{0}")]
     BadClaim(String),
@@ -94,6 +98,7 @@ impl TokenError {
             TokenError::LifetimeTooLong => "lifetime_too_long",
             TokenError::AuthenticationTooOld => "authentication_too_old",
             TokenError::WrongAudience => "wrong_audience",
+            TokenError::NotAnAccessToken(_) => "not_an_access_token",
             TokenError::BadClaim(_) => "bad_claim",
             TokenError::Revoked => "revoked",
             TokenError::IssuerUnavailable => "issuer_unavailable",
@@ -261,7 +266,7 @@ impl Verifier {
 
     fn check_still_valid(&self, p: &Principal) -> Result<(), TokenError> {
         let now = self.clock.now_secs();
-        let leeway = self.policy.leeway.as_secs() as i64;
+        let leeway = secs_i64(self.policy.leeway);
         if now > p.expires_at.saturating_add(leeway) {
             return Err(TokenError::Expired);
         }
@@ -274,15 +279,17 @@ impl Verifier {
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<Principal, TokenError> {
-        let (index, claims) = self.verify_signature(token).await?;
-        self.check_claims(self.issuers[index].config(), index, claims)
+        let signed = self.verify_signature(token).await?;
+        let config = self.issuers[signed.issuer].config();
+        check_access_token_type(config, signed.typ.as_deref(), &signed.claims)?;
+        self.check_claims(config, signed.issuer, signed.claims)
     }
 
     /// Checks a token's signature against its issuer's keys and allow-list,
-    /// and returns the issuer's index and the claims — nothing about the
-    /// claims is checked yet. Shared by access tokens and back-channel
-    /// logout tokens.
-    pub async fn verify_signature(&self, token: &str) -> Result<(usize, Claims), TokenError> {
+    /// and returns the issuer's index, the `typ` header and the claims —
+    /// nothing about the claims or the type is checked yet. Shared by access
+    /// tokens and back-channel logout tokens, which each check their type.
+    pub async fn verify_signature(&self, token: &str) -> Result<SignedToken, TokenError> {
         if token.len() > self.policy.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -329,12 +336,16 @@ impl Verifier {
             SignatureCheck::Invalid => return Err(TokenError::BadSignature),
             SignatureCheck::NoKey => return Err(TokenError::UnknownKey),
         }
-        Ok((index, claims))
+        Ok(SignedToken {
+            issuer: index,
+            typ: header.typ,
+            claims,
+        })
     }
 
     /// The verification leeway, in seconds.
     pub fn leeway_secs(&self) -> i64 {
-        self.policy.leeway.as_secs() as i64
+        secs_i64(self.policy.leeway)
     }
 
     /// The configuration of the issuer at `index`.
@@ -349,7 +360,7 @@ impl Verifier {
         claims: Claims,
     ) -> Result<Principal, TokenError> {
         let now = self.clock.now_secs();
-        let leeway = self.policy.leeway.as_secs() as i64;
+        let leeway = secs_i64(self.policy.leeway);
         let date = |name: &str| claims.numeric_date(name).map_err(TokenError::BadClaim);
 
         let expires_at =
@@ -373,14 +384,14 @@ impl Verifier {
         if let Some(max) = self.policy.max_lifetime {
             let iat =
                 issued_at.ok_or_else(|| TokenError::BadClaim("missing claim `iat`".into()))?;
-            if expires_at.saturating_sub(iat) > max.as_secs() as i64 {
+            if expires_at.saturating_sub(iat) > secs_i64(max) {
                 return Err(TokenError::LifetimeTooLong);
             }
         }
         if let Some(max) = self.policy.max_auth_age {
             let auth_time = date("auth_time")?
                 .ok_or_else(|| TokenError::BadClaim("missing claim `auth_time`".into()))?;
-            if now.saturating_sub(auth_time) > (max.as_secs() as i64).saturating_add(leeway) {
+            if now.saturating_sub(auth_time) > secs_i64(max).saturating_add(leeway) {
                 return Err(TokenError::AuthenticationTooOld);
             }
         }
@@ -400,6 +411,58 @@ impl Verifier {
             ..principal
         })
     }
+}
+
+/// A token whose signature verified, nothing else checked yet.
+#[derive(Debug, Clone)]
+pub struct SignedToken {
+    /// Index of its issuer in the configuration.
+    pub issuer: usize,
+    /// Its `typ` header, as sent.
+    pub typ: Option<String>,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+/// A configured duration in whole seconds as a signed claim offset; a value
+/// beyond `i64` (never sensible) saturates instead of turning negative.
+fn secs_i64(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Claims only ID tokens carry (OpenID Connect Core §2, §3.1.3.6, §3.3.2.11):
+/// an ID token typed plain `JWT` is recognised by them.
+const ID_TOKEN_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash"];
+
+/// Refuses a token that is not an access token of this issuer: typed as a
+/// logout, ID or security event token, carrying the claims of one (`events`,
+/// `nonce`, …) whatever the audiences say — a provider's ID token has the
+/// client id as audience, which may well be configured — or with a `typ`
+/// not in `access_token_types` (RFC 8725 §3.11, RFC 9068 §4).
+pub fn check_access_token_type(
+    config: &IssuerConfig,
+    typ: Option<&str>,
+    claims: &Claims,
+) -> Result<(), TokenError> {
+    let typ = crate::config::token_type(typ);
+    let refuse = |why: String| Err(TokenError::NotAnAccessToken(why));
+    if crate::config::NEVER_ACCESS_TOKEN_TYPES.contains(&typ.as_str()) {
+        return refuse(format!("a token of type `{typ}`"));
+    }
+    if claims.has("events") {
+        return refuse("a security event token (claim `events`), such as a logout token".into());
+    }
+    if let Some(claim) = ID_TOKEN_CLAIMS.iter().find(|c| claims.has(c)) {
+        return refuse(format!("an ID token (claim `{claim}`)"));
+    }
+    if !config.access_token_types.contains(&typ) {
+        return refuse(if typ.is_empty() {
+            "a token without `typ` is not accepted from this issuer".into()
+        } else {
+            format!("type `{typ}` is not accepted from this issuer")
+        });
+    }
+    Ok(())
 }
 
 enum SignatureCheck {
@@ -555,6 +618,9 @@ mod tests {
             jwks_refresh: Duration::from_secs(300),
             jwks_min_refetch: Duration::from_secs(60),
             http_timeout: Duration::from_secs(5),
+            logout_audiences: vec!["erp-web".into()],
+            require_logout_typ: false,
+            access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
         };
         let verifier = Verifier::new(&[config], policy(cache_size), Arc::new(clock)).unwrap();
         verifier.issuers()[0].refresh().await.unwrap();
@@ -624,6 +690,158 @@ mod tests {
             verifier.verify(&other).await.unwrap_err(),
             TokenError::WrongAudience
         );
+    }
+
+    #[tokio::test]
+    async fn only_access_tokens_are_accepted_whatever_their_audience() {
+        let issuer = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let verifier = verifier_for(&issuer, clock, 100).await;
+        let event = serde_json::json!({ "http://schemas.openid.net/event/backchannel-logout": {} });
+        let not_access_tokens = [
+            (
+                "logout+jwt typed",
+                TokenRequest::new("alice").typ(Some("logout+jwt")),
+            ),
+            (
+                "logout+jwt with the prefix",
+                TokenRequest::new("alice").typ(Some("Application/Logout+JWT")),
+            ),
+            (
+                "id+jwt typed",
+                TokenRequest::new("alice").typ(Some("id+jwt")),
+            ),
+            (
+                "events, no typ",
+                TokenRequest::new("alice").typ(None).claim("events", event),
+            ),
+            (
+                "an ID token typed JWT",
+                TokenRequest::new("alice").claim("nonce", "n-1"),
+            ),
+            (
+                "at_hash typed JWT",
+                TokenRequest::new("alice").claim("at_hash", "x"),
+            ),
+            // Keycloak's `Bearer` is not in the default list.
+            ("typ Bearer", TokenRequest::new("alice").typ(Some("Bearer"))),
+            ("typ JOSE", TokenRequest::new("alice").typ(Some("JOSE"))),
+        ];
+        for (what, request) in not_access_tokens {
+            let error = verifier.verify(&issuer.mint(&request)).await.unwrap_err();
+            assert!(
+                matches!(error, TokenError::NotAnAccessToken(_)),
+                "{what}: {error:?}"
+            );
+            assert!(
+                error.to_string().starts_with("not an access token"),
+                "{what}"
+            );
+        }
+        for typ in [
+            Some("at+jwt"),
+            Some("application/at+jwt"),
+            Some("AT+JWT"),
+            Some("JWT"),
+            None,
+        ] {
+            let token = issuer.mint(&TokenRequest::new("alice").typ(typ));
+            assert!(verifier.verify(&token).await.is_ok(), "{typ:?} refused");
+        }
+    }
+
+    #[tokio::test]
+    async fn access_token_types_are_configurable_but_never_admit_logout_tokens() {
+        let issuer = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let mut config = verifier_for(&issuer, clock.clone(), 0).await.issuers()[0]
+            .config()
+            .clone();
+        config.access_token_types = vec!["bearer".into()];
+        let verifier = Verifier::new(&[config], policy(0), Arc::new(clock)).unwrap();
+        verifier.issuers()[0].refresh().await.unwrap();
+        let bearer = issuer.mint(&TokenRequest::new("alice").typ(Some("Bearer")));
+        assert!(verifier.verify(&bearer).await.is_ok());
+        for typ in [Some("JWT"), None] {
+            let token = issuer.mint(&TokenRequest::new("alice").typ(typ));
+            assert!(
+                matches!(
+                    verifier.verify(&token).await,
+                    Err(TokenError::NotAnAccessToken(_))
+                ),
+                "{typ:?} accepted"
+            );
+        }
+        let id_token = issuer.mint(
+            &TokenRequest::new("alice")
+                .typ(Some("Bearer"))
+                .claim("nonce", "n"),
+        );
+        assert!(matches!(
+            verifier.verify(&id_token).await,
+            Err(TokenError::NotAnAccessToken(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn time_claims_at_the_extremes_never_wrap() {
+        let issuer = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let now = clock.now_secs();
+        let verifier = verifier_for(&issuer, clock, 0).await;
+        let with = |name: &str, value: serde_json::Value| {
+            issuer.mint(&TokenRequest::new("alice").claim(name, value))
+        };
+        // Far-future expiries are valid (no lifetime cap configured here).
+        for exp in [
+            serde_json::json!(1u64 << 53),
+            serde_json::json!(1e16),
+            serde_json::json!(2e16),
+            serde_json::json!(1e300),
+            serde_json::json!(i64::MAX),
+            serde_json::json!(u64::MAX),
+        ] {
+            let (principal, _) = verifier.verify(&with("exp", exp.clone())).await.unwrap();
+            assert!(principal.expires_at > now, "{exp}");
+        }
+        for exp in [
+            serde_json::json!(-1),
+            serde_json::json!(i64::MIN),
+            serde_json::json!(-1e300),
+        ] {
+            assert_eq!(
+                verifier
+                    .verify(&with("exp", exp.clone()))
+                    .await
+                    .unwrap_err(),
+                TokenError::Expired,
+                "{exp}"
+            );
+        }
+        for iat in [
+            serde_json::json!(1u64 << 53),
+            serde_json::json!(1e16),
+            serde_json::json!(1e300),
+        ] {
+            assert_eq!(
+                verifier
+                    .verify(&with("iat", iat.clone()))
+                    .await
+                    .unwrap_err(),
+                TokenError::IssuedInFuture,
+                "{iat}"
+            );
+        }
+        for iat in [
+            serde_json::json!(-1),
+            serde_json::json!(-1e300),
+            serde_json::json!(0.5),
+        ] {
+            assert!(
+                verifier.verify(&with("iat", iat.clone())).await.is_ok(),
+                "{iat}"
+            );
+        }
     }
 
     #[test]

@@ -96,6 +96,22 @@ pub struct IssuerSection {
     pub jwks_min_refetch: String,
     #[serde(default = "default_http_timeout")]
     pub http_timeout: String,
+    /// Accepted `aud` values of back-channel logout tokens (the relying
+    /// parties' client ids); `audiences` when unset.
+    #[serde(default)]
+    pub logout_audiences: Option<Vec<String>>,
+    /// Whether a logout token must carry `typ: logout+jwt`.
+    #[serde(default)]
+    pub require_logout_typ: bool,
+    /// Accepted `typ` headers of access tokens (`""`: no `typ`).
+    #[serde(default = "default_access_token_types")]
+    pub access_token_types: Vec<String>,
+}
+
+fn default_access_token_types() -> Vec<String> {
+    ["at+jwt", "application/at+jwt", "JWT", ""]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_algorithms() -> Vec<String> {

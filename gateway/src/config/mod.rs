@@ -165,6 +165,31 @@ pub struct IssuerConfig {
     pub jwks_min_refetch: Duration,
     /// Timeout of one discovery or JWKS request.
     pub http_timeout: Duration,
+    /// Accepted `aud` values of back-channel logout tokens: the client ids
+    /// of the relying parties the provider sends them for (OIDC BCL 1.0
+    /// §2.4). Defaults to `audiences`, which real providers do not use.
+    pub logout_audiences: Vec<String>,
+    /// Whether a logout token must carry `typ: logout+jwt`; when false, one
+    /// without `typ` is accepted too (never another `typ`).
+    pub require_logout_typ: bool,
+    /// Accepted access-token `typ` headers, as [`token_type`] normalises
+    /// them; `""` stands for a token without `typ`.
+    pub access_token_types: Vec<String>,
+}
+
+/// Normalised `typ` values of tokens that are never access tokens, whatever
+/// `access_token_types` says: back-channel logout tokens, ID tokens and
+/// security event tokens (RFC 8725 §3.11).
+pub const NEVER_ACCESS_TOKEN_TYPES: &[&str] = &["logout+jwt", "id+jwt", "secevent+jwt"];
+
+/// A JOSE `typ` header as compared: lowercase, without the optional
+/// `application/` prefix (RFC 7515 §4.1.9), `""` for none.
+pub fn token_type(typ: Option<&str>) -> String {
+    let typ = typ.unwrap_or("").trim().to_ascii_lowercase();
+    match typ.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => typ,
+    }
 }
 
 /// `[tokens]`.

@@ -918,6 +918,61 @@ fn issuer_needs_audiences_and_is_unique() {
     refused(&twice, "issuers[1].issuer", "is configured twice");
 }
 
+#[test]
+fn issuer_token_types_and_logout_audiences_default_and_normalise() {
+    let c = valid(MINIMAL);
+    let issuer = &c.issuers[0];
+    // Unset: today's behaviour, the access-token audiences.
+    assert_eq!(issuer.logout_audiences, vec!["erp-api".to_string()]);
+    assert!(!issuer.require_logout_typ);
+    assert_eq!(issuer.access_token_types, ["at+jwt", "jwt", ""]);
+
+    let c = valid(&MINIMAL.replace(
+        "audiences = [\"erp-api\"]",
+        "audiences = [\"erp-api\"]\nlogout_audiences = [\"erp-web\", \"erp-desktop\"]\n\
+         require_logout_typ = true\naccess_token_types = [\"Application/AT+JWT\", \"Bearer\"]",
+    ));
+    let issuer = &c.issuers[0];
+    assert_eq!(issuer.logout_audiences, ["erp-web", "erp-desktop"]);
+    assert!(issuer.require_logout_typ);
+    assert_eq!(issuer.access_token_types, ["at+jwt", "bearer"]);
+}
+
+#[test]
+fn issuer_token_types_and_logout_audiences_are_checked() {
+    let with = |line: &str| {
+        MINIMAL.replace(
+            "audiences = [\"erp-api\"]",
+            &format!("audiences = [\"erp-api\"]\n{line}"),
+        )
+    };
+    refused(
+        &with("logout_audiences = []"),
+        "issuers[0].logout_audiences",
+        "at least one non-empty client id",
+    );
+    refused(
+        &with("logout_audiences = [\" \"]"),
+        "issuers[0].logout_audiences",
+        "non-empty",
+    );
+    refused(
+        &with("access_token_types = []"),
+        "issuers[0].access_token_types",
+        "at least one token type",
+    );
+    refused(
+        &with("access_token_types = [\"JWT\", \"application/logout+jwt\"]"),
+        "issuers[0].access_token_types[1]",
+        "never access tokens",
+    );
+    refused(
+        &with("access_token_types = [\"id+jwt\"]"),
+        "issuers[0].access_token_types[0]",
+        "never access tokens",
+    );
+}
+
 // ---------------------------------------------------------------- server
 
 #[test]

@@ -350,6 +350,37 @@ fn issuer(
             KeySource::Discovery(secure_url(c, &format!("{key}.issuer"), &discovery)?)
         }
     };
+    let logout_audiences = match &s.logout_audiences {
+        // Safe as a default only because access tokens and logout tokens
+        // are told apart by type, whatever audience they share.
+        None => s.audiences.clone(),
+        Some(list) if list.is_empty() || list.iter().any(|a| a.trim().is_empty()) => {
+            return c.fail(
+                format!("{key}.logout_audiences"),
+                "must list at least one non-empty client id (or be left out to use `audiences`)",
+            );
+        }
+        Some(list) => list.clone(),
+    };
+    if s.access_token_types.is_empty() {
+        return c.fail(
+            format!("{key}.access_token_types"),
+            "must list at least one token type (\"\" stands for tokens without `typ`)",
+        );
+    }
+    let mut access_token_types = Vec::new();
+    for (i, typ) in s.access_token_types.iter().enumerate() {
+        let normalised = super::token_type(Some(typ));
+        if super::NEVER_ACCESS_TOKEN_TYPES.contains(&normalised.as_str()) {
+            return c.fail(
+                format!("{key}.access_token_types[{i}]"),
+                format!("`{typ}` is the type of tokens that are never access tokens"),
+            );
+        }
+        if !access_token_types.contains(&normalised) {
+            access_token_types.push(normalised);
+        }
+    }
     Ok(IssuerConfig {
         issuer: s.issuer.clone(),
         audiences: s.audiences.clone(),
@@ -358,6 +389,9 @@ fn issuer(
         jwks_refresh: c.positive_duration(&format!("{key}.jwks_refresh"), &s.jwks_refresh)?,
         jwks_min_refetch: c.duration(&format!("{key}.jwks_min_refetch"), &s.jwks_min_refetch)?,
         http_timeout: c.positive_duration(&format!("{key}.http_timeout"), &s.http_timeout)?,
+        logout_audiences,
+        require_logout_typ: s.require_logout_typ,
+        access_token_types,
     })
 }
 

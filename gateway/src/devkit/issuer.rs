@@ -235,7 +235,9 @@ impl IssuerHandle {
     /// If the issuer has no key for `req.alg` (EdDSA, ES384): a mistake in the
     /// calling test, not a runtime condition.
     pub fn mint(&self, req: &TokenRequest) -> String {
-        self.sign_raw(&self.header(req.alg), &self.claims(req))
+        let mut header = self.header(req.alg);
+        header.typ = req.typ.clone();
+        self.sign_raw(&header, &self.claims(req))
     }
 
     /// Signs `claims` under `header` exactly as given (kid, typ and all) with
@@ -344,6 +346,8 @@ pub struct TokenRequest {
     /// Claims merged over the defaults: a value replaces the default claim of
     /// that name, `null` removes it.
     pub extra: Map<String, Value>,
+    /// The `typ` header; `None` leaves it out.
+    pub typ: Option<String>,
 }
 
 impl TokenRequest {
@@ -360,7 +364,16 @@ impl TokenRequest {
             alg: Algorithm::RS256,
             audience: DEFAULT_AUDIENCE.to_owned(),
             extra: Map::new(),
+            typ: Some("JWT".to_owned()),
         }
+    }
+
+    /// Sets the `typ` header (`JWT` by default): `at+jwt`, `logout+jwt`,
+    /// `Bearer` as Keycloak sends it, or `None` for no `typ` at all.
+    #[must_use]
+    pub fn typ(mut self, typ: Option<&str>) -> Self {
+        self.typ = typ.map(str::to_owned);
+        self
     }
 
     /// Sets `client_id` (and `azp`).

@@ -26,6 +26,23 @@ use crate::telemetry::{Metrics, audit};
 /// sensible verification leeway.
 const REVOCATION_MARGIN_MS: u64 = 5 * 60 * 1000;
 
+/// The latest end of a revocation or one-time id, in ms: 2^53, the largest
+/// integer a Lua number (a double) holds exactly, so the Redis scripts
+/// compare and expire it as given. A token valid beyond that (the year
+/// 287,396) is valid again afterwards.
+const MAX_REVOCATION_END_MS: u64 = 1 << 53;
+
+/// When a revocation of a token expiring at `exp` (seconds, a claim value)
+/// may lapse: after `exp`, the leeway and [`REVOCATION_MARGIN_MS`], capped
+/// at [`MAX_REVOCATION_END_MS`]. No step can wrap, whatever the claim
+/// holds: a negative `exp` gives the margin alone.
+fn revocation_end_ms(exp: i64, leeway_secs: i64) -> u64 {
+    let secs = u64::try_from(exp.saturating_add(leeway_secs.max(0))).unwrap_or(0);
+    secs.saturating_mul(1000)
+        .saturating_add(REVOCATION_MARGIN_MS)
+        .min(MAX_REVOCATION_END_MS)
+}
+
 /// The event a back-channel logout token carries (OIDC BCL 1.0 §2.4).
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -42,6 +59,83 @@ pub enum BackchannelError {
 }
 
 use super::problem::{ErrorCode, Problem};
+
+/// A logout token that passed every check of OIDC BCL 1.0 §2.6 but the
+/// replay check (which needs the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogoutToken<'a> {
+    sid: Option<&'a str>,
+    sub: Option<&'a str>,
+    jti: &'a str,
+    /// Until when its `jti` must be remembered: as long as it verifies.
+    remember_until_ms: u64,
+}
+
+impl<'a> LogoutToken<'a> {
+    /// Checks a signature-verified token of `issuer` as a logout token;
+    /// `Err` says why it is not one (400 `invalid_request`).
+    fn check(
+        issuer: &crate::config::IssuerConfig,
+        typ: Option<&str>,
+        claims: &'a crate::auth::Claims,
+        now: i64,
+        leeway: i64,
+    ) -> Result<Self, String> {
+        // RFC 8725 §3.11 and BCL §2.4: `logout+jwt`, or no `typ` where the
+        // provider does not type its logout tokens; never another type
+        // (an access or ID token signed by the same keys).
+        match crate::config::token_type(typ).as_str() {
+            "logout+jwt" => {}
+            "" if !issuer.require_logout_typ => {}
+            "" => return Err("a logout token must carry `typ: logout+jwt`".into()),
+            other => return Err(format!("a token of type `{other}` is not a logout token")),
+        }
+        let date = |name: &str| claims.numeric_date(name);
+        let iat = date("iat")?.ok_or("missing claim `iat`")?;
+        if iat > now.saturating_add(leeway) {
+            return Err("issued in the future".into());
+        }
+        let exp = date("exp")?.ok_or("missing claim `exp`")?;
+        if now > exp.saturating_add(leeway) {
+            return Err("logout token expired".into());
+        }
+        // §2.4: the audience of a logout token is the relying party's
+        // client id, not the resource the access tokens are for.
+        let audiences = claims.audiences();
+        if !issuer
+            .logout_audiences
+            .iter()
+            .any(|a| audiences.contains(&a.as_str()))
+        {
+            return Err("wrong audience".into());
+        }
+        let is_logout_event = claims
+            .get("events")
+            .and_then(|e| e.as_object())
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(|v| v.is_object());
+        if !is_logout_event {
+            return Err(format!(
+                "`events` must contain `{BACKCHANNEL_LOGOUT_EVENT}`"
+            ));
+        }
+        if claims.has("nonce") {
+            return Err("a logout token must not contain `nonce`".into());
+        }
+        let sid = claims.str("sid");
+        let sub = claims.str("sub");
+        if sid.is_none() && sub.is_none() {
+            return Err("a logout token names `sid` or `sub`".into());
+        }
+        let jti = claims.token_id().ok_or("missing claim `jti`")?;
+        Ok(Self {
+            sid,
+            sub,
+            jti,
+            remember_until_ms: revocation_end_ms(exp, leeway),
+        })
+    }
+}
 
 /// The parts of the decision a live reload may replace: the issuers and
 /// token rules, the pools, and how refusals are worded.
@@ -203,126 +297,133 @@ impl Access {
     }
 
     /// OpenID Connect Back-Channel Logout 1.0: validates a logout token and
-    /// closes the sessions it names (`sid`: the sessions linked to that
-    /// identity provider session; `sub` alone: every session of the
-    /// subject), and revokes the tokens that could reopen them. Returns how
+    /// closes the sessions it names, and revokes the tokens that could
+    /// reopen them (§2.7: sessions by `iss` and `sub` and/or `sid`):
+    ///
+    /// * `sid`: the sessions linked to that identity provider session (every
+    ///   session a token naming it opened or reused) and every token naming
+    ///   it; when no session is linked to it and the token names `sub` too,
+    ///   the subject's sessions instead (access tokens without `sid`).
+    /// * `sub` alone: every session of the subject, and its tokens issued
+    ///   until now.
+    ///
+    /// Every check, the replay check included, comes before any effect. The
+    /// `jti` is reserved first (a replay, even a concurrent one, closes
+    /// nothing) and released when the store fails later on, so the identity
+    /// provider's retry after the 503 is carried out rather than refused as
+    /// a replay; carrying out a logout twice changes nothing. Returns how
     /// many sessions closed.
     pub async fn backchannel_logout(&self, logout_token: &str) -> Result<usize, BackchannelError> {
-        let invalid = |m: String| BackchannelError::Invalid(m);
         let policy = self.policy();
         let verifier = &policy.verifier;
-        let (index, claims) =
-            verifier
-                .verify_signature(logout_token)
-                .await
-                .map_err(|e| match e {
-                    TokenError::IssuerUnavailable => BackchannelError::Unavailable,
-                    other => invalid(other.to_string()),
-                })?;
+        let signed = verifier
+            .verify_signature(logout_token)
+            .await
+            .map_err(|e| match e {
+                TokenError::IssuerUnavailable => BackchannelError::Unavailable,
+                other => BackchannelError::Invalid(other.to_string()),
+            })?;
         let issuer = verifier
-            .issuer_config(index)
-            .ok_or_else(|| invalid("untrusted issuer".into()))?;
-        let now = self.clock.now_secs();
-        let leeway = verifier.leeway_secs();
-        let date = |name: &str| claims.numeric_date(name).map_err(invalid);
-        let iat = date("iat")?.ok_or_else(|| invalid("missing claim `iat`".into()))?;
-        if iat > now.saturating_add(leeway) {
-            return Err(invalid("issued in the future".into()));
+            .issuer_config(signed.issuer)
+            .ok_or_else(|| BackchannelError::Invalid("untrusted issuer".into()))?;
+        let logout = LogoutToken::check(
+            issuer,
+            signed.typ.as_deref(),
+            &signed.claims,
+            self.clock.now_secs(),
+            verifier.leeway_secs(),
+        )
+        .map_err(BackchannelError::Invalid)?;
+
+        let once = crate::session::identity::Digest32::of_parts(
+            "logout-jti",
+            [issuer.issuer.as_bytes(), logout.jti.as_bytes()],
+        )
+        .to_hex();
+        let fresh = self
+            .store
+            .first_use(&once, logout.remember_until_ms)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "store one-time id check failed");
+                BackchannelError::Unavailable
+            })?;
+        if !fresh {
+            return Err(BackchannelError::Invalid("logout token replayed".into()));
         }
-        let exp = date("exp")?.ok_or_else(|| invalid("missing claim `exp`".into()))?;
-        if now > exp.saturating_add(leeway) {
-            return Err(invalid("logout token expired".into()));
+        match self.carry_out_logout(&issuer.issuer, &logout).await {
+            Ok(closed) => Ok(closed),
+            Err(e) => {
+                // Let the identity provider's retry through. If even this
+                // fails the retry is refused as a replay until the id
+                // lapses: the sessions then end by their timeouts.
+                if let Err(error) = self.store.release_use(&once).await {
+                    tracing::error!(%error, "releasing a logout token id failed");
+                }
+                Err(e)
+            }
         }
-        let audiences = claims.audiences();
-        if !issuer
-            .audiences
-            .iter()
-            .any(|a| audiences.contains(&a.as_str()))
-        {
-            return Err(invalid("wrong audience".into()));
-        }
-        let is_logout_event = claims
-            .get("events")
-            .and_then(|e| e.as_object())
-            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
-            .is_some_and(|v| v.is_object());
-        if !is_logout_event {
-            return Err(invalid(format!(
-                "`events` must contain `{BACKCHANNEL_LOGOUT_EVENT}`"
-            )));
-        }
-        if claims.has("nonce") {
-            return Err(invalid("a logout token must not contain `nonce`".into()));
-        }
-        let sid = claims.str("sid");
-        let sub = claims.str("sub");
-        if sid.is_none() && sub.is_none() {
-            return Err(invalid("a logout token names `sid` or `sub`".into()));
-        }
-        let jti = claims
-            .token_id()
-            .ok_or_else(|| invalid("missing claim `jti`".into()))?;
-        let until_ms = u64::try_from(exp.saturating_add(leeway))
-            .unwrap_or(0)
-            .saturating_mul(1000)
-            + REVOCATION_MARGIN_MS;
+    }
+
+    /// The effect of a validated logout token. Revocations come before the
+    /// closes, so no request can reopen a session in between.
+    async fn carry_out_logout(
+        &self,
+        issuer: &str,
+        logout: &LogoutToken<'_>,
+    ) -> Result<usize, BackchannelError> {
+        let unavailable = |e: crate::session::StoreError| {
+            tracing::error!(error = %e, "store call of a back-channel logout failed");
+            BackchannelError::Unavailable
+        };
         let now_ms = self.clock.now_ms();
-        let mut closed = Vec::new();
-        if let Some(sid) = sid {
-            let key = sid_key(&issuer.issuer, sid);
+        let until_ms = now_ms.saturating_add(SUBJECT_REVOCATION_TTL_MS);
+        let mut by_subject = logout.sid.is_none();
+        if let Some(sid) = logout.sid {
+            let key = sid_key(issuer, sid);
+            self.revoke(Revocation::Token {
+                key: format!("sid:{key}"),
+                until_ms,
+            })
+            .await
+            .map_err(|_| BackchannelError::Unavailable)?;
             let ids = self
                 .store
                 .linked_sessions(&key)
                 .await
-                .map_err(|_| BackchannelError::Unavailable)?;
+                .map_err(unavailable)?;
+            // A session whose tokens carry no `sid` is linked to none: the
+            // subject is what the provider and the gateway share then.
+            by_subject = ids.is_empty() && logout.sub.is_some();
+            let mut closed = Vec::new();
             for id in ids {
                 if let Some(c) = self
                     .store
                     .close(&id, CloseReason::Backchannel)
                     .await
-                    .map_err(|_| BackchannelError::Unavailable)?
+                    .map_err(unavailable)?
                 {
                     closed.push(c);
                 }
             }
-            self.revoke(Revocation::Token {
-                key: format!("sid:{key}"),
-                until_ms: now_ms + SUBJECT_REVOCATION_TTL_MS,
-            })
-            .await
-            .map_err(|_| BackchannelError::Unavailable)?;
-        } else if let Some(sub) = sub {
-            let subject = crate::session::identity::subject_key(&issuer.issuer, sub);
-            closed = self
-                .store
-                .close_subject(&subject, CloseReason::Backchannel)
-                .await
-                .map_err(|_| BackchannelError::Unavailable)?;
-            self.revoke(Revocation::of_subject(
-                &issuer.issuer,
-                sub,
-                now_ms,
-                now_ms + SUBJECT_REVOCATION_TTL_MS,
-            ))
-            .await
-            .map_err(|_| BackchannelError::Unavailable)?;
+            closed.iter().for_each(|c| self.record_closed(c));
+            if !by_subject {
+                return Ok(closed.len());
+            }
         }
-        closed.iter().for_each(|c| self.record_closed(c));
-        // The jti is spent only once the logout has been carried out, so an
-        // identity provider retrying after a 503 is not refused as a replay.
-        // Carrying out a logout twice changes nothing.
-        let once = crate::session::identity::Digest32::of_parts(
-            "logout-jti",
-            [issuer.issuer.as_bytes(), jti.as_bytes()],
-        );
-        let fresh = self
+        let Some(sub) = logout.sub.filter(|_| by_subject) else {
+            return Ok(0);
+        };
+        self.revoke(Revocation::of_subject(issuer, sub, now_ms, until_ms))
+            .await
+            .map_err(|_| BackchannelError::Unavailable)?;
+        let subject = crate::session::identity::subject_key(issuer, sub);
+        let closed = self
             .store
-            .first_use(&once.to_hex(), until_ms)
+            .close_subject(&subject, CloseReason::Backchannel)
             .await
-            .map_err(|_| BackchannelError::Unavailable)?;
-        if !fresh {
-            return Err(invalid("logout token replayed".into()));
-        }
+            .map_err(unavailable)?;
+        closed.iter().for_each(|c| self.record_closed(c));
         Ok(closed.len())
     }
 
@@ -332,10 +433,7 @@ impl Access {
         let (identity, choice) = self.placement(principal)?;
         // Revoke first: even if closing fails, this token cannot reopen a
         // session. The margin covers the verification leeway.
-        let until_ms = u64::try_from(principal.expires_at)
-            .unwrap_or(0)
-            .saturating_mul(1000)
-            + REVOCATION_MARGIN_MS;
+        let until_ms = revocation_end_ms(principal.expires_at, 0);
         self.revoke(Revocation::Token {
             key: principal.token_key.clone(),
             until_ms,
@@ -646,4 +744,149 @@ fn store_problem() -> Problem {
         "the session store is unavailable; no new session can be opened",
     )
     .retry_after(std::time::Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Claims;
+    use crate::config::{IssuerConfig, KeySource};
+    use serde_json::json;
+    use std::time::Duration;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn issuer(logout_audiences: &[&str], require_logout_typ: bool) -> IssuerConfig {
+        IssuerConfig {
+            issuer: "https://idp".into(),
+            audiences: vec!["erp-api".into()],
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            keys: KeySource::JwksFile("jwks.json".into()),
+            jwks_refresh: Duration::from_secs(300),
+            jwks_min_refetch: Duration::from_secs(10),
+            http_timeout: Duration::from_secs(5),
+            logout_audiences: logout_audiences.iter().map(|a| a.to_string()).collect(),
+            require_logout_typ,
+            access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
+        }
+    }
+
+    fn claims(extra: serde_json::Value) -> Claims {
+        let mut base = json!({
+            "iss": "https://idp", "aud": "erp-web", "iat": NOW, "exp": NOW + 120,
+            "jti": "lt-1", "sid": "s-1",
+            "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
+        });
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                if v.is_null() {
+                    b.remove(k);
+                } else {
+                    b.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Claims::from_map(base.as_object().cloned().unwrap_or_default())
+    }
+
+    fn check(config: &IssuerConfig, typ: Option<&str>, claims: &Claims) -> Result<(), String> {
+        LogoutToken::check(config, typ, claims, NOW, 30).map(|_| ())
+    }
+
+    #[test]
+    fn revocation_ends_saturate_at_the_cap_and_never_wrap() {
+        let margin = REVOCATION_MARGIN_MS;
+        assert_eq!(
+            revocation_end_ms(NOW, 30),
+            (NOW as u64 + 30) * 1000 + margin
+        );
+        assert_eq!(revocation_end_ms(NOW, 0), NOW as u64 * 1000 + margin);
+        // `exp` = 2e16 s used to wrap to 1970 in release builds.
+        for exp in [
+            1 << 53,
+            10_000_000_000_000_000,
+            20_000_000_000_000_000,
+            i64::MAX,
+        ] {
+            assert_eq!(revocation_end_ms(exp, 30), MAX_REVOCATION_END_MS, "{exp}");
+            assert_eq!(
+                revocation_end_ms(exp, i64::MAX),
+                MAX_REVOCATION_END_MS,
+                "{exp}"
+            );
+        }
+        for exp in [-31, i64::MIN] {
+            assert_eq!(revocation_end_ms(exp, 30), margin, "{exp}");
+        }
+        assert_eq!(revocation_end_ms(-1, 0), margin);
+        assert_eq!(revocation_end_ms(0, i64::MIN), margin);
+    }
+
+    #[test]
+    fn a_logout_token_is_checked_against_the_logout_audiences() {
+        let config = issuer(&["erp-web", "erp-desktop"], false);
+        assert_eq!(
+            check(&config, Some("logout+jwt"), &claims(json!({}))),
+            Ok(())
+        );
+        let desktop = claims(json!({"aud": ["other", "erp-desktop"]}));
+        assert_eq!(check(&config, Some("logout+jwt"), &desktop), Ok(()));
+        // The access tokens' audience is not a logout audience once these are set.
+        let api = claims(json!({"aud": "erp-api"}));
+        assert_eq!(
+            check(&config, Some("logout+jwt"), &api),
+            Err("wrong audience".into())
+        );
+    }
+
+    #[test]
+    fn a_logout_token_is_typed_logout_jwt_or_untyped() {
+        let lax = issuer(&["erp-web"], false);
+        let strict = issuer(&["erp-web"], true);
+        let token = claims(json!({}));
+        for typ in ["logout+jwt", "application/logout+jwt", "Logout+JWT"] {
+            assert_eq!(check(&lax, Some(typ), &token), Ok(()), "{typ}");
+            assert_eq!(check(&strict, Some(typ), &token), Ok(()), "{typ}");
+        }
+        assert_eq!(check(&lax, None, &token), Ok(()));
+        assert!(check(&strict, None, &token).is_err());
+        for typ in ["JWT", "at+jwt", "id+jwt", "Bearer"] {
+            assert!(check(&lax, Some(typ), &token).is_err(), "{typ}");
+            assert!(check(&strict, Some(typ), &token).is_err(), "{typ}");
+        }
+    }
+
+    #[test]
+    fn logout_token_times_at_the_extremes_are_judged_without_wrapping() {
+        let config = issuer(&["erp-web"], false);
+        for exp in [json!(1u64 << 53), json!(1e16), json!(2e16), json!(1e300)] {
+            let token = claims(json!({"exp": exp}));
+            let checked = LogoutToken::check(&config, None, &token, NOW, 30);
+            assert_eq!(
+                checked.map(|t| t.remember_until_ms),
+                Ok(MAX_REVOCATION_END_MS),
+                "{exp}"
+            );
+        }
+        for exp in [json!(-1), json!(-1e300), json!(NOW as f64 - 31.0)] {
+            let token = claims(json!({"exp": exp}));
+            assert_eq!(
+                check(&config, None, &token),
+                Err("logout token expired".into()),
+                "{exp}"
+            );
+        }
+        for iat in [json!(1u64 << 53), json!(1e16), json!(1e300)] {
+            let token = claims(json!({"iat": iat}));
+            assert_eq!(
+                check(&config, None, &token),
+                Err("issued in the future".into()),
+                "{iat}"
+            );
+        }
+        for iat in [json!(-1), json!(-1e300), json!(NOW as f64 + 0.5)] {
+            assert_eq!(check(&config, None, &claims(json!({"iat": iat}))), Ok(()));
+        }
+        assert!(check(&config, None, &claims(json!({"exp": "soon"}))).is_err());
+    }
 }

@@ -405,7 +405,9 @@ impl Store for MemoryStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
         let now = self.clock.now_ms();
         let outcome = self.state.lock().admit(request, now);
-        if let (Admission::Opened { session, .. }, Some(sid)) = (&outcome.admission, request.sid) {
+        // Reused sessions are linked too: a token of a new identity provider
+        // session may reuse a session opened under an older one.
+        if let (Some(session), Some(sid)) = (outcome.admission.session(), request.sid) {
             self.link_sid(&sid.key(), &session.id, session.absolute_expires_ms, now);
         }
         Ok(outcome)
@@ -604,6 +606,11 @@ impl Store for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn release_use(&self, key: &str) -> Result<(), StoreError> {
+        self.used.lock().remove(key);
+        Ok(())
     }
 }
 

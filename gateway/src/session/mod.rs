@@ -185,10 +185,12 @@ pub struct AdmitRequest<'a> {
     pub identity: &'a SessionIdentity,
     /// The token's reserved group in that pool, if any.
     pub reserved: Option<Bucket>,
-    /// The identity provider session (`sid`) the token names, if any. A
-    /// session this call opens is linked to it, in the same store call, so a
-    /// back-channel logout naming that `sid` finds the session; the link
-    /// lapses with the session's absolute lifetime.
+    /// The identity provider session (`sid`) the token names, if any. The
+    /// session this call opens or reuses is linked to it, in the same store
+    /// call, so a back-channel logout naming that `sid` finds the session
+    /// even when a token of a later identity provider session (a new login
+    /// of the same user and client) reuses it; the link lapses with the
+    /// session's absolute lifetime. A refused call links nothing.
     pub sid: Option<IdpSession<'a>>,
 }
 
@@ -202,8 +204,7 @@ pub struct IdpSession<'a> {
 }
 
 impl IdpSession<'_> {
-    /// The key links are stored and looked up under. Computed only when a
-    /// session is opened, not on every call that names the session.
+    /// The key links are stored and looked up under.
     pub fn key(&self) -> String {
         crate::auth::revocation::sid_key(self.issuer, self.sid)
     }
@@ -518,7 +519,7 @@ pub trait Store: Send + Sync + 'static {
     async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError>;
 
     /// The sessions linked to an identity provider session (`sid` key) by
-    /// the admissions that opened them, unless the links lapsed.
+    /// the admissions that opened or reused them, unless the links lapsed.
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError>;
 
     /// Queues an audit event for the store's own trail, where it has one
@@ -529,6 +530,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records a one-time token id (a logout token's `jti`) until `until_ms`;
     /// `false` when it was recorded before — a replay.
     async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError>;
+
+    /// Forgets a one-time token id recorded by [`Store::first_use`], so the
+    /// token counts as unused again: a back-channel logout reserves the
+    /// logout token's `jti` before it acts, and releases it when the store
+    /// failed half-way, so the identity provider's retry is not a replay.
+    async fn release_use(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// A store shared by the proxy, the sweeper and the admin API.

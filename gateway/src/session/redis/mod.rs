@@ -91,6 +91,7 @@ struct Scripts {
     delete_revocation: Script,
     deleted_revocations: Script,
     first_use: Script,
+    release_use: Script,
     members: Script,
     audit: Script,
     ping: Script,
@@ -114,6 +115,7 @@ impl Scripts {
             delete_revocation: with_common(include_str!("lua/delete_revocation.lua")),
             deleted_revocations: with_common(include_str!("lua/deleted_revocations.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
+            release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             audit: Script::new(include_str!("lua/audit.lua")),
             ping: Script::new("return redis.call('PING')"),
@@ -237,6 +239,11 @@ pub struct RedisStore {
     clock: Option<SharedClock>,
     scripts: Scripts,
     leases: Arc<LeaseCache>,
+    /// The (session id, `sid` key) links this instance made: a fresh lease
+    /// spares the round trip only when the request's `sid` is among them,
+    /// so a token of a new identity provider session reaching a leased
+    /// session still links it (back-channel logout).
+    sid_links: quick_cache::sync::Cache<(SessionId, String), ()>,
     timeout: Duration,
     /// For revocation messages outside Sentinel (any node of a cluster
     /// hears every PUBLISH).
@@ -337,6 +344,7 @@ impl RedisStore {
             clock: clock.is_manual().then_some(clock),
             scripts: Scripts::new(),
             leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
+            sid_links: quick_cache::sync::Cache::new(200_000),
             timeout: config.connect_timeout + config.response_timeout,
             pubsub,
             pending_touches: parking_lot::Mutex::new(Vec::new()),
@@ -776,7 +784,14 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
-        if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key) {
+        let sid_key = request.sid.map(|sid| sid.key());
+        if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key)
+            && sid_key.as_ref().is_none_or(|key| {
+                self.sid_links
+                    .get(&(lease.session.id.clone(), key.clone()))
+                    .is_some()
+            })
+        {
             if lease.touch_due {
                 self.touch_later(lease.session.clone());
             }
@@ -790,6 +805,9 @@ impl Store for RedisStore {
             Ok(outcome) => {
                 if let Some(session) = outcome.admission.session() {
                     self.leases.confirm(session.clone(), epoch);
+                    if let Some(key) = sid_key {
+                        self.sid_links.insert((session.id.clone(), key), ());
+                    }
                 }
                 if let Admission::Opened {
                     replaced: Some(replaced),
@@ -1068,6 +1086,16 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(int(&value)? == 1)
+    }
+
+    async fn release_use(&self, key: &str) -> Result<(), StoreError> {
+        self.run(
+            &self.scripts.release_use,
+            &[format!("{{{}}}:used:{key}", self.prefix)],
+            &[],
+        )
+        .await?;
+        Ok(())
     }
 }
 

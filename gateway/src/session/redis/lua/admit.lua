@@ -4,7 +4,8 @@
 --
 -- KEYS[1]  T:s:<identity> (declares the pool's slot)
 -- KEYS[2]  T:sid:<sid key>, when the token names an identity provider session:
---          SET of the session ids opened under it (back-channel logout)
+--          SET of the session ids opened or reused under it (back-channel
+--          logout); a token of a new login may reuse an older session
 -- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 identity   4 new session id
 --          5 issuer   6 subject   7 client   8 subject key
 --          9 idle ms   10 absolute ms   11 linger ms
@@ -27,11 +28,19 @@ end
 local closed = {}
 purge(tag, n, now, closed)
 
+local function link(session)
+    if KEYS[2] then
+        redis.call('SADD', KEYS[2], session[1])
+        extend(KEYS[2], tonumber(session[11]) - now)
+    end
+end
+
 local s = load_alive(tag, identity, now)
 if s then
     s[9] = tostring(now)
     s[10] = tostring(now + idle)
     slide(tag, s)
+    link(s)
     return {'reused', s, {}, 0, 0, closed}
 end
 
@@ -119,8 +128,5 @@ end
 s = {ARGV[4], identity, tostring(bucket), ARGV[5], ARGV[6], ARGV[7], ARGV[8],
      tostring(now), tostring(now), tostring(now + idle), tostring(now + absolute)}
 persist(tag, s, now, linger)
-if KEYS[2] then
-    redis.call('SADD', KEYS[2], s[1])
-    extend(KEYS[2], tonumber(s[11]) - now)
-end
+link(s)
 return {'opened', s, replaced, 0, 0, closed}
