@@ -436,7 +436,7 @@ async fn a_session_reused_under_a_new_sid(config: ConfigDoc, kit: &Devkit) -> an
     );
     let r = post(
         &gw,
-        &sign(&kit, &logout_claims(kit, json!({"sid": "idp-login-2"}))),
+        &sign(kit, &logout_claims(kit, json!({"sid": "idp-login-2"}))),
     )
     .await?;
     assert_eq!(r.status, 200, "{:?}", r.json());

@@ -145,7 +145,10 @@ impl Claims {
     }
 
     /// A NumericDate claim in whole seconds (fractions are truncated).
-    /// `Err` if present but not a number.
+    /// `Err` if present but not a number. A value beyond `i64` (`1e300`,
+    /// `u64::MAX`) saturates to `i64::MIN` or `i64::MAX` (Rust's float to
+    /// integer `as` saturates): callers compare it with saturating
+    /// arithmetic, so no date, however extreme, wraps into a valid one.
     pub fn numeric_date(&self, name: &str) -> Result<Option<i64>, String> {
         match self.exact(name) {
             None | Some(Value::Null) => Ok(None),

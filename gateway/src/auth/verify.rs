@@ -434,6 +434,10 @@ fn secs_i64(d: std::time::Duration) -> i64 {
 /// an ID token typed plain `JWT` is recognised by them.
 const ID_TOKEN_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash"];
 
+/// Values of Keycloak's `typ` claim for tokens that are not access tokens:
+/// ID, logout, refresh and offline tokens.
+const KEYCLOAK_OTHER_KINDS: &[&str] = &["ID", "Logout", "Refresh", "Offline"];
+
 /// Refuses a token that is not an access token of this issuer: typed as a
 /// logout, ID or security event token, carrying the claims of one (`events`,
 /// `nonce`, …) whatever the audiences say — a provider's ID token has the
@@ -454,6 +458,15 @@ pub fn check_access_token_type(
     }
     if let Some(claim) = ID_TOKEN_CLAIMS.iter().find(|c| claims.has(c)) {
         return refuse(format!("an ID token (claim `{claim}`)"));
+    }
+    // Keycloak names the kind of its tokens in a `typ` claim (`Bearer` for
+    // access tokens) while its header says plain `JWT`.
+    if let Some(kind) = claims.str("typ").filter(|k| {
+        KEYCLOAK_OTHER_KINDS
+            .iter()
+            .any(|o| k.eq_ignore_ascii_case(o))
+    }) {
+        return refuse(format!("a token of kind `{kind}` (claim `typ`)"));
     }
     if !config.access_token_types.contains(&typ) {
         return refuse(if typ.is_empty() {
@@ -700,6 +713,14 @@ mod tests {
         let event = serde_json::json!({ "http://schemas.openid.net/event/backchannel-logout": {} });
         let not_access_tokens = [
             (
+                "a Keycloak ID token",
+                TokenRequest::new("alice").claim("typ", "ID"),
+            ),
+            (
+                "a Keycloak logout token",
+                TokenRequest::new("alice").claim("typ", "Logout"),
+            ),
+            (
                 "logout+jwt typed",
                 TokenRequest::new("alice").typ(Some("logout+jwt")),
             ),
@@ -738,6 +759,8 @@ mod tests {
                 "{what}"
             );
         }
+        let keycloak = TokenRequest::new("alice").claim("typ", "Bearer");
+        assert!(verifier.verify(&issuer.mint(&keycloak)).await.is_ok());
         for typ in [
             Some("at+jwt"),
             Some("application/at+jwt"),

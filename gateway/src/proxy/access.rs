@@ -889,4 +889,187 @@ mod tests {
         }
         assert!(check(&config, None, &claims(json!({"exp": "soon"}))).is_err());
     }
+
+    /// A memory store whose closes fail while `failing` is set: the store
+    /// going away half-way through a back-channel logout.
+    struct FlakyStore {
+        inner: crate::session::MemoryStore,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl FlakyStore {
+        fn check(&self) -> Result<(), crate::session::StoreError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(crate::session::StoreError::Protocol("store down".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::session::Store for FlakyStore {
+        async fn admit(
+            &self,
+            request: &AdmitRequest<'_>,
+        ) -> Result<AdmitOutcome, crate::session::StoreError> {
+            self.inner.admit(request).await
+        }
+        async fn find(
+            &self,
+            pool: &str,
+            identity: &crate::session::IdentityKey,
+        ) -> Result<Option<Session>, crate::session::StoreError> {
+            self.inner.find(pool, identity).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<Session>, crate::session::StoreError> {
+            self.inner.get(id).await
+        }
+        async fn close(
+            &self,
+            id: &str,
+            reason: CloseReason,
+        ) -> Result<Option<ClosedSession>, crate::session::StoreError> {
+            self.check()?;
+            self.inner.close(id, reason).await
+        }
+        async fn close_subject(
+            &self,
+            subject: &crate::session::SubjectKey,
+            reason: CloseReason,
+        ) -> Result<Vec<ClosedSession>, crate::session::StoreError> {
+            self.check()?;
+            self.inner.close_subject(subject, reason).await
+        }
+        async fn list(
+            &self,
+            filter: &crate::session::SessionFilter,
+        ) -> Result<Vec<Session>, crate::session::StoreError> {
+            self.inner.list(filter).await
+        }
+        async fn usage(
+            &self,
+        ) -> Result<Vec<crate::session::PoolUsage>, crate::session::StoreError> {
+            self.inner.usage().await
+        }
+        async fn sweep(&self) -> Result<Vec<ClosedSession>, crate::session::StoreError> {
+            self.inner.sweep().await
+        }
+        async fn ping(&self) -> Result<(), crate::session::StoreError> {
+            self.inner.ping().await
+        }
+        fn reconfigure(&self, pools: &Pools) {
+            self.inner.reconfigure(pools)
+        }
+        async fn revoke(&self, revocation: &Revocation) -> Result<(), crate::session::StoreError> {
+            self.inner.revoke(revocation).await
+        }
+        async fn revocations(&self) -> Result<Vec<Revocation>, crate::session::StoreError> {
+            self.inner.revocations().await
+        }
+        async fn delete_revocation(
+            &self,
+            id: &str,
+        ) -> Result<Vec<Revocation>, crate::session::StoreError> {
+            self.inner.delete_revocation(id).await
+        }
+        async fn linked_sessions(
+            &self,
+            sid_key: &str,
+        ) -> Result<Vec<crate::session::SessionId>, crate::session::StoreError> {
+            self.inner.linked_sessions(sid_key).await
+        }
+        async fn first_use(
+            &self,
+            key: &str,
+            until_ms: u64,
+        ) -> Result<bool, crate::session::StoreError> {
+            self.inner.first_use(key, until_ms).await
+        }
+        async fn release_use(&self, key: &str) -> Result<(), crate::session::StoreError> {
+            self.inner.release_use(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_logout_the_store_failed_is_carried_out_on_retry_and_only_once() {
+        use crate::clock::{Clock, ManualClock, SystemClock};
+        use crate::devkit::{Issuer, TokenRequest};
+        use crate::licensing::Pool;
+        use std::sync::atomic::Ordering;
+
+        let idp = Issuer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let clock = ManualClock::starting_at(SystemClock.now_ms());
+        let mut config = issuer(&["erp-web"], false);
+        config.issuer = idp.issuer_url().to_string();
+        config.keys = KeySource::JwksUri(url::Url::parse(&idp.jwks_url()).unwrap());
+        let policy = crate::config::TokenPolicy {
+            leeway: Duration::from_secs(30),
+            max_lifetime: None,
+            max_auth_age: None,
+            required_claims: vec![],
+            cache_size: 0,
+            max_token_bytes: 8192,
+        };
+        let verifier = Verifier::new(&[config], policy, Arc::new(clock.clone())).unwrap();
+        verifier.issuers()[0].refresh().await.unwrap();
+        let pools = Pools::new(vec![Pool {
+            name: "default".into(),
+            limit: 10,
+            rule: None,
+            subject_limit: None,
+            reserved: vec![],
+            idle_timeout: Duration::from_secs(1200),
+            absolute_timeout: Duration::from_secs(28_800),
+        }]);
+        let store = Arc::new(FlakyStore {
+            inner: crate::session::MemoryStore::new(&pools, Arc::new(clock.clone())),
+            failing: false.into(),
+        });
+        let access = Access::new(
+            AccessPolicy {
+                verifier: Arc::new(verifier),
+                pools,
+                realm: "erp".into(),
+                license_unavailable_status: 429,
+            },
+            IdentityRule::new(vec![
+                vec!["iss".into()],
+                vec!["sub".into()],
+                vec!["client_id".into(), "azp".into()],
+            ]),
+            store.clone(),
+            Arc::new(Metrics::new()),
+        );
+        let token = idp.mint(&TokenRequest::new("alice").claim("iat", clock.now_secs() - 30));
+        let (alice, _) = access.verifier().verify(&token).await.unwrap();
+        assert!(access.admit(&alice).await.unwrap().opened);
+
+        let now = clock.now_secs();
+        let mut header = idp.header(jsonwebtoken::Algorithm::RS256);
+        header.typ = Some("logout+jwt".into());
+        let logout = idp.sign_raw(
+            &header,
+            &json!({
+                "iss": idp.issuer_url(), "aud": "erp-web", "iat": now, "exp": now + 120,
+                "jti": "lt-retry", "sub": "alice",
+                "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
+            }),
+        );
+        store.failing.store(true, Ordering::SeqCst);
+        assert_eq!(
+            access.backchannel_logout(&logout).await,
+            Err(BackchannelError::Unavailable)
+        );
+        assert!(access.current_session(&alice).await.unwrap().is_some());
+
+        // The identity provider retries: carried out, not refused as a replay.
+        store.failing.store(false, Ordering::SeqCst);
+        assert_eq!(access.backchannel_logout(&logout).await, Ok(1));
+        assert!(access.current_session(&alice).await.unwrap().is_none());
+        assert_eq!(
+            access.backchannel_logout(&logout).await,
+            Err(BackchannelError::Invalid("logout token replayed".into()))
+        );
+    }
 }
