@@ -973,6 +973,9 @@ mod tests {
         ) -> Result<Vec<Revocation>, crate::session::StoreError> {
             self.inner.delete_revocation(id).await
         }
+        async fn deleted_revocations(&self) -> Result<Vec<String>, crate::session::StoreError> {
+            self.inner.deleted_revocations().await
+        }
         async fn linked_sessions(
             &self,
             sid_key: &str,
