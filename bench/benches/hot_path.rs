@@ -227,6 +227,7 @@ fn admit(c: &mut Criterion) {
         identity: &identity,
         reserved: None,
         sid: None,
+        token: None,
     };
     group.bench_function("memory/reuse", |b| {
         b.iter(|| setup.runtime.block_on(memory.admit(&reuse)).is_ok())
@@ -257,6 +258,7 @@ fn admit(c: &mut Criterion) {
                 identity: &identity,
                 reserved: None,
                 sid: None,
+                token: None,
             };
             setup.runtime.block_on(store.admit(&request)).is_ok()
         })

@@ -123,3 +123,59 @@ async fn a_logout_survives_the_loss_of_redis_data() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// An instance that missed a revocation (its subscription was dead, its
+/// periodic sync far off) reused or opened sessions for the revoked token:
+/// revocations reached other instances only at their next sync. Now the
+/// logout is published to every instance at once, and the store checks it
+/// inside the admission itself, so even a deaf instance refuses.
+#[tokio::test]
+async fn an_instance_that_missed_a_logout_still_refuses_the_token() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let target: SocketAddr = format!("127.0.0.1:{}", redis.port).parse()?;
+    let relay = Relay::start(target).await?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", redis.url());
+    let a = Gateway::start(BIN, &config).await?;
+    // B reaches Redis through the relay, syncs revocations rarely, and
+    // gives up on a silent connection quickly.
+    config.set("redis", "url", relay.redis_url());
+    config.set("redis", "connect_timeout", "500ms");
+    config.set("redis", "response_timeout", "500ms");
+    config.set("sessions", "sweep_interval", "1h");
+    let b = Gateway::start(BIN, &config).await?;
+
+    // Alice's session opens on A; B has no lease of it.
+    let token = kit.token("alice");
+    assert_eq!(a.get("/api/x", &token).await?.status, 200);
+    // B hears nothing more on its old connections, its subscription included.
+    relay.freeze_existing();
+    let logout = a
+        .client()
+        .post(a.url("/.gateway/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(logout.status(), 200);
+    assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "0");
+
+    // Until B has a working connection its calls fail (503); once it has
+    // one, the admission refuses the revoked token. It never serves it.
+    b.eventually("B to answer from Redis again", || async {
+        let reply = b.get("/api/x", &token).await?;
+        match reply.status {
+            503 => Ok(None),
+            401 => Ok(Some(())),
+            other => anyhow::bail!("B answered {other} for a logged-out token"),
+        }
+    })
+    .await?;
+    assert_eq!(
+        redis.cli(&["ZCARD", "{sg:default}:b:0"])?,
+        "0",
+        "no session was opened for the logged-out token"
+    );
+    Ok(())
+}

@@ -199,6 +199,7 @@ impl TwoInstances {
             identity: &ALICE.identity,
             reserved: None,
             sid: None,
+            token: None,
         }
     }
 
@@ -289,6 +290,7 @@ async fn one_touch_call_slides_a_batch_and_reports_closed_sessions() -> anyhow::
             identity: &who.identity,
             reserved: None,
             sid: None,
+            token: None,
         };
         let admitted = store.admit(&request).await?.admission;
         sessions.push(admitted.session().cloned().expect("a seat is free"));
@@ -347,6 +349,7 @@ async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
                 identity: &who.identity,
                 reserved: None,
                 sid: None,
+                token: None,
             };
             store.admit(&request).await?;
         }

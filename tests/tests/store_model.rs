@@ -870,6 +870,7 @@ fn show_admission(a: &Admission) -> String {
             "pool full (limit {limit}, in use {in_use}, retry after {} s)",
             retry_after.as_secs_f64()
         ),
+        Admission::Refused(Refusal::Revoked) => "revoked".to_string(),
         Admission::Refused(Refusal::SubjectLimit { limit, retry_after }) => format!(
             "subject limit (limit {limit}, retry after {} s)",
             retry_after.as_secs_f64()
@@ -1335,6 +1336,7 @@ async fn admit(
         identity: &caller.identity,
         reserved,
         sid: None,
+        token: None,
     };
     let outcome = fleet.instances[on]
         .admit(&request)

@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
                     identity: &identity,
                     reserved: None,
                     sid: None,
+                    token: None,
                 };
                 let outcome = store.admit(&request).await?;
                 anyhow::ensure!(outcome.admission.session().is_some(), "refused");
@@ -176,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
                 identity: &identity,
                 reserved: None,
                 sid: None,
+                token: None,
             })
             .await?;
     }
@@ -199,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
                         identity: &identity,
                         reserved: None,
                         sid: None,
+                        token: None,
                     })
                     .await?;
                 requests.fetch_add(1, Ordering::Relaxed);

@@ -54,6 +54,15 @@ impl RevocationList {
         }
     }
 
+    /// Applies a revocation another instance made (heard on the store's
+    /// channel) now, instead of at the next sync.
+    pub fn add_heard(&self, revocation: Revocation) {
+        let mut list = self.inner.write();
+        if !list.contains(&revocation) {
+            list.push(revocation);
+        }
+    }
+
     /// Removes the revocations whose [`Revocation::id`] is `id` now (an
     /// operator deleted them); how many were removed. Other instances drop
     /// them at their next sync.
@@ -107,16 +116,10 @@ impl RevocationList {
             (Some(iss), Some(sid)) => Some(format!("sid:{}", sid_key(iss, sid))),
             _ => None,
         };
-        list.iter().filter(|r| r.until_ms() > now).any(|r| match r {
-            Revocation::Token { key, .. } => {
-                key == token_key || sid.as_deref() == Some(key.as_str())
-            }
-            Revocation::Subject {
-                subject: revoked,
-                not_before_ms,
-                ..
-            } => subject.as_ref() == Some(revoked) && issued_ms < *not_before_ms,
-        })
+        let issued = principal.issued_at.map(|_| issued_ms);
+        list.iter()
+            .filter(|r| r.until_ms() > now)
+            .any(|r| r.refuses(token_key, sid.as_deref(), subject.as_ref(), issued))
     }
 
     /// Number of revocations known.

@@ -16,10 +16,10 @@ use crate::clock::SharedClock;
 use crate::licensing::{PoolChoice, Pools};
 use crate::session::ClosedSession;
 use crate::session::{
-    Admission, AdmitOutcome, AdmitRequest, AuditEvent, IdentityRule, IdpSession, Refusal, Session,
-    SessionIdentity, SharedStore,
+    Admission, AdmitOutcome, AdmitRequest, AuditEvent, IdentityRule, IdpSession, PresentedToken,
+    Refusal, Session, SessionIdentity, SharedStore,
 };
-use crate::session::{CloseReason, Revocation, SUBJECT_REVOCATION_TTL_MS};
+use crate::session::{CloseReason, Revocation, RevocationNews, SUBJECT_REVOCATION_TTL_MS};
 use crate::telemetry::{Metrics, audit};
 
 /// How long a token revocation outlives the token's `exp`: more than any
@@ -255,6 +255,26 @@ impl Access {
             ("revocation_id", id.to_string()),
             ("count", deleted.len().to_string()),
         ]);
+    }
+
+    /// Listens to the store's revocation news: revocations of other
+    /// instances apply here as soon as they are published, and a new
+    /// subscription (messages may have been missed) fetches the list again.
+    pub fn listen_to_revocations(self: &Arc<Self>) {
+        let access = Arc::downgrade(self);
+        self.store.on_revocation_news(Arc::new(move |news| {
+            let Some(access) = access.upgrade() else {
+                return;
+            };
+            match news {
+                RevocationNews::Revoked(revocation) => {
+                    access.revocations.add_heard(revocation);
+                }
+                RevocationNews::Resubscribed => {
+                    tokio::spawn(async move { access.sync_revocations().await });
+                }
+            }
+        }));
     }
 
     /// Mirrors the store's revocations (the periodic sync), keeping this
@@ -646,11 +666,18 @@ impl Access {
             (Some(issuer), Some(sid)) => Some(IdpSession { issuer, sid }),
             _ => None,
         };
+        let issued_ms = principal
+            .issued_at
+            .map(|s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
         let request = AdmitRequest {
             pool: &choice.pool,
             identity: &identity,
             reserved: choice.reserved,
             sid,
+            token: Some(PresentedToken {
+                key: &principal.token_key,
+                issued_ms,
+            }),
         };
         let started = std::time::Instant::now();
         let result = self.store.admit(&request).await;
@@ -677,11 +704,24 @@ impl Access {
                     opened: true,
                 })
             }
+            // A revocation this instance had not heard of yet: the store
+            // refused it inside the admission.
+            Admission::Refused(Refusal::Revoked) => {
+                self.metrics
+                    .token_rejections
+                    .with_label_values(&["revoked"])
+                    .inc();
+                Err(Problem::invalid_token(
+                    &self.policy.load().realm,
+                    &TokenError::Revoked.to_string(),
+                ))
+            }
             Admission::Refused(refusal) => {
                 audit::admission_refused(&choice.pool.name, &identity, &refusal);
                 let reason = match refusal {
                     Refusal::PoolFull { .. } => "pool_full",
                     Refusal::SubjectLimit { .. } => "subject_limit",
+                    Refusal::Revoked => "revoked",
                 };
                 self.trail(vec![
                     ("event", "session_refused".into()),
@@ -715,6 +755,9 @@ impl Access {
             .with("limit", *limit)
             .with("in_use", *in_use)
             .retry_after(*retry_after),
+            Refusal::Revoked => {
+                Problem::invalid_token(&self.policy.load().realm, &TokenError::Revoked.to_string())
+            }
             Refusal::SubjectLimit { limit, retry_after } => Problem::new(
                 ErrorCode::SessionLimit,
                 format!("this user already holds {limit} session(s) in pool `{pool}`"),

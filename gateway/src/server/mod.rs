@@ -121,6 +121,8 @@ fn build(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    access.listen_to_revocations();
+
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for (index, upstream) in config.upstreams.iter().enumerate() {
         let upstream =

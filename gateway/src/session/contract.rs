@@ -213,6 +213,7 @@ impl StoreUnderTest {
                 issuer: ISSUER,
                 sid,
             }),
+            token: None,
         };
         self.store.admit(&request).await.expect("admit")
     }
@@ -1119,6 +1120,7 @@ pub async fn concurrent_admissions_never_exceed_the_limit(factory: &dyn StoreFac
                 identity: &who.identity,
                 reserved: None,
                 sid: None,
+                token: None,
             };
             store.admit(&request).await.expect("admit")
         });
@@ -1169,6 +1171,7 @@ pub async fn concurrent_same_identity_shares_one_session(factory: &dyn StoreFact
                 identity: &identity,
                 reserved: None,
                 sid: None,
+                token: None,
             };
             store.admit(&request).await.expect("admit")
         });
@@ -1227,6 +1230,121 @@ pub async fn revocations_are_kept_until_they_lapse(factory: &dyn StoreFactory) {
     );
     t.advance_ms(60_000);
     assert!(t.store.revocations().await.expect("revocations").is_empty());
+}
+
+/// An admission refuses a revoked token, a token of a revoked identity
+/// provider session and a token of a revoked subject issued before its
+/// not-before, from the store's own record: an instance that has not heard
+/// of a revocation yet still cannot reuse or open a session with it.
+pub async fn admissions_refuse_revoked_tokens(factory: &dyn StoreFactory) {
+    use crate::session::{IdpSession, PresentedToken, Revocation};
+    let t = StoreUnderTest::new(factory, vec![pool("p", 3)]).await;
+    async fn admit_token(
+        t: &StoreUnderTest,
+        who: &Caller,
+        key: &str,
+        issued_ms: Option<u64>,
+        sid: Option<&str>,
+    ) -> Admission {
+        let pool = t.pool("p");
+        let request = AdmitRequest {
+            pool: &pool,
+            identity: &who.identity,
+            reserved: None,
+            sid: sid.map(|sid| IdpSession {
+                issuer: ISSUER,
+                sid,
+            }),
+            token: Some(PresentedToken { key, issued_ms }),
+        };
+        t.store.admit(&request).await.expect("admit").admission
+    }
+    let (alice, bob, carol) = (
+        caller("alice", "web"),
+        caller("bob", "web"),
+        caller("carol", "web"),
+    );
+    let admit = |who, key, issued, sid| admit_token(&t, who, key, issued, sid);
+    assert!(
+        admit(&alice, "t-1", Some(T0), None)
+            .await
+            .session()
+            .is_some()
+    );
+
+    let revoked = |a: &Admission| matches!(a, Admission::Refused(Refusal::Revoked));
+    t.store
+        .revoke(&Revocation::Token {
+            key: "t-1".into(),
+            until_ms: T0 + 60_000,
+        })
+        .await
+        .expect("revoke");
+    assert!(
+        revoked(&admit(&alice, "t-1", Some(T0), None).await),
+        "the open session is not reused"
+    );
+    assert!(
+        admit(&alice, "t-2", Some(T0), None)
+            .await
+            .session()
+            .is_some(),
+        "another token is fine"
+    );
+
+    let sid_key = IdpSession {
+        issuer: ISSUER,
+        sid: "s-1",
+    }
+    .key();
+    t.store
+        .revoke(&Revocation::Token {
+            key: format!("sid:{sid_key}"),
+            until_ms: T0 + 60_000,
+        })
+        .await
+        .expect("revoke sid");
+    assert!(revoked(&admit(&bob, "b-1", Some(T0), Some("s-1")).await));
+    assert!(
+        admit(&bob, "b-1", Some(T0), Some("s-2"))
+            .await
+            .session()
+            .is_some()
+    );
+
+    t.store
+        .revoke(&Revocation::of_subject(
+            ISSUER,
+            "carol",
+            T0 + 5_000,
+            T0 + 60_000,
+        ))
+        .await
+        .expect("revoke subject");
+    assert!(
+        revoked(&admit(&carol, "c-1", Some(T0), None).await),
+        "issued before"
+    );
+    assert!(
+        revoked(&admit(&carol, "c-2", None, None).await),
+        "undated counts as before"
+    );
+    assert!(
+        admit(&carol, "c-3", Some(T0 + 5_000), None)
+            .await
+            .session()
+            .is_some(),
+        "issued at the not-before is fine"
+    );
+
+    t.advance_ms(60_000);
+    assert!(
+        admit(&alice, "t-1", Some(T0), None)
+            .await
+            .session()
+            .is_some(),
+        "a lapsed revocation refuses nothing"
+    );
 }
 
 /// A revocation is deleted by its id for everyone: every revocation of that
@@ -1458,6 +1576,7 @@ macro_rules! store_contract_tests {
             each_pool_counts_its_own_seats,
             revocations_are_kept_until_they_lapse,
             revocations_are_deleted_by_id,
+            admissions_refuse_revoked_tokens,
             sid_links_and_one_time_ids_lapse,
         );
         $crate::store_contract_tests!(@concurrent $factory;

@@ -404,6 +404,19 @@ fn retry_after(earliest: Option<UnixMillis>, now: UnixMillis, idle: Duration) ->
 impl Store for MemoryStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
         let now = self.clock.now_ms();
+        if let Some(token) = &request.token {
+            let sid = request.sid.map(|s| format!("sid:{}", s.key()));
+            let subject = Some(&request.identity.subject_key);
+            let revoked = self.revocations.lock().iter().any(|r| {
+                r.until_ms() > now && r.refuses(token.key, sid.as_deref(), subject, token.issued_ms)
+            });
+            if revoked {
+                return Ok(AdmitOutcome {
+                    admission: Admission::Refused(Refusal::Revoked),
+                    expired: Vec::new(),
+                });
+            }
+        }
         let outcome = self.state.lock().admit(request, now);
         // Reused sessions are linked too: a token of a new identity provider
         // session may reuse a session opened under an older one.
@@ -666,6 +679,7 @@ mod tests {
                 identity: who,
                 reserved: None,
                 sid: None,
+                token: None,
             };
             store.admit(&request).await.expect("admit");
             assert_consistent(&store);
@@ -701,6 +715,7 @@ mod tests {
             identity: &who,
             reserved: None,
             sid: None,
+            token: None,
         };
         let outcome = store.admit(&request).await.expect("admit");
         assert!(matches!(outcome.admission, Admission::Opened { .. }));

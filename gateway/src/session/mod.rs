@@ -192,6 +192,35 @@ pub struct AdmitRequest<'a> {
     /// of the same user and client) reuses it; the link lapses with the
     /// session's absolute lifetime. A refused call links nothing.
     pub sid: Option<IdpSession<'a>>,
+    /// The presented token, checked against the fleet's revocations inside
+    /// the admission itself, so no instance opens or reuses a session for a
+    /// revoked token or identity even while it has missed the revocation
+    /// message. `None` skips the check (store tests).
+    pub token: Option<PresentedToken<'a>>,
+}
+
+/// What a shared store hears about revocations.
+#[derive(Debug, Clone)]
+pub enum RevocationNews {
+    /// An instance recorded this revocation.
+    Revoked(Revocation),
+    /// The store (re)subscribed to the revocation channel: messages may have
+    /// been missed meanwhile, so the list should be fetched again.
+    Resubscribed,
+}
+
+/// Who hears [`RevocationNews`]; called on the store's own runtime, so it
+/// must not block.
+pub type RevocationListener = Arc<dyn Fn(RevocationNews) + Send + Sync>;
+
+/// What an admission checks of the presented token against revocations.
+#[derive(Debug, Clone, Copy)]
+pub struct PresentedToken<'a> {
+    /// Its revocation key (its `jti`, or the digest of its signed part).
+    pub key: &'a str,
+    /// When it was issued (`iat`), if it says; a token without one counts
+    /// as issued before any subject revocation.
+    pub issued_ms: Option<UnixMillis>,
 }
 
 /// An identity provider session as a token names it: its issuer and `sid`.
@@ -222,6 +251,9 @@ pub enum Refusal {
         /// Time until the earliest seat the caller could use frees by expiry.
         retry_after: Duration,
     },
+    /// The token, its identity provider session or its subject is revoked
+    /// (a revocation this instance may not have heard of yet).
+    Revoked,
     /// The subject already holds its maximum number of sessions (`deny`).
     SubjectLimit {
         /// The per-subject cap.
@@ -353,6 +385,29 @@ impl Revocation {
             }),
             not_before_ms,
             until_ms,
+        }
+    }
+
+    /// Whether it refuses a token: by the token's key, by the revocation key
+    /// of its identity provider session (`sid:<sid key>`), or by its subject
+    /// when it was issued before the subject's not-before (a token without
+    /// `iat` counts as issued before). Lapse is the caller's to check.
+    pub fn refuses(
+        &self,
+        token_key: &str,
+        sid_revocation: Option<&str>,
+        subject: Option<&SubjectKey>,
+        issued_ms: Option<UnixMillis>,
+    ) -> bool {
+        match self {
+            Revocation::Token { key, .. } => {
+                key == token_key || sid_revocation == Some(key.as_str())
+            }
+            Revocation::Subject {
+                subject: revoked,
+                not_before_ms,
+                ..
+            } => subject == Some(revoked) && issued_ms.unwrap_or(0) < *not_before_ms,
         }
     }
 
@@ -511,6 +566,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes, for the whole fleet, the revocations in force whose
     /// [`Revocation::id`] is `id`, and returns them (none: nothing matched).
     async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Registers who hears revocations the rest of the fleet publishes (and
+    /// when the store may have missed some). A store that is not shared
+    /// (memory) has nothing to tell.
+    fn on_revocation_news(&self, _listener: RevocationListener) {}
 
     /// The ids of revocations deleted by [`Store::delete_revocation`] that
     /// would still be in force, so an instance that keeps its own

@@ -34,6 +34,7 @@ pub fn admission_refused(pool: &str, identity: &SessionIdentity, refusal: &Refus
     let reason = match refusal {
         Refusal::PoolFull { .. } => "pool_full",
         Refusal::SubjectLimit { .. } => "subject_limit",
+        Refusal::Revoked => "revoked",
     };
     tracing::info!(
         target: "audit",

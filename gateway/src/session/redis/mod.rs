@@ -31,8 +31,8 @@ use redis::{ClientTlsConfig, IntoConnectionInfo, Script, TlsCertificates, TlsMod
 
 use super::{
     Admission, AdmitOutcome, AdmitRequest, AuditEvent, CloseReason, ClosedSession, IdentityKey,
-    PoolUsage, Refusal, Revocation, Session, SessionFilter, SessionId, Store, StoreError,
-    SubjectKey,
+    PoolUsage, Refusal, Revocation, RevocationListener, RevocationNews, Session, SessionFilter,
+    SessionId, Store, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{RedisConfig, RedisMode, RedisTls};
@@ -54,6 +54,10 @@ const AUDIT_QUEUE_CAP: usize = 50_000;
 /// How long the first queued audit event waits for others to share its
 /// script call: at thousands of new sessions a second, tens of events.
 const AUDIT_DELAY: Duration = Duration::from_millis(10);
+
+/// The largest integer a Lua number holds exactly (2^53): times passed to
+/// the scripts are capped here, so a far-future claim cannot wrap.
+const MAX_LUA_INT: u64 = 1 << 53;
 
 /// How often the revocation subscription is checked with a PING: the bound
 /// on how long a subscription left half-open goes unnoticed (plus the
@@ -90,6 +94,7 @@ struct Scripts {
     revocations: Script,
     delete_revocation: Script,
     deleted_revocations: Script,
+    mark_revoked: Script,
     first_use: Script,
     release_use: Script,
     members: Script,
@@ -114,6 +119,7 @@ impl Scripts {
             revocations: with_common(include_str!("lua/revocations.lua")),
             delete_revocation: with_common(include_str!("lua/delete_revocation.lua")),
             deleted_revocations: with_common(include_str!("lua/deleted_revocations.lua")),
+            mark_revoked: with_common(include_str!("lua/mark_revoked.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
@@ -256,6 +262,8 @@ pub struct RedisStore {
     touch_delay: Duration,
     /// Itself, to spawn asynchronous touches.
     me: Weak<RedisStore>,
+    /// Who hears the revocations published by the fleet.
+    revocation_listener: parking_lot::Mutex<Option<RevocationListener>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -351,6 +359,7 @@ impl RedisStore {
             pending_audit: parking_lot::Mutex::new(AuditQueue::default()),
             touch_delay: touch_delay(config.touch_interval),
             me: me.clone(),
+            revocation_listener: parking_lot::Mutex::new(None),
         }))
     }
 
@@ -358,7 +367,7 @@ impl RedisStore {
     /// matching leases, until `shutdown` turns true. Reconnects by itself.
     pub async fn listen_for_revocations(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         use futures_util::StreamExt;
-        let channel = format!("{}:revocations", self.prefix);
+        let channel = self.revocations_channel();
         loop {
             let subscribed = async {
                 let connect = async {
@@ -371,8 +380,10 @@ impl RedisStore {
                     .await
                     .map_err(|_| io_timeout("subscribing to the revocation channel"))??;
                 // Closes published before this point were not heard: leases
-                // confirmed until now must ask Redis again.
+                // confirmed until now must ask Redis again; revocations
+                // published meanwhile are fetched again.
                 self.leases.subscribed();
+                self.tell(RevocationNews::Resubscribed);
                 let (mut sink, mut messages) = pubsub.split();
                 // A half-open subscription hears nothing and never ends: a
                 // PING that gets no answer ends it (and with it the epoch).
@@ -383,7 +394,11 @@ impl RedisStore {
                         message = messages.next() => {
                             let Some(message) = message else { break };
                             let text: String = message.get_payload().unwrap_or_default();
-                            if let Some(revocation) = LeaseDrop::parse(&text) {
+                            if let Some(encoded) = text.strip_prefix("revoke|") {
+                                if let Some(revocation) = Revocation::decode(encoded) {
+                                    self.tell(RevocationNews::Revoked(revocation));
+                                }
+                            } else if let Some(revocation) = LeaseDrop::parse(&text) {
                                 self.leases.forget(&revocation.pool, &revocation.identity);
                             }
                         }
@@ -411,6 +426,14 @@ impl RedisStore {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    /// Passes news from the revocation channel to the listener, if any.
+    fn tell(&self, news: RevocationNews) {
+        let listener = self.revocation_listener.lock().clone();
+        if let Some(listener) = listener {
+            listener(news);
         }
     }
 
@@ -498,6 +521,11 @@ impl RedisStore {
     /// The local lease cache (the hot path reads it; revocations drop from it).
     pub fn leases(&self) -> &Arc<LeaseCache> {
         &self.leases
+    }
+
+    /// The channel of closes and revocations.
+    fn revocations_channel(&self) -> String {
+        format!("{}:revocations", self.prefix)
     }
 
     fn revocations_key(&self) -> String {
@@ -690,11 +718,23 @@ impl RedisStore {
             request.reserved.unwrap_or(0).to_string(),
             subject_max.to_string(),
             policy.to_string(),
+            if request.token.is_some() { "1" } else { "0" }.to_string(),
+            request
+                .token
+                .and_then(|t| t.issued_ms)
+                .map_or_else(|| "-1".to_string(), |ms| ms.min(MAX_LUA_INT).to_string()),
         ];
         args.extend(Self::bucket_args(pool));
-        let mut keys = vec![format!("{tag}:s:{identity}")];
+        let token_key = request.token.map_or("", |t| t.key);
+        let mut keys = vec![
+            format!("{tag}:s:{identity}"),
+            format!("{tag}:rt:{token_key}"),
+            format!("{tag}:rs:{}", request.identity.subject_key.to_hex()),
+        ];
         if let Some(sid) = request.sid {
-            keys.push(format!("{tag}:sid:{}", sid.key()));
+            let sid = sid.key();
+            keys.push(format!("{tag}:sid:{sid}"));
+            keys.push(format!("{tag}:rt:sid:{sid}"));
         }
         let value = self.run(&self.scripts.admit, &keys, &args).await?;
         let parts = array(&value)?;
@@ -729,6 +769,7 @@ impl RedisStore {
                 in_use: count,
                 retry_after,
             }),
+            "revoked" => Admission::Refused(Refusal::Revoked),
             "subject" => Admission::Refused(Refusal::SubjectLimit {
                 limit: subject_max,
                 retry_after,
@@ -988,18 +1029,47 @@ impl Store for RedisStore {
     }
 
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        // The markers first: once the message is out, an instance that
+        // missed it must already find them in its admissions.
+        let until = revocation.until_ms().min(MAX_LUA_INT).to_string();
+        let (marker, not_before) = match revocation {
+            Revocation::Token { key, .. } => (format!("rt:{key}"), String::new()),
+            Revocation::Subject {
+                subject,
+                not_before_ms,
+                ..
+            } => (
+                format!("rs:{}", subject.to_hex()),
+                not_before_ms.to_string(),
+            ),
+        };
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            let key = format!("{}:{marker}", self.tag(&pool.name));
+            self.run(
+                &self.scripts.mark_revoked,
+                &[key],
+                &[self.now_arg(), until.clone(), not_before.clone()],
+            )
+            .await?;
+        }
         self.run(
             &self.scripts.revoke,
             &[self.revocations_key()],
             &[
                 self.now_arg(),
                 revocation.encode(),
-                revocation.until_ms().to_string(),
+                until,
                 millis(LINGER).to_string(),
+                self.revocations_channel(),
             ],
         )
         .await
         .map(|_| ())
+    }
+
+    fn on_revocation_news(&self, listener: RevocationListener) {
+        *self.revocation_listener.lock() = Some(listener);
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {

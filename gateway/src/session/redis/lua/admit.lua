@@ -3,35 +3,62 @@
 -- closed first, and returned so they are audited exactly once.
 --
 -- KEYS[1]  T:s:<identity> (declares the pool's slot)
--- KEYS[2]  T:sid:<sid key>, when the token names an identity provider session:
+-- KEYS[2]  T:rt:<token key>: the lapse ms of the token's revocation
+-- KEYS[3]  T:rs:<subject key>: `<not-before ms>:<lapse ms>` of the subject's
+-- KEYS[4]  T:sid:<sid key>, when the token names an identity provider session:
 --          SET of the session ids opened or reused under it (back-channel
 --          logout); a token of a new login may reuse an older session
+-- KEYS[5]  T:rt:sid:<sid key>, with KEYS[4]: the lapse ms of the identity
+--          provider session's revocation
 -- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 identity   4 new session id
 --          5 issuer   6 subject   7 client   8 subject key
 --          9 idle ms   10 absolute ms   11 linger ms
 --          12 reserved bucket (0 = none)   13 per-subject max (0 = none)
---          14 subject policy ('deny' | 'replace')   15 bucket count n
---          16 .. 15+n  capacity of bucket 0 .. n-1
+--          14 subject policy ('deny' | 'replace')
+--          15 check revocations ('1' | '0')   16 token issued at ms (-1 = unknown)
+--          17 bucket count n   18 .. 17+n  capacity of bucket 0 .. n-1
 -- Returns  { kind, session, replaced, in_use or count, retry ms, closed }
---          kind = 'reused' | 'opened' | 'full' | 'subject'
+--          kind = 'reused' | 'opened' | 'full' | 'subject' | 'revoked'
 --          retry ms is -1 when no seat the caller could use frees by time
+--
+-- The revocation markers (written into every pool's slot by mark_revoked)
+-- are checked first: an instance that missed a revocation message must
+-- still not reuse or open a session for a revoked token or identity.
 local now = now_ms(ARGV[1])
 local tag, identity = ARGV[2], ARGV[3]
 local idle, absolute, linger = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
-local n = tonumber(ARGV[15])
+local n = tonumber(ARGV[17])
 local caps = {}
 for b = 0, n - 1 do
-    caps[b] = tonumber(ARGV[16 + b])
+    caps[b] = tonumber(ARGV[18 + b])
+end
+
+if ARGV[15] == '1' then
+    local issued = tonumber(ARGV[16])
+    local function in_force(key)
+        local lapse = key and redis.call('GET', key)
+        return lapse and tonumber(lapse) > now
+    end
+    local subject = redis.call('GET', KEYS[3])
+    local subject_revoked = false
+    if subject then
+        local not_before, lapse = string.match(subject, '^(%d+):(%d+)$')
+        subject_revoked = lapse and tonumber(lapse) > now
+            and (issued < 0 or issued < tonumber(not_before))
+    end
+    if in_force(KEYS[2]) or in_force(KEYS[5]) or subject_revoked then
+        return {'revoked', {}, {}, 0, 0, {}}
+    end
 end
 
 local closed = {}
 purge(tag, n, now, closed)
 
 local function link(session)
-    if KEYS[2] then
-        redis.call('SADD', KEYS[2], session[1])
-        extend(KEYS[2], tonumber(session[11]) - now)
+    if KEYS[4] then
+        redis.call('SADD', KEYS[4], session[1])
+        extend(KEYS[4], tonumber(session[11]) - now)
     end
 end
 
