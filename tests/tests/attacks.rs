@@ -631,7 +631,7 @@ async fn non_utf8_and_oversized_headers_are_refused() -> anyhow::Result<()> {
         t.raw_refused(
             "Host with 0xff, no token",
             b"GET /api/x HTTP/1.1\r\nHost: erp\xff.example\r\nConnection: close\r\n\r\n",
-            |a| assert_raw_problem("Host with 0xff", a, 401, "missing_token"),
+            |a| assert_raw_problem("Host with 0xff", a, 400, "bad_request"),
         )
         .await?;
 
@@ -881,6 +881,140 @@ async fn smuggling_shapes_never_reach_the_backend() -> anyhow::Result<()> {
                 );
             }
         }
+        Ok(())
+    })
+    .await
+}
+
+// ------------------------------------------------------------------- Host
+
+/// Routes bound to `erp.example.com` (session) in front of a public
+/// catch-all: a Host the gateway misreads would land on the catch-all and
+/// reach the backend unauthenticated.
+fn host_bound_routes(config: &mut ConfigDoc) {
+    config.clear("routes");
+    config.push(
+        "routes",
+        "name = \"erp\"\nhost = \"erp.example.com\"\npath_prefix = \"/\"\nupstream = \"erp\"\npolicy = \"session\"",
+    );
+    config.push(
+        "routes",
+        "name = \"api\"\npath_prefix = \"/api/\"\nupstream = \"erp\"\npolicy = \"session\"",
+    );
+    config.push(
+        "routes",
+        "name = \"catch-all\"\npath_prefix = \"/\"\nupstream = \"erp\"\npolicy = \"public\"",
+    );
+}
+
+#[tokio::test]
+async fn missing_or_malformed_host_is_refused_before_routing() -> anyhow::Result<()> {
+    bounded(async {
+        let t = Target::start(host_bound_routes).await?;
+        let mut cases: Vec<(String, Vec<u8>)> = vec![(
+            "no Host on HTTP/1.1".into(),
+            b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        )];
+        for host in [
+            "a, b",
+            "erp.example.com, evil",
+            "erp.example.com/",
+            "erp.example.com?x",
+            "erp.example.com#x",
+            "?x",
+            "#x",
+            ":80:80",
+            "erp.example.com:80:80",
+            "\\x",
+            "erp.example.com\\x",
+            "[erp.example.com]",
+            "erp.example.com:",
+            "erp..example.com",
+            "%65rp.example.com",
+            "",
+        ] {
+            cases.push((
+                format!("Host {host:?}"),
+                format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes(),
+            ));
+        }
+        // Absolute-form without Host on HTTP/1.1: still missing.
+        cases.push((
+            "absolute-form without Host".into(),
+            b"GET http://erp.example.com/x HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        ));
+        for (case, request) in &cases {
+            t.raw_refused(case, request, |a| {
+                assert_raw_problem(case, a, 400, "bad_request")
+            })
+            .await?;
+        }
+        // A well-formed Host in any case and with a port is routed by it:
+        // the session route, which wants a token.
+        for host in ["ERP.example.com:8443", "erp.example.com."] {
+            let case = format!("Host {host:?} without a token");
+            let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            t.raw_refused(&case, request.as_bytes(), |a| {
+                assert_raw_problem(&case, a, 401, "missing_token")
+            })
+            .await?;
+        }
+        // The authority of an absolute-form target names the host: it
+        // routes to the session route, not the catch-all.
+        let case = "absolute-form target with its Host";
+        t.raw_refused(
+            case,
+            b"GET http://erp.example.com/x HTTP/1.1\r\nHost: erp.example.com\r\nConnection: close\r\n\r\n",
+            |a| assert_raw_problem(case, a, 401, "missing_token"),
+        )
+        .await?;
+        // HTTP/1.0 may omit Host: only host-less routes match, here the
+        // public catch-all, which forwards.
+        let before = t.snapshot().await?;
+        let answer =
+            raw_conversation(t.gw.addr, b"GET /x HTTP/1.0\r\n\r\n").await?;
+        assert_eq!(answer.statuses(), vec![200], "HTTP/1.0 without Host: {answer:?}");
+        assert_eq!(t.kit.backend.requests(), before.requests + 1);
+        t.no_session_and_healthy("HTTP/1.0 without Host", before).await?;
+        Ok(())
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ paths
+
+#[tokio::test]
+async fn every_spelling_of_dot_segments_is_refused() -> anyhow::Result<()> {
+    bounded(async {
+        let t = Target::start(|_| {}).await?;
+        // On the public route, where nothing else would stop them.
+        for path in [
+            "/public/%252e%252e/api/x",
+            "/public/..%252fapi/x",
+            "/public/%252e%252e%252fapi/x",
+            "/public/%c0%ae%c0%ae/api/x",
+            "/public/..%c0%afapi/x",
+            "/public/%u002e%u002e/api/x",
+            "/public/%ef%bc%8e%ef%bc%8e/api/x",
+            "/public/..%ef%bc%8fapi/x",
+            "/public/%",
+        ] {
+            let case = format!("path {path}");
+            t.raw_refused(&case, &raw_get(path, b""), |a| {
+                assert_raw_problem(&case, a, 400, "bad_request")
+            })
+            .await?;
+        }
+        // A fullwidth dot as raw UTF-8 in the request line: refused too
+        // (by Pingora or the gateway), never forwarded.
+        let case = "raw fullwidth dots";
+        let mut request = b"GET /public/".to_vec();
+        request.extend_from_slice("\u{ff0e}\u{ff0e}".as_bytes());
+        request.extend_from_slice(b"/api/x HTTP/1.1\r\nHost: erp\r\nConnection: close\r\n\r\n");
+        t.raw_refused(case, &request, |a| {
+            assert_eq!(a.statuses(), vec![400], "{case}: {a:?}")
+        })
+        .await?;
         Ok(())
     })
     .await
