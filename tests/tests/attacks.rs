@@ -68,13 +68,25 @@ struct Snapshot {
 impl Target {
     /// The standard configuration, changed by `edit`.
     async fn start(edit: impl FnOnce(&mut ConfigDoc)) -> anyhow::Result<Self> {
+        Self::start_with(|_, _, config| {
+            edit(config);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The standard configuration, changed by `edit`, which also sees the
+    /// devkit and a directory for files the configuration names.
+    async fn start_with(
+        edit: impl FnOnce(&Devkit, &std::path::Path, &mut ConfigDoc) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let kit = Devkit::start().await?;
         let mut config = kit.config();
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("admin-token");
         std::fs::write(&path, ADMIN_TOKEN)?;
         config.set("admin", "token_file", path.display().to_string());
-        edit(&mut config);
+        edit(&kit, dir.path(), &mut config)?;
         let gw = Gateway::start(BIN, &config).await?;
         let canary = kit.token("canary");
         let r = gw.get("/api/canary", &canary).await?;
@@ -413,6 +425,71 @@ async fn key_locations_in_token_headers_are_never_followed() -> anyhow::Result<(
         );
         let extra = t.kit.issuer.jwks_fetches() - fetches;
         assert!(extra <= 1, "{extra} refetches of the trusted JWKS");
+        Ok(())
+    })
+    .await
+}
+
+// ------------------------------------------------------------- key hygiene
+
+#[tokio::test]
+async fn a_small_order_ed25519_key_verifies_nothing() -> anyhow::Result<()> {
+    bounded(async {
+        // The issuer's real keys plus an Ed25519 key at the identity point,
+        // served from a file, with EdDSA allowed.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let t = Target::start_with(|kit, dir, config| {
+            let mut jwks = kit.issuer.jwks();
+            if let Some(keys) = jwks["keys"].as_array_mut() {
+                keys.push(json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed-weak",
+                    "use": "sig", "x": b64(identity)}));
+            }
+            let path = dir.join("jwks.json");
+            std::fs::write(&path, jwks.to_string())?;
+            let issuer = config.item("issuers", 0);
+            issuer.insert("jwks_file".into(), path.display().to_string().into());
+            issuer.insert(
+                "algorithms".into(),
+                toml::Value::Array(vec!["RS256".into(), "ES256".into(), "EdDSA".into()]),
+            );
+            Ok(())
+        })
+        .await?;
+        let claims = t.kit.issuer.claims(&TokenRequest::new("mallory"));
+        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": "ed-weak"});
+        // R = identity, S = 0: "valid" for any message under that key.
+        let mut signature = identity.to_vec();
+        signature.extend([0u8; 32]);
+        let forged = format!(
+            "{}.{}.{}",
+            b64_json(&header),
+            b64_json(&claims),
+            b64(&signature)
+        );
+        t.refused(
+            "R = identity, S = 0 under the identity key",
+            &forged,
+            "unknown signing key",
+        )
+        .await?;
+        // The same forgery naming no kid: no key fits either.
+        let header = json!({"alg": "EdDSA", "typ": "JWT"});
+        let forged = format!(
+            "{}.{}.{}",
+            b64_json(&header),
+            b64_json(&claims),
+            b64(&signature)
+        );
+        let before = t.snapshot().await?;
+        let r = t.gw.get("/api/x", &forged).await?;
+        assert_eq!(r.status, 401, "forgery without kid: {:?}", r.json());
+        assert_eq!(r.problem(), "invalid_token");
+        t.untouched("forgery without kid", before).await?;
+        assert!(
+            t.gw.logs().contains("ed-weak"),
+            "the refused key is not logged with its kid"
+        );
         Ok(())
     })
     .await
