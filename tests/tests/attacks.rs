@@ -1157,10 +1157,9 @@ x-auth-client: root\r\nX_AUTH_CLIENT: \xferoot\r\nX-Auth-Scope: erp.admin\r\nx_a
             seen.header_values("x-session-id"),
             vec![alice_session.as_deref().unwrap_or("?")]
         );
-        assert_eq!(
-            seen.header_values("x-auth-scope"),
-            vec![session_gateway::devkit::DEFAULT_SCOPE]
-        );
+        // Claim headers are RFC 8941 Lists of Strings.
+        let scope = format!("\"{}\"", session_gateway::devkit::DEFAULT_SCOPE);
+        assert_eq!(seen.header_values("x-auth-scope"), vec![scope.as_str()]);
         for (name, _) in &seen.headers {
             assert!(!name.contains('_'), "underscore spelling forwarded: {name}");
         }
@@ -1211,6 +1210,78 @@ x-auth-client: root\r\nX_AUTH_CLIENT: \xferoot\r\nX-Auth-Scope: erp.admin\r\nx_a
         );
         // Alice's and the canary's seats, nothing else.
         assert_eq!(t.seats_in_use().await?, 2);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn dash_spellings_of_an_underscore_claim_header_are_stripped() -> anyhow::Result<()> {
+    bounded(async {
+        // A claim header configured with `_`: its `-` spelling is the same
+        // variable to a CGI-style backend.
+        let t = Target::start(|config| {
+            let mut claims = toml::Table::new();
+            claims.insert("scope".into(), "X_Auth_Scope".into());
+            config.table("headers").insert("claims".into(), claims.into());
+        })
+        .await?;
+        let raw = "GET /public/x HTTP/1.1\r\nHost: erp\r\nX-Auth-Scope: erp.admin\r\nx-AUTH_scope: erp.admin\r\nConnection: close\r\n\r\n";
+        let before = t.snapshot().await?;
+        let answer = raw_conversation(t.gw.addr, raw.as_bytes()).await?;
+        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+        assert_eq!(t.kit.backend.requests(), before.requests + 1);
+        let seen = t.kit.backend.last_request().expect("forwarded");
+        for (name, value) in &seen.headers {
+            assert!(
+                !name.replace('_', "-").eq_ignore_ascii_case("x-auth-scope"),
+                "spoofed {name}: {value} forwarded"
+            );
+        }
+        t.no_session_and_healthy("dash spelling of X_Auth_Scope", before)
+            .await?;
+        // With a token, the gateway's own value is the only one.
+        let token = t.kit.token("alice");
+        let r = t
+            .gw
+            .client()
+            .get(t.gw.url("/api/x"))
+            .bearer_auth(&token)
+            .header("X-Auth-Scope", "erp.admin")
+            .send()
+            .await?;
+        assert_eq!(Reply::read(r).await?.status, 200);
+        let seen = t.kit.backend.last_request().expect("forwarded");
+        assert!(seen.header("x-auth-scope").is_none(), "{:?}", seen.headers);
+        assert_eq!(seen.header_values("x_auth_scope").len(), 1);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn array_claims_reach_the_backend_unambiguously() -> anyhow::Result<()> {
+    bounded(async {
+        let t = Target::start(|config| {
+            let mut claims = toml::Table::new();
+            claims.insert("roles".into(), "X-Auth-Roles".into());
+            config
+                .table("headers")
+                .insert("claims".into(), claims.into());
+        })
+        .await?;
+        let mut seen = Vec::new();
+        for (user, roles) in [
+            ("one-element", json!(["staff,admin"])),
+            ("two-elements", json!(["staff", "admin"])),
+        ] {
+            let token = t.kit.mint(&TokenRequest::new(user).claim("roles", roles));
+            let r = t.gw.get("/token-only/x", &token).await?;
+            assert_eq!(r.status, 200, "{user}: {:?}", r.json());
+            let request = t.kit.backend.last_request().expect("forwarded");
+            seen.push(request.header_values("x-auth-roles").join("|"));
+        }
+        assert_eq!(seen, [r#""staff,admin""#, r#""staff", "admin""#]);
         Ok(())
     })
     .await
