@@ -1287,6 +1287,54 @@ async fn array_claims_reach_the_backend_unambiguously() -> anyhow::Result<()> {
     .await
 }
 
+// ---------------------------------------------------------------- upgrades
+
+#[tokio::test]
+async fn upgrades_are_refused_unless_the_route_allows_them() -> anyhow::Result<()> {
+    bounded(async {
+        let t = Target::start(|config| {
+            config.push(
+                "routes",
+                "name = \"ws\"\npath_prefix = \"/ws/\"\nupstream = \"erp\"\npolicy = \"session\"\nupgrades = \"allow\"",
+            );
+        })
+        .await?;
+        let token = t.kit.token("alice");
+        let upgrade = |path: &str, extra: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: erp\r\nAuthorization: Bearer {token}\r\n\
+Connection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+            )
+        };
+        // A valid token on a session route that does not allow upgrades:
+        // refused before the access decision, so no seat is taken.
+        for (case, request) in [
+            ("WebSocket upgrade on a session route", upgrade("/api/x", "")),
+            ("WebSocket upgrade on a public route", upgrade("/public/x", "")),
+            (
+                "Upgrade without Connection: upgrade",
+                format!("GET /api/x HTTP/1.1\r\nHost: erp\r\nAuthorization: Bearer {token}\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n"),
+            ),
+        ] {
+            t.raw_refused(case, request.as_bytes(), |a| {
+                assert_raw_problem(case, a, 403, "upgrade_refused")
+            })
+            .await?;
+        }
+        // A route that allows them forwards the upgrade request after its
+        // usual checks (the devkit backend answers it like any request).
+        let before = t.snapshot().await?;
+        let answer = raw_conversation(t.gw.addr, upgrade("/ws/x", "").as_bytes()).await?;
+        assert_eq!(answer.statuses(), vec![200], "allowed upgrade: {answer:?}");
+        assert_eq!(t.kit.backend.requests(), before.requests + 1);
+        let seen = t.kit.backend.last_request().expect("forwarded");
+        assert_eq!(seen.path, "/ws/x");
+        Ok(())
+    })
+    .await
+}
+
 // ------------------------------------------------------------------- admin
 
 #[tokio::test]

@@ -2027,3 +2027,19 @@ fn a_jwks_file_must_hold_a_jwks() {
         assert!(e.to_string().contains(fragment), "{e}");
     }
 }
+
+// ---------------------------------------------------------------- upgrades
+
+#[test]
+fn routes_refuse_upgrades_unless_told() {
+    assert_eq!(valid(MINIMAL).routes[0].upgrades, UpgradePolicy::Refuse);
+    assert_eq!(
+        valid(&replace_route("upgrades = \"allow\"")).routes[0].upgrades,
+        UpgradePolicy::Allow
+    );
+    refused(
+        &replace_route("upgrades = \"websocket\""),
+        "routes[0].upgrades",
+        "use \"refuse\" or \"allow\"",
+    );
+}

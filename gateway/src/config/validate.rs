@@ -1015,6 +1015,16 @@ fn route(
             );
         }
     };
+    let upgrades = match r.upgrades.as_str() {
+        "refuse" => UpgradePolicy::Refuse,
+        "allow" => UpgradePolicy::Allow,
+        other => {
+            return c.fail(
+                format!("{key}.upgrades"),
+                format!("`{other}` is not an upgrade policy; use \"refuse\" or \"allow\""),
+            );
+        }
+    };
     Ok(RouteConfig {
         name: r.name.clone(),
         host,
@@ -1023,6 +1033,7 @@ fn route(
         policy,
         required_scopes: r.required_scopes.clone(),
         authorization,
+        upgrades,
     })
 }
 

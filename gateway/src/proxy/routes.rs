@@ -257,7 +257,7 @@ fn encodes_unreserved(lower: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RoutePolicy, UpstreamAuthorization};
+    use crate::config::{RoutePolicy, UpgradePolicy, UpstreamAuthorization};
 
     fn route(host: Option<&str>, prefix: &str) -> RouteConfig {
         RouteConfig {
@@ -268,6 +268,7 @@ mod tests {
             policy: RoutePolicy::Session,
             required_scopes: vec![],
             authorization: UpstreamAuthorization::Pass,
+            upgrades: UpgradePolicy::Refuse,
         }
     }
 

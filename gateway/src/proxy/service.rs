@@ -19,7 +19,7 @@ use super::problem::{ErrorCode, PROBLEM_JSON, Problem};
 use super::routes::{GatewayEndpoint, Resolution};
 use super::table::{LiveTable, RouteTable};
 use crate::auth::Principal;
-use crate::config::{RouteConfig, RoutePolicy};
+use crate::config::{RouteConfig, RoutePolicy, UpgradePolicy};
 use crate::session::Session;
 
 /// The proxy service.
@@ -214,6 +214,13 @@ fn authorization(request: &RequestHeader) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Whether the request asks to upgrade its connection. Any `Upgrade` field
+/// counts, with or without `Connection: upgrade`: a backend or a proxy in
+/// between may act on it either way.
+fn wants_upgrade(request: &RequestHeader) -> bool {
+    request.headers.contains_key(http::header::UPGRADE)
+}
+
 /// The host the request is for, validated (see [`host`]).
 fn request_host(request: &RequestHeader) -> Result<Option<String>, HostError> {
     let fields: Vec<&[u8]> = request
@@ -347,6 +354,15 @@ impl ProxyHttp for Gateway {
                 ctx.route = Some(index);
                 let request = session.req_header();
                 match table.routes.get(index) {
+                    // Before the access decision: a refused upgrade opens no session.
+                    Some(route)
+                        if route.upgrades == UpgradePolicy::Refuse && wants_upgrade(request) =>
+                    {
+                        Err(Problem::new(
+                            ErrorCode::UpgradeRefused,
+                            "this route does not allow protocol upgrades",
+                        ))
+                    }
                     Some(route) => self.decide(route, request, ctx).await,
                     None => Err(Problem::new(ErrorCode::NotFound, "no route")),
                 }
