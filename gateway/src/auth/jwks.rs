@@ -785,7 +785,7 @@ mod tests {
 
     fn rejection(jwk: Value) -> KeyRejection {
         let jwk: Jwk = serde_json::from_value(jwk).unwrap();
-        usable_key(&jwk).err().expect("key refused")
+        usable_key(&jwk).expect_err("key refused")
     }
 
     /// The identity point as an Ed25519 public key.
