@@ -13,7 +13,7 @@
 use arbitrary::Arbitrary;
 use fuzz_support::must_refuse;
 use libfuzzer_sys::fuzz_target;
-use session_gateway::config::{RouteConfig, RoutePolicy, UpstreamAuthorization};
+use session_gateway::config::{RouteConfig, RoutePolicy, UpgradePolicy, UpstreamAuthorization};
 use session_gateway::proxy::routes::{Resolution, Router, normalize_host};
 
 #[derive(Debug, Arbitrary)]
@@ -52,6 +52,7 @@ fuzz_target!(|input: Input| {
             policy: RoutePolicy::Session,
             required_scopes: vec![],
             authorization: UpstreamAuthorization::Pass,
+            upgrades: UpgradePolicy::Refuse,
         })
         .collect();
     let router = Router::new(&routes, &input.gateway_prefix);

@@ -168,6 +168,12 @@ pub fn sign(message: &str, alg: Algorithm) -> Option<String> {
 /// router: percent-decode every `%XX` once (what a decoding backend does),
 /// then look for what could make the gateway and the backend resolve the
 /// path differently. `None` means the path is harmless.
+///
+/// Beyond that one decoding, a backend may decode again (`%252e`), read `%u`
+/// escapes, accept overlong UTF-8 (`%c0%ae`) or NFKC-normalise (`．`): so a
+/// `%` that is not `%XX`, a decoded `%XX`, a decoded C0/C1 byte or E0/F0
+/// overlong lead, and the characters NFKC maps to `.`, `/` or `\` are
+/// refused as well.
 pub fn must_refuse(path: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("relative");
@@ -176,6 +182,11 @@ pub fn must_refuse(path: &str) -> Option<&'static str> {
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        if bytes[i] == b'%'
+            && !(i + 2 < bytes.len() && hex(bytes[i + 1]).is_some() && hex(bytes[i + 2]).is_some())
+        {
+            return Some("stray percent");
+        }
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
             && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
@@ -193,6 +204,25 @@ pub fn must_refuse(path: &str) -> Option<&'static str> {
     }
     if decoded.contains(&b'\\') || decoded.contains(&0) {
         return Some("backslash or NUL");
+    }
+    for (at, &b) in decoded.iter().enumerate() {
+        let next = decoded.get(at + 1).copied();
+        let next2 = decoded.get(at + 2).copied();
+        if b == b'%' && next.and_then(hex).is_some() && next2.and_then(hex).is_some() {
+            return Some("encoded twice");
+        }
+        if matches!(b, 0xc0 | 0xc1)
+            || (b == 0xe0 && next.is_some_and(|n| (0x80..0xa0).contains(&n)))
+            || (b == 0xf0 && next.is_some_and(|n| (0x80..0x90).contains(&n)))
+        {
+            return Some("overlong UTF-8");
+        }
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    if text.contains([
+        '\u{ff0e}', '\u{fe52}', '\u{2024}', '\u{ff0f}', '\u{ff3c}', '\u{fe68}',
+    ]) {
+        return Some("Unicode lookalike of a dot or slash");
     }
     let segments: Vec<&[u8]> = decoded.split(|&b| b == b'/').skip(1).collect();
     let last = segments.len().saturating_sub(1);

@@ -12,6 +12,11 @@
 //!
 //! Keys the gateway cannot use safely are dropped when loading: symmetric
 //! (`oct`) keys, keys marked for encryption, and keys of a kind we do not know.
+//! So are weak public keys ([`KeyRejection`]): an RSA modulus under 2048 bits
+//! or an even or tiny exponent, an EC point that is not on its curve, and an
+//! Ed25519 key of small order — the identity point, for one, "verifies" the
+//! signature `R = identity, S = 0` over any message. Each refused key is
+//! logged with its `kid` when the document is loaded.
 //!
 //! Each key is parsed into an aws-lc public key once per load, for every
 //! algorithm it may verify, so a signature check does not rebuild the key (for
@@ -56,6 +61,37 @@ pub enum JwksError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// Why one key of a JWKS document was not kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRejection {
+    /// Not a signature key the gateway may use (`oct`, `use: enc`, unknown).
+    #[error("not an asymmetric signature key")]
+    NotForSignatures,
+    /// The JWK does not parse or its material does not decode.
+    #[error("malformed key")]
+    Malformed,
+    /// An RSA modulus below the floor.
+    #[error("RSA modulus of {bits} bits (at least {min} required)")]
+    WeakRsaModulus {
+        /// The modulus size.
+        bits: usize,
+        /// The floor.
+        min: usize,
+    },
+    /// An RSA public exponent that is even or below 3.
+    #[error("RSA public exponent is even or below 3")]
+    WeakRsaExponent,
+    /// An EC point that is not on its curve (or a wrong-size coordinate).
+    #[error("EC point is not on the curve")]
+    InvalidPoint,
+    /// An Ed25519 public key of small order.
+    #[error("Ed25519 public key of small order")]
+    SmallOrder,
+}
+
+/// The smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// One key that may verify signatures.
 #[derive(Clone)]
@@ -219,12 +255,20 @@ impl KeySet {
             ..KeySet::default()
         };
         for entry in entries {
+            let kid = entry.get("kid").and_then(Value::as_str).unwrap_or("");
             match serde_json::from_value::<Jwk>(entry.clone())
-                .ok()
+                .map_err(|_| KeyRejection::Malformed)
                 .and_then(|jwk| usable_key(&jwk))
             {
-                Some(key) => set.keys.push(key),
-                None => set.skipped += 1,
+                Ok(key) => set.keys.push(key),
+                Err(KeyRejection::NotForSignatures) => {
+                    tracing::debug!(kid, "JWKS key skipped: not a signature key");
+                    set.skipped += 1;
+                }
+                Err(reason) => {
+                    tracing::warn!(kid, reason = %reason, "JWKS key refused");
+                    set.skipped += 1;
+                }
             }
         }
         Ok(set)
@@ -259,23 +303,24 @@ impl KeySet {
     }
 }
 
-fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
+fn usable_key(jwk: &Jwk) -> Result<VerificationKey, KeyRejection> {
     if matches!(
         jwk.common.public_key_use,
         Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
     ) {
-        return None;
+        return Err(KeyRejection::NotForSignatures);
     }
-    let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
+    let b64 = |s: &str| {
+        URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| KeyRejection::Malformed)
+    };
     let (family, curve, material) = match &jwk.algorithm {
-        AlgorithmParameters::RSA(p) => (
-            AlgorithmFamily::Rsa,
-            None,
-            KeyMaterial::Rsa {
-                n: b64(&p.n)?,
-                e: b64(&p.e)?,
-            },
-        ),
+        AlgorithmParameters::RSA(p) => {
+            let (n, e) = (b64(&p.n)?, b64(&p.e)?);
+            check_rsa(&n, &e, MIN_RSA_BITS)?;
+            (AlgorithmFamily::Rsa, None, KeyMaterial::Rsa { n, e })
+        }
         AlgorithmParameters::EllipticCurve(p) => {
             let mut point = vec![0x04];
             point.extend(b64(&p.x)?);
@@ -286,15 +331,21 @@ fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
                 KeyMaterial::Point(point),
             )
         }
-        AlgorithmParameters::OctetKeyPair(p) => (
-            AlgorithmFamily::Ed,
-            Some(p.curve.clone()),
-            KeyMaterial::Point(b64(&p.x)?),
-        ),
+        AlgorithmParameters::OctetKeyPair(p) => {
+            let x = b64(&p.x)?;
+            if p.curve == EllipticCurve::Ed25519 && is_small_order_ed25519(&x) {
+                return Err(KeyRejection::SmallOrder);
+            }
+            (
+                AlgorithmFamily::Ed,
+                Some(p.curve.clone()),
+                KeyMaterial::Point(x),
+            )
+        }
         // Symmetric keys never verify anything here: the gateway does not
         // share secrets with issuers, and an `oct` key in a public JWKS is
         // exactly what an HMAC key-confusion attack needs.
-        _ => return None,
+        _ => return Err(KeyRejection::NotForSignatures),
     };
     let mut key = VerificationKey {
         kid: jwk.common.key_id.clone(),
@@ -306,11 +357,97 @@ fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
     for alg in ASYMMETRIC {
         if key.fits(alg) {
             // A key that does not parse for an algorithm it fits (a point
-            // off the curve, a malformed modulus) is malformed as a whole.
-            key.parsed.push((alg, material.parse_for(alg)?));
+            // off the curve — aws-lc checks the curve equation and that the
+            // point is not the identity, which the uncompressed form cannot
+            // encode anyway —, a malformed modulus) is malformed as a whole.
+            let parsed = material.parse_for(alg).ok_or(match family {
+                AlgorithmFamily::Ec => KeyRejection::InvalidPoint,
+                _ => KeyRejection::Malformed,
+            })?;
+            key.parsed.push((alg, parsed));
         }
     }
-    (!key.parsed.is_empty()).then_some(key)
+    if key.parsed.is_empty() {
+        return Err(KeyRejection::NotForSignatures);
+    }
+    Ok(key)
+}
+
+/// Refuses an RSA key whose modulus is below `min_bits` or whose public
+/// exponent is even or below 3 (e = 1 makes the "signature" the message).
+fn check_rsa(n: &[u8], e: &[u8], min_bits: usize) -> Result<(), KeyRejection> {
+    let bits = |v: &[u8]| {
+        let v = &v[v.iter().position(|&b| b != 0).unwrap_or(v.len())..];
+        v.first().map_or(0, |&top| {
+            (v.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+        })
+    };
+    let modulus = bits(n);
+    if modulus < min_bits {
+        return Err(KeyRejection::WeakRsaModulus {
+            bits: modulus,
+            min: min_bits,
+        });
+    }
+    let odd = e.last().is_some_and(|b| b & 1 == 1);
+    if !odd || bits(e) < 2 {
+        return Err(KeyRejection::WeakRsaExponent);
+    }
+    Ok(())
+}
+
+/// The eight points of small order on edwards25519, encoded with the sign
+/// bit (bit 255) cleared, plus the non-canonical encodings of y = 0 and
+/// y = 1 (y + p still fits in 255 bits). Any key matching one of these
+/// with either sign bit has order 1, 2, 4 or 8 (the list libsodium checks).
+const ED25519_SMALL_ORDER: [[u8; 32]; 7] = [
+    // y = 0 (order 4, both signs of x)
+    [0; 32],
+    // y = 1: the identity (order 1)
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    // order 8
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    // order 8
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    // y = p - 1 = -1 (order 2)
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    // y = p, non-canonical 0 (order 4)
+    [
+        0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    // y = p + 1, non-canonical 1 (order 1)
+    [
+        0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+];
+
+/// Whether a 32-byte Ed25519 public key is a point of small order, in any
+/// encoding (the sign bit is ignored: it selects x, not the order class).
+fn is_small_order_ed25519(key: &[u8]) -> bool {
+    let Ok(mut key) = <[u8; 32]>::try_from(key) else {
+        return false;
+    };
+    key[31] &= 0x7f;
+    ED25519_SMALL_ORDER.contains(&key)
 }
 
 /// The keys of one issuer, with their refresh logic.
@@ -640,6 +777,99 @@ mod tests {
         let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
         assert_eq!((set.len(), set.skipped), (1, 4));
         assert!(set.has_kid("good"));
+    }
+
+    fn okp(kid: &str, x: &[u8]) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": URL_SAFE_NO_PAD.encode(x)})
+    }
+
+    fn rejection(jwk: Value) -> KeyRejection {
+        let jwk: Jwk = serde_json::from_value(jwk).unwrap();
+        usable_key(&jwk).expect_err("key refused")
+    }
+
+    /// The identity point as an Ed25519 public key.
+    const IDENTITY: [u8; 32] = {
+        let mut k = [0; 32];
+        k[0] = 1;
+        k
+    };
+
+    #[test]
+    fn the_identity_key_would_verify_anything() {
+        // Why small-order keys must go: aws-lc accepts R = identity, S = 0
+        // under the identity key for any message.
+        let key = KeyMaterial::Point(IDENTITY.to_vec())
+            .parse_for(Algorithm::EdDSA)
+            .expect("aws-lc parses the identity point");
+        let mut forged = IDENTITY.to_vec();
+        forged.extend([0; 32]);
+        assert!(key.verify_sig(b"any.claims", &forged).is_ok());
+        assert_eq!(rejection(okp("weak", &IDENTITY)), KeyRejection::SmallOrder);
+    }
+
+    #[test]
+    fn small_order_ed25519_keys_are_refused_in_every_encoding() {
+        for (i, point) in ED25519_SMALL_ORDER.iter().enumerate() {
+            for sign in [0, 0x80] {
+                let mut key = *point;
+                key[31] |= sign;
+                let doc = json!({"keys": [okp(&format!("small-{i}"), &key)]});
+                let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+                assert_eq!((set.len(), set.skipped), (0, 1), "{key:02x?}");
+            }
+        }
+        // A real key stays.
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pair = Ed25519KeyPair::generate().unwrap();
+        let doc = json!({"keys": [okp("real", pair.public_key().as_ref())]});
+        let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+        assert_eq!((set.len(), set.skipped), (1, 0));
+        let key = set
+            .candidates(Some("real"), Algorithm::EdDSA)
+            .next()
+            .unwrap();
+        let signature = pair.sign(b"h.p");
+        assert!(key.verifies(Algorithm::EdDSA, b"h.p", signature.as_ref()));
+    }
+
+    #[test]
+    fn weak_rsa_keys_are_refused() {
+        let n1024 = URL_SAFE_NO_PAD.encode([0xc5; 128]);
+        assert_eq!(
+            rejection(json!({"kty": "RSA", "kid": "small", "n": n1024, "e": "AQAB"})),
+            KeyRejection::WeakRsaModulus {
+                bits: 1024,
+                min: 2048
+            }
+        );
+        // A leading zero byte does not make a modulus bigger.
+        let mut padded = vec![0u8];
+        padded.extend([0xc5; 255]);
+        assert!(matches!(
+            rejection(json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&padded), "e": "AQAB"})),
+            KeyRejection::WeakRsaModulus { bits: 2040, .. }
+        ));
+        for e in ["AQ", "Ag", "AAE", "AQAA"] {
+            assert_eq!(
+                rejection(json!({"kty": "RSA", "kid": "e", "n": RSA_N, "e": e})),
+                KeyRejection::WeakRsaExponent,
+                "e = {e}"
+            );
+        }
+        assert!(usable_key(&serde_json::from_value(rsa_jwk("ok")).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn ec_points_off_the_curve_or_at_zero_are_refused() {
+        let zero = URL_SAFE_NO_PAD.encode([0; 32]);
+        assert_eq!(
+            rejection(json!({"kty": "EC", "crv": "P-256", "x": zero, "y": zero})),
+            KeyRejection::InvalidPoint
+        );
+        let (_, mut off) = ec_key("off");
+        off["x"] = URL_SAFE_NO_PAD.encode([7; 32]).into();
+        assert_eq!(rejection(off), KeyRejection::InvalidPoint);
     }
 
     #[test]

@@ -340,8 +340,13 @@ pub struct RouteSection {
     pub authorization: String,
     #[serde(default)]
     pub authorization_env: Option<String>,
+    #[serde(default = "default_upgrades")]
+    pub upgrades: String,
 }
 
+fn default_upgrades() -> String {
+    "refuse".into()
+}
 fn default_path_prefix() -> String {
     "/".into()
 }

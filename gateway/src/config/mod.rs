@@ -414,6 +414,23 @@ pub struct RouteConfig {
     pub required_scopes: Vec<String>,
     /// Authorization header treatment.
     pub authorization: UpstreamAuthorization,
+    /// Whether protocol upgrades (WebSocket) may pass.
+    pub upgrades: UpgradePolicy,
+}
+
+/// Whether a route lets a request upgrade its connection (RFC 9110 §7.8).
+///
+/// An upgraded connection is a tunnel: once the backend answers 101, the
+/// gateway no longer sees requests on it, so the token and session checks
+/// made for the upgrade request are the last ones. Refusing is the default;
+/// a route that needs WebSocket opts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpgradePolicy {
+    /// A request carrying `Upgrade` gets 403 `upgrade_refused`, nothing forwarded.
+    #[default]
+    Refuse,
+    /// Upgrades are forwarded after the route's usual checks.
+    Allow,
 }
 
 /// `[headers]`: identity headers sent upstream (and always stripped from clients).

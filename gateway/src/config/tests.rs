@@ -1825,6 +1825,55 @@ fn protocol_headers_cannot_carry_identity() {
 }
 
 #[test]
+fn hop_by_hop_headers_cannot_carry_identity() {
+    for name in [
+        "Proxy-Connection",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Transfer_Encoding",
+        "proxy_connection",
+    ] {
+        refused(
+            &minimal_with(&format!("[headers.claims]\nemail = \"{name}\"")),
+            "headers.claims.email",
+            "is a protocol header",
+        );
+    }
+}
+
+#[test]
+fn identity_header_names_must_differ_in_every_spelling() {
+    for (section, name, clash) in [
+        (
+            "[headers.claims]\nemail",
+            "X_Auth_Subject",
+            "x_auth_subject",
+        ),
+        ("[headers.claims]\nemail", "x_session_id", "x_session_id"),
+        (
+            "[headers.claims]\nemail",
+            "X_License_Pool",
+            "x_license_pool",
+        ),
+        ("[headers.claims]\nemail", "X_AUTH_CLIENT", "x_auth_client"),
+        ("[headers]\npool", "x_auth_subject", "x_auth_subject"),
+    ] {
+        refused(
+            &minimal_with(&format!("{section} = \"{name}\"")),
+            "headers",
+            &format!("header `{clash}` is used twice"),
+        );
+    }
+    refused(
+        &minimal_with("[headers.claims]\nemail = \"X-Mail\"\nmail = \"x_mail\""),
+        "headers",
+        "is used twice",
+    );
+}
+
+#[test]
 fn identity_header_names_must_be_distinct() {
     refused(
         &minimal_with("[headers]\nsession_id = \"X-Auth-Subject\""),
@@ -2032,4 +2081,20 @@ fn a_jwks_file_must_hold_a_jwks() {
         assert_eq!(e.key(), "issuers[0].jwks_file");
         assert!(e.to_string().contains(fragment), "{e}");
     }
+}
+
+// ---------------------------------------------------------------- upgrades
+
+#[test]
+fn routes_refuse_upgrades_unless_told() {
+    assert_eq!(valid(MINIMAL).routes[0].upgrades, UpgradePolicy::Refuse);
+    assert_eq!(
+        valid(&replace_route("upgrades = \"allow\"")).routes[0].upgrades,
+        UpgradePolicy::Allow
+    );
+    refused(
+        &replace_route("upgrades = \"websocket\""),
+        "routes[0].upgrades",
+        "use \"refuse\" or \"allow\"",
+    );
 }

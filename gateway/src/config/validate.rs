@@ -63,19 +63,26 @@ impl Check<'_> {
     fn header_name(&self, key: &str, text: &str) -> Result<HeaderName, ConfigError> {
         let name = HeaderName::from_str(text)
             .or_else(|_| self.fail(key, format!("`{text}` is not a valid HTTP header name")))?;
+        // Protocol headers, among them every hop-by-hop header (RFC 9110
+        // §7.6.1, plus the obsolete `Proxy-Connection` many proxies still
+        // honour): a proxy on the way may drop or act on them.
         const RESERVED: &[&str] = &[
             "authorization",
             "host",
             "content-length",
             "transfer-encoding",
             "connection",
+            "proxy-connection",
             "te",
+            "trailer",
             "upgrade",
             "cookie",
             "keep-alive",
             "proxy-authorization",
+            "proxy-authenticate",
         ];
-        if RESERVED.contains(&name.as_str()) {
+        // `Transfer_Encoding` is `Transfer-Encoding` to a CGI-style backend.
+        if RESERVED.contains(&header_spelling(&name).as_str()) {
             return self.fail(
                 key,
                 format!("`{text}` is a protocol header and cannot carry identity"),
@@ -1042,6 +1049,16 @@ fn route(
             );
         }
     };
+    let upgrades = match r.upgrades.as_str() {
+        "refuse" => UpgradePolicy::Refuse,
+        "allow" => UpgradePolicy::Allow,
+        other => {
+            return c.fail(
+                format!("{key}.upgrades"),
+                format!("`{other}` is not an upgrade policy; use \"refuse\" or \"allow\""),
+            );
+        }
+    };
     Ok(RouteConfig {
         name: r.name.clone(),
         host,
@@ -1050,6 +1067,7 @@ fn route(
         policy,
         required_scopes: r.required_scopes.clone(),
         authorization,
+        upgrades,
     })
 }
 
@@ -1080,12 +1098,23 @@ fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderNames, ConfigEr
     ]
     .into_iter()
     .chain(names.claims.iter().map(|(_, n)| n));
+    // Compared as a CGI-style backend sees them (`X_Auth_Subject` is
+    // `X-Auth-Subject` there): two spellings of one name would let a claim
+    // value stand in for the subject or the session.
     for name in all {
-        if !seen.insert(name.as_str().to_string()) {
-            return c.fail("headers", format!("header `{name}` is used twice"));
+        if !seen.insert(header_spelling(name)) {
+            return c.fail(
+                "headers",
+                format!("header `{name}` is used twice (`_` and `-` count as the same)"),
+            );
         }
     }
     Ok(names)
+}
+
+/// A header name as backends that treat `_` like `-` see it (lowercase).
+fn header_spelling(name: &HeaderName) -> String {
+    name.as_str().replace('_', "-")
 }
 
 fn logging(c: &Check, file: &FileConfig) -> Result<LoggingConfig, ConfigError> {

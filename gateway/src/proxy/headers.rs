@@ -41,8 +41,15 @@ pub fn rewrite(
         }
         for (claim, header) in &names.claims {
             let values = principal.claims.values(claim);
-            if !values.is_empty() {
-                set(request, header, &values.join(","));
+            if values.is_empty() {
+                continue;
+            }
+            match string_list(&values) {
+                Some(value) => set(request, header, &value),
+                None => tracing::debug!(
+                    claim = claim.as_str(),
+                    "claim left out: a value is not printable ASCII"
+                ),
             }
         }
     }
@@ -87,13 +94,42 @@ pub fn strip_identity_headers(request: &mut RequestHeader, names: &IdentityHeade
 }
 
 /// Whether a received header name (lowercase, as `http` stores it) is `ours`
-/// with any `-` written as `_`.
+/// once `_` and `-` are taken as the same character, either way round: a
+/// configured `X_Tenant` is `X-Tenant` to a CGI-style backend too.
 fn same_spelling(received: &str, ours: &str) -> bool {
+    let dash = |b: u8| if b == b'_' { b'-' } else { b };
     received.len() == ours.len()
         && received
             .bytes()
             .zip(ours.bytes())
-            .all(|(r, o)| r == o || (r == b'_' && o == b'-'))
+            .all(|(r, o)| dash(r) == dash(o))
+}
+
+/// A claim's values as an RFC 8941 List of Strings (`"staff", "admin"`):
+/// every value quoted, `"` and `\` escaped, so `["staff,admin"]` and
+/// `["staff", "admin"]` never look alike, and a scalar is a one-item list.
+/// `None` when a value holds a character a String cannot (outside printable
+/// ASCII): the header is then left out rather than forwarded ambiguous.
+pub fn string_list(values: &[String]) -> Option<String> {
+    let mut out = String::new();
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('"');
+        for ch in value.chars() {
+            match ch {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(ch);
+                }
+                ' '..='~' => out.push(ch),
+                _ => return None,
+            }
+        }
+        out.push('"');
+    }
+    Some(out)
 }
 
 fn set(request: &mut RequestHeader, name: &HeaderName, value: &str) {
@@ -186,9 +222,43 @@ mod tests {
         let all: Vec<_> = r.headers.get_all("x-auth-subject").iter().collect();
         assert_eq!(all, vec!["alice"]);
         assert_eq!(r.headers.get("x-auth-client").unwrap(), "erp-web");
-        assert_eq!(r.headers.get("x-auth-roles").unwrap(), "a,b");
+        assert_eq!(r.headers.get("x-auth-roles").unwrap(), "\"a\", \"b\"");
         assert!(r.headers.get("authorization").is_none());
         assert!(r.headers.get("x-session-id").is_none());
+    }
+
+    #[test]
+    fn dash_spellings_of_an_underscore_name_are_removed_too() {
+        let mut names = names();
+        names
+            .claims
+            .push(("tenant".into(), HeaderName::from_static("x_tenant")));
+        let mut r = RequestHeader::build("GET", b"/api/x", None).unwrap();
+        r.append_header("X-Tenant", "other").unwrap();
+        r.append_header("x_tenant", "other").unwrap();
+        r.append_header("X-Tenant-Id", "kept").unwrap();
+        strip_identity_headers(&mut r, &names);
+        assert!(r.headers.get("x-tenant").is_none());
+        assert!(r.headers.get("x_tenant").is_none());
+        assert_eq!(r.headers.get("x-tenant-id").unwrap(), "kept");
+    }
+
+    #[test]
+    fn array_claims_are_unambiguous_string_lists() {
+        let list = |v: &[&str]| string_list(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(list(&["staff,admin"]).unwrap(), r#""staff,admin""#);
+        assert_eq!(list(&["staff", "admin"]).unwrap(), r#""staff", "admin""#);
+        assert_ne!(list(&["staff,admin"]), list(&["staff", "admin"]));
+        assert_eq!(
+            list(&[r#"a", "b"#, r"c\d"]).unwrap(),
+            r#""a\", \"b", "c\\d""#
+        );
+        assert_eq!(
+            list(&["alice@example.com"]).unwrap(),
+            r#""alice@example.com""#
+        );
+        assert_eq!(list(&["caf\u{e9}"]), None);
+        assert_eq!(list(&["a\nb"]), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The proxy: the Pingora service and the pieces it delegates to.
 //!
+//! * [`host`]: which host a request is for (a malformed `Host` is refused);
 //! * [`routes`]: which route (or gateway endpoint) a request is for;
 //! * [`access`]: the access decision (token, scopes, pool, session);
 //! * [`headers`]: the identity headers the upstream may trust;
@@ -10,6 +11,7 @@
 
 pub mod access;
 pub mod headers;
+pub mod host;
 pub mod problem;
 pub mod routes;
 pub mod service;

@@ -43,6 +43,8 @@ pub enum ErrorCode {
     NoSession,
     /// The method is not allowed on a gateway endpoint (405).
     MethodNotAllowed,
+    /// The route does not allow protocol upgrades (403).
+    UpgradeRefused,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NoSession => "no_session",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::UpgradeRefused => "upgrade_refused",
         }
     }
 
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "Bad request",
             ErrorCode::NoSession => "No session",
             ErrorCode::MethodNotAllowed => "Method not allowed",
+            ErrorCode::UpgradeRefused => "Upgrade refused",
         }
     }
 }
@@ -118,6 +122,7 @@ impl Problem {
             ErrorCode::NotFound | ErrorCode::NoSession => 404,
             ErrorCode::BadRequest => 400,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::UpgradeRefused => 403,
         };
         Self {
             status,

@@ -6,7 +6,11 @@
 //! are matched before any route. Paths with dot-segments (`/api/../admin`,
 //! also percent-encoded) are refused rather than normalised: the gateway and
 //! the backend could normalise differently, and a path that means one route
-//! here and another one behind us is a classic access-control bypass.
+//! here and another one behind us is a classic access-control bypass. The
+//! same holds for every other spelling of `.`, `/` or `\` a backend might
+//! decode: double percent-encoding, overlong UTF-8, `%u` escapes and Unicode
+//! lookalikes are refused too ([`check_encoding`]). The rule applies to
+//! every route, whatever its policy, and to the gateway's own endpoints.
 
 use crate::config::RouteConfig;
 
@@ -141,6 +145,7 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     if lower.contains(['\\', '\0']) || lower.contains("%5c") || lower.contains("%00") {
         return Err("path contains a backslash or NUL");
     }
+    check_encoding(lower.as_bytes())?;
     // An unreserved character needs no encoding; `/%61pi/` is only ever
     // written to make a path mean one thing here and another behind us.
     if encodes_unreserved(&lower) {
@@ -163,6 +168,71 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// Refuses the encodings of `.`, `/` and `\` that a backend may decode
+/// although the gateway does not: a `%` that is not `%XX` (IIS's `%u002e`),
+/// an escape of `%` that forms another escape (`%252e`, decoded twice
+/// behind us), overlong UTF-8 (`%c0%ae`) and the Unicode characters that
+/// NFKC normalisation turns into a dot or a slash (`．`, `／`, `＼`, …),
+/// whether percent-encoded or raw.
+fn check_encoding(lower: &[u8]) -> Result<(), &'static str> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut decoded = Vec::with_capacity(lower.len());
+    let mut i = 0;
+    while i < lower.len() {
+        if lower[i] != b'%' {
+            decoded.push(lower[i]);
+            i += 1;
+            continue;
+        }
+        let (Some(h), Some(l)) = (
+            lower.get(i + 1).copied().and_then(hex),
+            lower.get(i + 2).copied().and_then(hex),
+        ) else {
+            return Err("path contains a `%` that is not a percent-encoded byte");
+        };
+        let byte = h * 16 + l;
+        if byte == b'%'
+            && lower.get(i + 3).copied().and_then(hex).is_some()
+            && lower.get(i + 4).copied().and_then(hex).is_some()
+        {
+            return Err("path is percent-encoded more than once");
+        }
+        decoded.push(byte);
+        i += 3;
+    }
+    for (at, window) in decoded.windows(2).enumerate() {
+        let overlong = match window {
+            [0xc0 | 0xc1, _] => true,
+            [0xe0, second] => (0x80..=0x9f).contains(second),
+            [0xf0, second] => (0x80..=0x8f).contains(second),
+            _ => false,
+        };
+        if overlong {
+            return Err("path contains overlong UTF-8");
+        }
+        let rest = &decoded[at..];
+        if LOOKALIKES.iter().any(|l| rest.starts_with(l)) {
+            return Err("path contains a character that normalises to a dot or slash");
+        }
+    }
+    if matches!(decoded.last(), Some(0xc0 | 0xc1)) {
+        return Err("path contains overlong UTF-8");
+    }
+    Ok(())
+}
+
+/// UTF-8 of the characters NFKC maps to `.`, `/` or `\`: fullwidth and
+/// small full stop, one dot leader, fullwidth solidus, fullwidth and small
+/// reverse solidus.
+const LOOKALIKES: [&[u8]; 6] = [
+    "\u{ff0e}".as_bytes(),
+    "\u{fe52}".as_bytes(),
+    "\u{2024}".as_bytes(),
+    "\u{ff0f}".as_bytes(),
+    "\u{ff3c}".as_bytes(),
+    "\u{fe68}".as_bytes(),
+];
 
 /// Whether a (lowercased) path holds `%XX` for an unreserved character
 /// (RFC 3986 §2.3: letters, digits, `-`, `.`, `_`, `~`), other than `%2e`,
@@ -187,7 +257,7 @@ fn encodes_unreserved(lower: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RoutePolicy, UpstreamAuthorization};
+    use crate::config::{RoutePolicy, UpgradePolicy, UpstreamAuthorization};
 
     fn route(host: Option<&str>, prefix: &str) -> RouteConfig {
         RouteConfig {
@@ -198,6 +268,7 @@ mod tests {
             policy: RoutePolicy::Session,
             required_scopes: vec![],
             authorization: UpstreamAuthorization::Pass,
+            upgrades: UpgradePolicy::Refuse,
         }
     }
 
@@ -283,6 +354,26 @@ mod tests {
             "/public//x",
             "/%61pi/x",
             "/api/%7Euser",
+            // Encoded more than once, overlong, `%u`, Unicode lookalikes.
+            "/public/%252e%252e/admin",
+            "/public/..%252fadmin",
+            "/public/%25252e%25252e/admin",
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/%c0%af",
+            "/public/%e0%80%ae",
+            "/public/%f0%80%80%ae",
+            "/public/%c0",
+            "/public/%u002e%u002e/admin",
+            "/public/%U002E",
+            "/public/%",
+            "/public/%2",
+            "/public/%zz",
+            "/public/%ef%bc%8e%ef%bc%8e/admin",
+            "/public/\u{ff0e}\u{ff0e}/admin",
+            "/public/%EF%BC%8F",
+            "/public/%e2%80%a4%e2%80%a4/admin",
+            "/public/%ef%b9%92",
+            "/public/%ef%bc%bc",
         ] {
             assert!(
                 matches!(r.resolve(None, bad), Resolution::BadPath(_)),
@@ -293,6 +384,12 @@ mod tests {
         assert_eq!(r.resolve(None, "/public/x;v=1/"), Resolution::Route(2));
         assert_eq!(r.resolve(None, "/public/a%20b%2Fc"), Resolution::Route(2));
         assert_eq!(r.resolve(None, "/api/.well-known"), Resolution::Route(3));
+        // A literal `%` (`%25` not followed by two hex digits) and UTF-8
+        // that is not a lookalike stay allowed.
+        assert_eq!(r.resolve(None, "/public/100%25"), Resolution::Route(2));
+        assert_eq!(r.resolve(None, "/public/50%25off"), Resolution::Route(2));
+        assert_eq!(r.resolve(None, "/public/caf%c3%a9"), Resolution::Route(2));
+        assert_eq!(r.resolve(None, "/public/%e2%82%ac"), Resolution::Route(2));
     }
 
     #[test]

@@ -14,11 +14,12 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use super::access::{Access, BackchannelError};
 use super::headers::{self, IdentityHeaders};
+use super::host::{self, HostError, HostFields};
 use super::problem::{ErrorCode, PROBLEM_JSON, Problem};
 use super::routes::{GatewayEndpoint, Resolution};
 use super::table::{LiveTable, RouteTable};
 use crate::auth::Principal;
-use crate::config::{RouteConfig, RoutePolicy};
+use crate::config::{RouteConfig, RoutePolicy, UpgradePolicy};
 use crate::session::Session;
 
 /// The proxy service.
@@ -213,12 +214,27 @@ fn authorization(request: &RequestHeader) -> Vec<&[u8]> {
         .collect()
 }
 
-fn request_host(request: &RequestHeader) -> Option<&str> {
-    request
+/// Whether the request asks to upgrade its connection. Any `Upgrade` field
+/// counts, with or without `Connection: upgrade`: a backend or a proxy in
+/// between may act on it either way.
+fn wants_upgrade(request: &RequestHeader) -> bool {
+    request.headers.contains_key(http::header::UPGRADE)
+}
+
+/// The host the request is for, validated (see [`host`]).
+fn request_host(request: &RequestHeader) -> Result<Option<String>, HostError> {
+    let fields: Vec<&[u8]> = request
         .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri.host())
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    host::request_host(HostFields {
+        host_required: request.version >= http::Version::HTTP_11,
+        host_fields: &fields,
+        target: request.raw_path(),
+        uri_authority: request.uri.authority().map(|a| a.as_str()),
+    })
 }
 
 /// Writes a complete response with `Content-Length`, keeping the connection
@@ -293,22 +309,24 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         let request = session.req_header();
         let table = self.table.load_full();
-        let resolution = table
-            .router
-            .resolve(request_host(request), request.uri.path());
         ctx.table = Some(Arc::clone(&table));
+        // The host is checked before routing: a malformed one must not
+        // fall through to a host-less catch-all route.
+        let resolution = request_host(request)
+            .map(|host| table.router.resolve(host.as_deref(), request.uri.path()));
         let outcome = match resolution {
-            Resolution::BadPath(reason) => Err(Problem::new(ErrorCode::BadRequest, reason)),
-            Resolution::NotFound => Err(Problem::new(
+            Err(e) => Err(Problem::new(ErrorCode::BadRequest, e.to_string())),
+            Ok(Resolution::BadPath(reason)) => Err(Problem::new(ErrorCode::BadRequest, reason)),
+            Ok(Resolution::NotFound) => Err(Problem::new(
                 ErrorCode::NotFound,
                 "no route for this host and path",
             )),
-            Resolution::Gateway(GatewayEndpoint::BackchannelLogout) => {
+            Ok(Resolution::Gateway(GatewayEndpoint::BackchannelLogout)) => {
                 ctx.endpoint = Some("gateway:backchannel-logout");
                 self.backchannel_endpoint(session).await?;
                 return Ok(true);
             }
-            Resolution::Gateway(endpoint) => {
+            Ok(Resolution::Gateway(endpoint)) => {
                 let answer = match endpoint {
                     GatewayEndpoint::Session => {
                         ctx.endpoint = Some("gateway:session");
@@ -332,10 +350,19 @@ impl ProxyHttp for Gateway {
                     Err(problem) => Err(problem),
                 }
             }
-            Resolution::Route(index) => {
+            Ok(Resolution::Route(index)) => {
                 ctx.route = Some(index);
                 let request = session.req_header();
                 match table.routes.get(index) {
+                    // Before the access decision: a refused upgrade opens no session.
+                    Some(route)
+                        if route.upgrades == UpgradePolicy::Refuse && wants_upgrade(request) =>
+                    {
+                        Err(Problem::new(
+                            ErrorCode::UpgradeRefused,
+                            "this route does not allow protocol upgrades",
+                        ))
+                    }
                     Some(route) => self.decide(route, request, ctx).await,
                     None => Err(Problem::new(ErrorCode::NotFound, "no route")),
                 }
