@@ -1337,6 +1337,19 @@ pub async fn admissions_refuse_revoked_tokens(factory: &dyn StoreFactory) {
         "issued at the not-before is fine"
     );
 
+    let carol_revocation = Revocation::of_subject(ISSUER, "carol", T0, T0);
+    t.store
+        .delete_revocation(&carol_revocation.id())
+        .await
+        .expect("delete");
+    assert!(
+        admit(&carol, "c-1", Some(T0), None)
+            .await
+            .session()
+            .is_some(),
+        "a deleted revocation refuses nothing"
+    );
+
     t.advance_ms(60_000);
     assert!(
         admit(&alice, "t-1", Some(T0), None)

@@ -95,6 +95,7 @@ struct Scripts {
     delete_revocation: Script,
     deleted_revocations: Script,
     mark_revoked: Script,
+    forget_marker: Script,
     first_use: Script,
     release_use: Script,
     members: Script,
@@ -120,6 +121,7 @@ impl Scripts {
             delete_revocation: with_common(include_str!("lua/delete_revocation.lua")),
             deleted_revocations: with_common(include_str!("lua/deleted_revocations.lua")),
             mark_revoked: with_common(include_str!("lua/mark_revoked.lua")),
+            forget_marker: Script::new("return redis.call('DEL', KEYS[1])"),
             first_use: with_common(include_str!("lua/first_use.lua")),
             release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
@@ -1087,6 +1089,17 @@ impl Store for RedisStore {
     }
 
     async fn delete_revocation(&self, id: &str) -> Result<Vec<Revocation>, StoreError> {
+        // The admission markers go first, with every revocation of that id
+        // (they are per token or per subject, as the id is).
+        let marker = match id.strip_prefix(super::SUBJECT_REVOCATION_ID_PREFIX) {
+            Some(subject) => format!("rs:{subject}"),
+            None => format!("rt:{id}"),
+        };
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            let key = format!("{}:{marker}", self.tag(&pool.name));
+            self.run(&self.scripts.forget_marker, &[key], &[]).await?;
+        }
         let value = self
             .run(
                 &self.scripts.delete_revocation,
