@@ -179,3 +179,40 @@ async fn an_instance_that_missed_a_logout_still_refuses_the_token() -> anyhow::R
     );
     Ok(())
 }
+
+/// FLUSHALL drops no connection, so no lease epoch ended: the instance went
+/// on serving sessions Redis no longer had, from its lease cache, for as
+/// long as their leases lived (here ten minutes), while Redis counted the
+/// seats from zero. Now a change of the store's generation ends the epoch.
+#[tokio::test]
+async fn a_flushall_ends_every_cached_lease() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("sessions", "touch_interval", "10m");
+    config.set("redis", "url", redis.url());
+    let gw = Gateway::start(BIN, &config).await?;
+    let token = kit.token("alice");
+    let first = gw.get("/api/x", &token).await?;
+    assert_eq!(first.status, 200);
+    let id = first.forwarded_header("x-session-id");
+    assert_eq!(
+        gw.get("/api/x", &token)
+            .await?
+            .forwarded_header("x-session-id"),
+        id,
+        "served from the lease"
+    );
+
+    assert_eq!(redis.cli(&["FLUSHALL"])?, "OK");
+    gw.eventually("a new session in the emptied Redis", || async {
+        let reply = gw.get("/api/x", &token).await?;
+        anyhow::ensure!(reply.status == 200, "{}", reply.status);
+        Ok((reply.forwarded_header("x-session-id") != id).then_some(()))
+    })
+    .await?;
+    assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "1");
+    assert!(gw.logs().contains("Redis lost its data"));
+    Ok(())
+}

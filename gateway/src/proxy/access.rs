@@ -509,7 +509,10 @@ impl Access {
     /// in batches in the background); the log line of the event is written
     /// anyway, by the caller.
     fn trail(&self, mut event: AuditEvent) {
+        // The instance's clock, named as such: it may be skewed. The stream
+        // entry's id is Redis's time when the batch was appended.
         event.push(("at_ms", self.clock.now_ms().to_string()));
+        event.push(("at_source", "instance".to_string()));
         self.store.queue_audit(event);
     }
 

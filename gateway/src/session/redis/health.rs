@@ -33,6 +33,14 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest wait before another connect attempt.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// Failed connects in a row.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+}
+
 /// A connection (any cheaply cloned handle) that is replaced when it stops
 /// answering.
 pub struct Replaceable<C> {
@@ -41,8 +49,9 @@ pub struct Replaceable<C> {
     connecting: tokio::sync::Mutex<()>,
     /// Calls in a row that failed for want of an answer.
     failures: AtomicU32,
-    /// Connect attempts in a row that failed, and when the next may start.
-    backoff: parking_lot::Mutex<(u32, Option<Instant>)>,
+    /// Connect attempts in a row that failed, when the next may start, and
+    /// why the last one failed (reported while backing off).
+    backoff: parking_lot::Mutex<Backoff>,
     /// Replace after this many failures in a row.
     suspect_after: u32,
 }
@@ -54,7 +63,7 @@ impl<C: Clone> Replaceable<C> {
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
             failures: AtomicU32::new(0),
-            backoff: parking_lot::Mutex::new((0, None)),
+            backoff: parking_lot::Mutex::new(Backoff::default()),
             suspect_after: suspect_after.max(1),
         }
     }
@@ -73,24 +82,29 @@ impl<C: Clone> Replaceable<C> {
         if let Some(conn) = self.current.load_full() {
             return Ok((*conn).clone());
         }
-        if let (_, Some(at)) = *self.backoff.lock()
-            && Instant::now() < at
         {
-            return Err(StoreError::Unavailable(
-                "reconnecting to Redis after a failed attempt".into(),
-            ));
+            let backoff = self.backoff.lock();
+            if let Some(at) = backoff.retry_at
+                && Instant::now() < at
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "reconnecting to Redis after a failed attempt ({})",
+                    backoff.last_error
+                )));
+            }
         }
         match connect().await {
             Ok(conn) => {
-                *self.backoff.lock() = (0, None);
+                *self.backoff.lock() = Backoff::default();
                 self.failures.store(0, Ordering::Relaxed);
                 self.current.store(Some(Arc::new(conn.clone())));
                 Ok(conn)
             }
             Err(error) => {
                 let mut backoff = self.backoff.lock();
-                let attempts = backoff.0.saturating_add(1);
-                *backoff = (attempts, Some(Instant::now() + backoff_after(attempts)));
+                backoff.attempts = backoff.attempts.saturating_add(1);
+                backoff.retry_at = Some(Instant::now() + backoff_after(backoff.attempts));
+                backoff.last_error = error.to_string();
                 Err(error)
             }
         }

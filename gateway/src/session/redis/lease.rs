@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, SystemClock};
 use crate::session::{IdentityKey, Session};
 
 /// A cached confirmation of one session. Shared, so marking a touch as sent
@@ -30,6 +29,10 @@ use crate::session::{IdentityKey, Session};
 struct Lease {
     session: Session,
     confirmed: Instant,
+    /// How long after `confirmed` the session reaches its absolute end:
+    /// taken from Redis's own times (absolute end minus the last-seen time
+    /// Redis just wrote), so a skewed local clock changes nothing.
+    lives_for: Duration,
     /// The epoch in which Redis confirmed it.
     epoch: u64,
     /// When the last touch was sent, in ms after `confirmed`.
@@ -105,9 +108,9 @@ impl LeaseCache {
         let age = lease.confirmed.elapsed();
         let epoch = self.epoch.load(Ordering::Acquire);
         if age >= self.touch_interval
+            || age >= lease.lives_for
             || epoch % 2 == 1
             || lease.epoch != epoch
-            || lease.session.absolute_expires_ms <= SystemClock.now_ms()
         {
             return None;
         }
@@ -165,6 +168,11 @@ impl LeaseCache {
         self.leases.insert(
             (session.pool.clone(), session.identity),
             Arc::new(Lease {
+                lives_for: Duration::from_millis(
+                    session
+                        .absolute_expires_ms
+                        .saturating_sub(session.last_seen_ms),
+                ),
                 session,
                 confirmed: Instant::now(),
                 epoch,
@@ -184,8 +192,8 @@ impl LeaseCache {
             return None;
         }
         let lease = self.leases.get(&(pool.to_string(), *identity))?;
-        let alive = lease.session.absolute_expires_ms > SystemClock.now_ms();
-        (alive && lease.confirmed.elapsed() < self.grace).then(|| lease.session.clone())
+        let age = lease.confirmed.elapsed();
+        (age < lease.lives_for && age < self.grace).then(|| lease.session.clone())
     }
 
     /// Number of cached leases.
@@ -219,6 +227,31 @@ mod tests {
             idle_expires_ms: u64::MAX,
             absolute_expires_ms: u64::MAX,
         }
+    }
+
+    /// A lease is judged on this instance's monotonic clock from the moment
+    /// Redis confirmed it, never by comparing the local wall clock with
+    /// Redis's times: a skewed instance's cache used to miss (clock ahead)
+    /// or serve sessions past their end (clock behind).
+    #[test]
+    fn freshness_does_not_depend_on_the_local_wall_clock() {
+        let cache = LeaseCache::new(Duration::from_secs(60), Duration::from_secs(60));
+        let id = Digest32::of_parts("t", [b"x".as_slice()]);
+        // Redis's clock far behind this instance's: its times look long past.
+        let mut s = session(id);
+        s.last_seen_ms = 1_000;
+        s.absolute_expires_ms = 3_600_000;
+        cache.confirm(s.clone(), cache.epoch());
+        assert!(
+            cache.fresh("p", &id).is_some(),
+            "an hour of life left by Redis's clock"
+        );
+        assert!(cache.within_grace("p", &id).is_some());
+        // A session at its absolute end when confirmed is never fresh.
+        s.absolute_expires_ms = s.last_seen_ms;
+        cache.confirm(s, cache.epoch());
+        assert!(cache.fresh("p", &id).is_none());
+        assert!(cache.within_grace("p", &id).is_none());
     }
 
     #[test]

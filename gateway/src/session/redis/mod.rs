@@ -96,6 +96,7 @@ struct Scripts {
     deleted_revocations: Script,
     mark_revoked: Script,
     forget_marker: Script,
+    generation: Script,
     first_use: Script,
     release_use: Script,
     members: Script,
@@ -122,6 +123,7 @@ impl Scripts {
             deleted_revocations: with_common(include_str!("lua/deleted_revocations.lua")),
             mark_revoked: with_common(include_str!("lua/mark_revoked.lua")),
             forget_marker: Script::new("return redis.call('DEL', KEYS[1])"),
+            generation: Script::new(include_str!("lua/generation.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
@@ -387,6 +389,7 @@ impl RedisStore {
                 self.leases.subscribed();
                 self.tell(RevocationNews::Resubscribed);
                 let (mut sink, mut messages) = pubsub.split();
+                let mut generation = self.generation().await.ok();
                 // A half-open subscription hears nothing and never ends: a
                 // PING that gets no answer ends it (and with it the epoch).
                 let mut ping = tokio::time::interval(PUBSUB_PING_INTERVAL);
@@ -408,6 +411,7 @@ impl RedisStore {
                             tokio::time::timeout(self.timeout, sink.ping::<Value>())
                                 .await
                                 .map_err(|_| io_timeout("revocation channel PING"))??;
+                            self.check_generation(&mut generation).await;
                         }
                     }
                 }
@@ -429,6 +433,35 @@ impl RedisStore {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// The store's generation (written when Redis has none).
+    async fn generation(&self) -> Result<String, StoreError> {
+        let fresh = super::new_session_id();
+        let value = self
+            .run(
+                &self.scripts.generation,
+                &[format!("{{{}}}:generation", self.prefix)],
+                &[fresh],
+            )
+            .await?;
+        text(&value)
+    }
+
+    /// Ends the lease epoch when the generation changed since `seen`: Redis
+    /// lost its data without dropping a connection (FLUSHALL, a restart
+    /// without persistence behind a proxy), so sessions cached here may no
+    /// longer exist there. Revocations are fetched again too.
+    async fn check_generation(&self, seen: &mut Option<String>) {
+        let Ok(now) = self.generation().await else {
+            return;
+        };
+        if seen.as_ref().is_some_and(|g| *g != now) {
+            tracing::warn!("Redis lost its data (new store generation): every cached lease ends");
+            self.leases.subscribed();
+            self.tell(RevocationNews::Resubscribed);
+        }
+        *seen = Some(now);
     }
 
     /// Passes news from the revocation channel to the listener, if any.
