@@ -2,7 +2,8 @@
 //! do: it forwards bytes both ways until told to leave its existing
 //! connections half-open (bytes are taken and silently dropped, nothing is
 //! closed, nothing answers, as when a NAT or firewall forgets a flow), while
-//! new connections keep working. Loopback only; its tasks end with it.
+//! new connections keep working, or to delay what it passes on. Loopback
+//! only; its tasks end with it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ struct State {
     accepted: AtomicU64,
     /// Connections numbered below this forward nothing any more.
     frozen_below: AtomicU64,
+    /// Added before each chunk is passed on towards the target, in ms.
+    delay_ms: AtomicU64,
+    /// Chunks read from a client and not yet passed on to the target.
+    in_flight: AtomicU64,
 }
 
 impl Relay {
@@ -66,6 +71,19 @@ impl Relay {
         self.state.accepted.load(Ordering::SeqCst)
     }
 
+    /// Delays every chunk on its way to the target by `delay` (a slow
+    /// network or a Redis busy elsewhere); zero ends the delay.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Chunks taken from clients and not yet passed on to the target (held
+    /// by a delay).
+    pub fn in_flight(&self) -> u64 {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Leaves every connection accepted so far half-open; later ones work.
     pub fn freeze_existing(&self) {
         let accepted = self.state.accepted.load(Ordering::SeqCst);
@@ -91,9 +109,15 @@ async fn relay(client: TcpStream, server: TcpStream, number: u64, state: Arc<Sta
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if number >= up_state.frozen_below.load(Ordering::SeqCst)
-                && server_write.write_all(&buf[..n]).await.is_err()
-            {
+            up_state.in_flight.fetch_add(1, Ordering::SeqCst);
+            let delay = up_state.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            let passed = number < up_state.frozen_below.load(Ordering::SeqCst)
+                || server_write.write_all(&buf[..n]).await.is_ok();
+            up_state.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if !passed {
                 break;
             }
         }

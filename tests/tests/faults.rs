@@ -216,3 +216,50 @@ async fn a_flushall_ends_every_cached_lease() -> anyhow::Result<()> {
     assert!(gw.logs().contains("Redis lost its data"));
     Ok(())
 }
+
+/// With Redis slow (2 s of added latency), newcomers got 503 at the store's
+/// 1 s timeout, yet their admissions ran later and took seats nobody used,
+/// held until the idle timeout (20 min by default) while everyone else got
+/// 429. Now an admission whose caller was told 503 is undone.
+#[tokio::test]
+async fn admissions_answered_503_leave_no_seat_held() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let target: SocketAddr = format!("127.0.0.1:{}", redis.port).parse()?;
+    let relay = Relay::start(target).await?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", relay.redis_url());
+    config.set("redis", "connect_timeout", "500ms");
+    config.set("redis", "response_timeout", "500ms");
+    config.pool(0).insert("limit".into(), 5.into());
+    let gw = Gateway::start(BIN, &config).await?;
+    // One admission first, so the script is loaded and a late EVALSHA runs
+    // it instead of failing with NOSCRIPT.
+    assert_eq!(gw.get("/api/x", &kit.token("early")).await?.status, 200);
+
+    relay.set_delay(std::time::Duration::from_secs(2));
+    for user in ["n1", "n2", "n3", "n4"] {
+        let reply = gw.get("/api/x", &kit.token(user)).await?;
+        assert_eq!(reply.status, 503, "{user}: {:?}", reply.json());
+    }
+    relay.set_delay(std::time::Duration::ZERO);
+    // Every delayed command has reached Redis (the admissions among them).
+    gw.eventually("the delayed commands to reach Redis", || async {
+        Ok((relay.in_flight() == 0).then_some(()))
+    })
+    .await?;
+
+    // The late admissions ran and are undone, or found their ids marked and
+    // opened nothing: either way no seat stays held.
+    gw.eventually("only the early seat held", || async {
+        let held = redis.cli(&["ZCARD", "{sg:default}:b:0"])?;
+        Ok((held == "1").then_some(()))
+    })
+    .await?;
+    for user in ["a1", "a2", "a3", "a4"] {
+        let reply = gw.get("/api/x", &kit.token(user)).await?;
+        assert_eq!(reply.status, 200, "{user} finds a free seat");
+    }
+    Ok(())
+}

@@ -55,6 +55,14 @@ const AUDIT_QUEUE_CAP: usize = 50_000;
 /// script call: at thousands of new sessions a second, tens of events.
 const AUDIT_DELAY: Duration = Duration::from_millis(10);
 
+/// How often, and how patiently, an admission whose caller was told 503 is
+/// undone: 250 ms doubling to 5 s, 20 attempts (about a minute and a half).
+const ABANDON_ATTEMPTS: u32 = 20;
+const ABANDON_RETRY_START: Duration = Duration::from_millis(250);
+const ABANDON_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long an abandoned id stays refused to a late admission.
+const ABANDON_MARK: Duration = Duration::from_secs(600);
+
 /// The largest integer a Lua number holds exactly (2^53): times passed to
 /// the scripts are capped here, so a far-future claim cannot wrap.
 const MAX_LUA_INT: u64 = 1 << 53;
@@ -97,6 +105,7 @@ struct Scripts {
     mark_revoked: Script,
     forget_marker: Script,
     generation: Script,
+    abandon: Script,
     first_use: Script,
     release_use: Script,
     members: Script,
@@ -124,6 +133,7 @@ impl Scripts {
             mark_revoked: with_common(include_str!("lua/mark_revoked.lua")),
             forget_marker: Script::new("return redis.call('DEL', KEYS[1])"),
             generation: Script::new(include_str!("lua/generation.lua")),
+            abandon: with_common(include_str!("lua/abandon.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
@@ -464,6 +474,55 @@ impl RedisStore {
         *seen = Some(now);
     }
 
+    /// After an admission whose caller was told 503: until Redis answers
+    /// (bounded), close the session it opened under `proposed` if nobody
+    /// used it since, or mark the id so that a late run opens nothing. The
+    /// guarantee: a seat taken by an admission whose caller got 503 is held
+    /// only until this succeeds, unless the client called again and uses it.
+    fn abandon_later(&self, tag: String, pool: String, proposed: SessionId) {
+        let Some(me) = self.me.upgrade() else { return };
+        self.driver.spawn(async move {
+            let mut delay = ABANDON_RETRY_START;
+            for _ in 0..ABANDON_ATTEMPTS {
+                let keys = [format!("{tag}:i:{proposed}"), format!("{tag}:ab:{proposed}")];
+                let args = [
+                    me.now_arg(),
+                    tag.clone(),
+                    proposed.clone(),
+                    millis(ABANDON_MARK).to_string(),
+                ];
+                match me.run(&me.scripts.abandon, &keys, &args).await {
+                    Ok(Value::Nil) => return,
+                    Ok(value) => {
+                        if let Ok(Some((session, _))) = session_of(&pool, &value) {
+                            tracing::warn!(
+                                session_id = %session.id,
+                                subject = %session.subject,
+                                "released the seat of a session opened after its caller was told 503"
+                            );
+                            me.queue_audit(vec![
+                                ("event", "session_closed".into()),
+                                ("session_id", session.id.clone()),
+                                ("pool", pool.clone()),
+                                ("subject", session.subject.clone()),
+                                ("reason", "abandoned".into()),
+                            ]);
+                        }
+                        return;
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(ABANDON_RETRY_MAX);
+                    }
+                }
+            }
+            tracing::warn!(
+                session_id = %proposed,
+                "could not release a possibly abandoned admission; its seat frees at the idle timeout"
+            );
+        });
+    }
+
     /// Passes news from the revocation channel to the listener, if any.
     fn tell(&self, news: RevocationNews) {
         let listener = self.revocation_listener.lock().clone();
@@ -738,11 +797,12 @@ impl RedisStore {
             ),
             None => (0, "deny"),
         };
+        let proposed = super::new_session_id();
         let mut args = vec![
             self.now_arg(),
             tag.clone(),
             identity.clone(),
-            super::new_session_id(),
+            proposed.clone(),
             request.identity.issuer.clone(),
             request.identity.subject.clone(),
             request.identity.client.clone().unwrap_or_default(),
@@ -771,7 +831,16 @@ impl RedisStore {
             keys.push(format!("{tag}:sid:{sid}"));
             keys.push(format!("{tag}:rt:sid:{sid}"));
         }
-        let value = self.run(&self.scripts.admit, &keys, &args).await?;
+        let value = match self.run(&self.scripts.admit, &keys, &args).await {
+            Ok(value) => value,
+            Err(error @ StoreError::Unavailable(_)) => {
+                // The caller is told 503, but Redis may run (or have run)
+                // the admission: release what it opens.
+                self.abandon_later(tag, pool.name.clone(), proposed);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         let parts = array(&value)?;
         if parts.len() != 6 {
             return Err(protocol("admit reply has the wrong shape"));
@@ -805,6 +874,11 @@ impl RedisStore {
                 retry_after,
             }),
             "revoked" => Admission::Refused(Refusal::Revoked),
+            // Only an admission already given up answers this, and nobody
+            // waits for its answer.
+            "abandoned" => {
+                return Err(StoreError::Unavailable("admission abandoned".into()));
+            }
             "subject" => Admission::Refused(Refusal::SubjectLimit {
                 limit: subject_max,
                 retry_after,

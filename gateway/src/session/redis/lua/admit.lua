@@ -18,7 +18,7 @@
 --          15 check revocations ('1' | '0')   16 token issued at ms (-1 = unknown)
 --          17 bucket count n   18 .. 17+n  capacity of bucket 0 .. n-1
 -- Returns  { kind, session, replaced, in_use or count, retry ms, closed }
---          kind = 'reused' | 'opened' | 'full' | 'subject' | 'revoked'
+--          kind = 'reused' | 'opened' | 'full' | 'subject' | 'revoked' | 'abandoned'
 --          retry ms is -1 when no seat the caller could use frees by time
 --
 -- The revocation markers (written into every pool's slot by mark_revoked)
@@ -69,6 +69,12 @@ if s then
     slide(tag, s)
     link(s)
     return {'reused', s, {}, 0, 0, closed}
+end
+
+-- An admission whose caller already gave up (abandon ran first) opens
+-- nothing under the id it proposed.
+if redis.call('EXISTS', tag .. ':ab:' .. ARGV[4]) == 1 then
+    return {'abandoned', {}, {}, 0, 0, closed}
 end
 
 -- Seats held now: only sessions alive at `now` count, so expired ones the
