@@ -6,9 +6,37 @@
 use std::net::SocketAddr;
 
 use session_gateway_e2e::relay::Relay;
-use session_gateway_e2e::{Devkit, Gateway, RedisServer};
+use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
+
+/// A redis-server and a relay in front of it.
+async fn redis_behind_a_relay() -> anyhow::Result<(RedisServer, Relay)> {
+    let redis = RedisServer::start()?;
+    let target: SocketAddr = format!("127.0.0.1:{}", redis.port).parse()?;
+    let relay = Relay::start(target).await?;
+    Ok((redis, relay))
+}
+
+/// Points `config` at Redis through `relay`, with short store timeouts so
+/// a silent connection is given up quickly.
+fn through(config: &mut ConfigDoc, relay: &Relay) {
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", relay.redis_url());
+    config.set("redis", "connect_timeout", "500ms");
+    config.set("redis", "response_timeout", "500ms");
+}
+
+/// `POST /.gateway/logout` with `token`; its status.
+async fn logout(gw: &Gateway, token: &str) -> anyhow::Result<u16> {
+    let r = gw
+        .client()
+        .post(gw.url("/.gateway/logout"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    Ok(r.status().as_u16())
+}
 
 /// A connection left half-open (as a NAT or firewall timeout leaves it)
 /// never drops, so the redis crate never reconnects: the gateway answered
@@ -18,14 +46,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 #[tokio::test]
 async fn a_half_open_redis_connection_is_replaced() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let redis = RedisServer::start()?;
-    let target: SocketAddr = format!("127.0.0.1:{}", redis.port).parse()?;
-    let relay = Relay::start(target).await?;
+    let (redis, relay) = redis_behind_a_relay().await?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", relay.redis_url());
-    config.set("redis", "connect_timeout", "500ms");
-    config.set("redis", "response_timeout", "500ms");
+    through(&mut config, &relay);
     let gw = Gateway::start(BIN, &config).await?;
     assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
 
@@ -81,13 +104,7 @@ async fn a_logout_survives_the_loss_of_redis_data() -> anyhow::Result<()> {
 
     let token = kit.token("alice");
     assert_eq!(a.get("/token-only/x", &token).await?.status, 200);
-    let logout = a
-        .client()
-        .post(a.url("/.gateway/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(logout.status(), 200);
+    assert_eq!(logout(&a, &token).await?, 200);
     b.eventually("B to learn of the logout", || async {
         Ok((b.get("/token-only/x", &token).await?.status == 401).then_some(()))
     })
@@ -132,18 +149,14 @@ async fn a_logout_survives_the_loss_of_redis_data() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_instance_that_missed_a_logout_still_refuses_the_token() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let redis = RedisServer::start()?;
-    let target: SocketAddr = format!("127.0.0.1:{}", redis.port).parse()?;
-    let relay = Relay::start(target).await?;
+    let (redis, relay) = redis_behind_a_relay().await?;
     let mut config = kit.config();
     config.set("sessions", "store", "redis");
     config.set("redis", "url", redis.url());
     let a = Gateway::start(BIN, &config).await?;
     // B reaches Redis through the relay, syncs revocations rarely, and
     // gives up on a silent connection quickly.
-    config.set("redis", "url", relay.redis_url());
-    config.set("redis", "connect_timeout", "500ms");
-    config.set("redis", "response_timeout", "500ms");
+    through(&mut config, &relay);
     config.set("sessions", "sweep_interval", "1h");
     let b = Gateway::start(BIN, &config).await?;
 
@@ -152,13 +165,7 @@ async fn an_instance_that_missed_a_logout_still_refuses_the_token() -> anyhow::R
     assert_eq!(a.get("/api/x", &token).await?.status, 200);
     // B hears nothing more on its old connections, its subscription included.
     relay.freeze_existing();
-    let logout = a
-        .client()
-        .post(a.url("/.gateway/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(logout.status(), 200);
+    assert_eq!(logout(&a, &token).await?, 200);
     assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "0");
 
     // Until B has a working connection its calls fail (503); once it has
@@ -224,14 +231,9 @@ async fn a_flushall_ends_every_cached_lease() -> anyhow::Result<()> {
 #[tokio::test]
 async fn admissions_answered_503_leave_no_seat_held() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let redis = RedisServer::start()?;
-    let target: SocketAddr = format!("127.0.0.1:{}", redis.port).parse()?;
-    let relay = Relay::start(target).await?;
+    let (redis, relay) = redis_behind_a_relay().await?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", relay.redis_url());
-    config.set("redis", "connect_timeout", "500ms");
-    config.set("redis", "response_timeout", "500ms");
+    through(&mut config, &relay);
     config.pool(0).insert("limit".into(), 5.into());
     let gw = Gateway::start(BIN, &config).await?;
     // One admission first, so the script is loaded and a late EVALSHA runs

@@ -16,6 +16,16 @@ fn with_admin(config: &mut ConfigDoc, dir: &tempfile::TempDir) -> anyhow::Result
     Ok(())
 }
 
+/// `POST /admin/v1/reload` with the admin token.
+async fn reload(gw: &Gateway) -> anyhow::Result<reqwest::Response> {
+    Ok(gw
+        .client()
+        .post(gw.admin_url("/admin/v1/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?)
+}
+
 /// A counter of the gateway's `/metrics`, 0 when absent.
 async fn metric(gw: &Gateway, line_prefix: &str) -> anyhow::Result<f64> {
     let text = gw
@@ -87,12 +97,7 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_stays() -> any
     let mut broken = config.clone();
     broken.pool(0).insert("limit".into(), 0.into());
     gw.rewrite_config(&broken)?;
-    let answer = gw
-        .client()
-        .post(gw.admin_url("/admin/v1/reload"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?;
+    let answer = reload(&gw).await?;
     assert_eq!(answer.status(), 422);
     let problem: serde_json::Value = answer.json().await?;
     let detail = problem["detail"].as_str().unwrap_or_default();
@@ -139,12 +144,7 @@ async fn routes_switch_live_and_restart_only_settings_are_named() -> anyhow::Res
     config.set("server", "threads", 2);
     gw.rewrite_config(&config)?;
 
-    let answer = gw
-        .client()
-        .post(gw.admin_url("/admin/v1/reload"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?;
+    let answer = reload(&gw).await?;
     assert_eq!(answer.status(), 200);
     let report: serde_json::Value = answer.json().await?;
     assert_eq!(
@@ -205,13 +205,7 @@ async fn a_reload_under_load_loses_nothing() -> anyhow::Result<()> {
     for limit in [5, 4, 6] {
         config.pool(0).insert("limit".into(), limit.into());
         gw.rewrite_config(&config)?;
-        let answer = gw
-            .client()
-            .post(gw.admin_url("/admin/v1/reload"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await?;
-        assert_eq!(answer.status(), 200);
+        assert_eq!(reload(&gw).await?.status(), 200);
     }
     load.await??;
 
