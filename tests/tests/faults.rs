@@ -265,3 +265,41 @@ async fn admissions_answered_503_leave_no_seat_held() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Replication is asynchronous: an admission acknowledged just before a
+/// failover could be lost with the primary. With `redis.wait_replicas` a new
+/// session is acknowledged only once a replica has it (`WAIT`); when no
+/// replica confirms in time the caller gets 503 and the seat is released.
+#[tokio::test]
+async fn wait_replicas_acknowledges_only_replicated_admissions() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let primary = RedisServer::start()?;
+    let port = primary.port.to_string();
+    let mut replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])?;
+    let linked = || async {
+        let info = replica.cli(&["INFO", "replication"])?;
+        Ok(info.contains("master_link_status:up").then_some(()))
+    };
+    session_gateway_e2e::eventually("the replica to follow the primary", linked).await?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", primary.url());
+    config.set("redis", "wait_replicas", 1);
+    config.set("redis", "wait_timeout", "300ms");
+    let gw = Gateway::start(BIN, &config).await?;
+
+    assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
+    // Acknowledged means the replica has it already, not "soon".
+    assert_eq!(replica.cli(&["ZCARD", "{sg:default}:b:0"])?, "1");
+
+    replica.stop();
+    let bob = gw.get("/api/x", &kit.token("bob")).await?;
+    assert_eq!(bob.status, 503, "{:?}", bob.json());
+    assert_eq!(bob.problem(), "store_unavailable");
+    gw.eventually("bob's unreplicated seat to be released", || async {
+        Ok((primary.cli(&["ZCARD", "{sg:default}:b:0"])? == "1").then_some(()))
+    })
+    .await?;
+    assert!(gw.logs().contains("not acknowledged by enough replicas"));
+    Ok(())
+}

@@ -35,6 +35,8 @@ fn redis_config(url: String) -> RedisConfig {
         response_timeout: Duration::from_secs(5),
         grace_period: Duration::ZERO,
         touch_interval: Duration::ZERO,
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(100),
     }
 }
 

@@ -53,6 +53,8 @@ fn config(url: String, touch_interval: Duration) -> RedisConfig {
         response_timeout: Duration::from_secs(5),
         grace_period: Duration::ZERO,
         touch_interval,
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(100),
     }
 }
 

@@ -213,6 +213,11 @@ pub struct RedisSection {
     pub connect_timeout: String,
     pub response_timeout: String,
     pub grace_period: String,
+    /// Replicas that must have an admission or close before it is
+    /// acknowledged (`WAIT`); 0 = asynchronous replication.
+    pub wait_replicas: u32,
+    /// How long `WAIT` may take.
+    pub wait_timeout: String,
 }
 
 impl Default for RedisSection {
@@ -231,6 +236,8 @@ impl Default for RedisSection {
             connect_timeout: "1s".into(),
             response_timeout: "1s".into(),
             grace_period: "0s".into(),
+            wait_replicas: 0,
+            wait_timeout: "100ms".into(),
         }
     }
 }

@@ -257,6 +257,11 @@ pub struct RedisConfig {
     pub grace_period: Duration,
     /// `sessions.touch_interval`: the lease cache's horizon.
     pub touch_interval: Duration,
+    /// Replicas that must have a new session or a close before the caller
+    /// is answered (`WAIT`); 0 = none.
+    pub wait_replicas: u32,
+    /// The longest `WAIT`.
+    pub wait_timeout: Duration,
 }
 
 /// TLS material for `rediss://` connections, read (and its PEM checked)

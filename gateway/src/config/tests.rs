@@ -1948,6 +1948,25 @@ fn durations_refuse_months_and_years() {
 }
 
 #[test]
+fn wait_replicas_is_checked() {
+    let c = valid(&minimal_with(
+        "[sessions]\nstore = \"redis\"\n[redis]\nurl = \"redis://10.0.0.7:6379\"\nwait_replicas = 1\nwait_timeout = \"250ms\"",
+    ));
+    let redis = c.redis.expect("redis");
+    assert_eq!(
+        (redis.wait_replicas, redis.wait_timeout),
+        (1, Duration::from_millis(250))
+    );
+    refused(
+        &minimal_with(
+            "[sessions]\nstore = \"redis\"\n[redis]\nmode = \"cluster\"\nurls = [\"redis://10.0.0.7:6379\"]\nwait_replicas = 1",
+        ),
+        "redis.wait_replicas",
+        "is not supported with mode = \"cluster\"",
+    );
+}
+
+#[test]
 fn a_redis_store_needs_a_redis_table() {
     // Without one the store silently used redis://127.0.0.1:6379.
     refused(

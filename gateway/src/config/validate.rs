@@ -553,6 +553,13 @@ fn redis(
             "must be shorter than sessions.idle_timeout",
         );
     }
+    if r.wait_replicas > 0 && mode == RedisMode::Cluster {
+        return c.fail(
+            "redis.wait_replicas",
+            "is not supported with mode = \"cluster\" (a pool's keys live on one shard; use each shard's own replication settings)",
+        );
+    }
+    let wait_timeout = c.positive_duration("redis.wait_timeout", &r.wait_timeout)?;
     Ok(RedisConfig {
         mode,
         urls: secrets,
@@ -564,6 +571,8 @@ fn redis(
         response_timeout: c.positive_duration("redis.response_timeout", &r.response_timeout)?,
         grace_period,
         touch_interval: sessions.touch_interval,
+        wait_replicas: r.wait_replicas,
+        wait_timeout,
     })
 }
 

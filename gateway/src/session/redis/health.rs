@@ -110,6 +110,12 @@ impl<C: Clone> Replaceable<C> {
         }
     }
 
+    /// The connection held now, if any (for a command that must follow
+    /// earlier ones on the same connection, such as `WAIT`).
+    pub fn current(&self) -> Option<C> {
+        self.current.load_full().map(|conn| (*conn).clone())
+    }
+
     /// A call on the connection was answered.
     pub fn answered(&self) {
         self.failures.store(0, Ordering::Relaxed);

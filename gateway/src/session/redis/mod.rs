@@ -278,6 +278,9 @@ pub struct RedisStore {
     me: Weak<RedisStore>,
     /// Who hears the revocations published by the fleet.
     revocation_listener: parking_lot::Mutex<Option<RevocationListener>>,
+    /// `redis.wait_replicas` and `redis.wait_timeout`.
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -374,6 +377,8 @@ impl RedisStore {
             touch_delay: touch_delay(config.touch_interval),
             me: me.clone(),
             revocation_listener: parking_lot::Mutex::new(None),
+            wait_replicas: config.wait_replicas,
+            wait_timeout: config.wait_timeout,
         }))
     }
 
@@ -521,6 +526,49 @@ impl RedisStore {
                 "could not release a possibly abandoned admission; its seat frees at the idle timeout"
             );
         });
+    }
+
+    /// With `redis.wait_replicas`, waits (`WAIT`, at most
+    /// `redis.wait_timeout`) until that many replicas have every write made
+    /// so far on the connection; whether they have. Always true without the
+    /// setting, and under Cluster (refused by the configuration).
+    async fn replicated(&self, operation: &str) -> bool {
+        if self.wait_replicas == 0 {
+            return true;
+        }
+        let conn = match &self.connection {
+            Connection::Standalone { conn, .. } | Connection::Sentinel { conn, .. } => {
+                conn.current()
+            }
+            Connection::Cluster { .. } => return true,
+        };
+        let Some(mut conn) = conn else {
+            return false;
+        };
+        let wait_ms = millis(self.wait_timeout);
+        let mut command = redis::cmd("WAIT");
+        command.arg(self.wait_replicas).arg(wait_ms);
+        let wait = command.query_async::<i64>(&mut conn);
+        match tokio::time::timeout(self.timeout + self.wait_timeout, wait).await {
+            Ok(Ok(acked)) if acked >= i64::from(self.wait_replicas) => true,
+            Ok(Ok(acked)) => {
+                tracing::warn!(
+                    operation,
+                    acked,
+                    wanted = self.wait_replicas,
+                    "Redis write not acknowledged by enough replicas in time"
+                );
+                false
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(operation, %error, "Redis WAIT failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(operation, "Redis WAIT timed out");
+                false
+            }
+        }
     }
 
     /// Passes news from the revocation channel to the listener, if any.
@@ -885,6 +933,17 @@ impl RedisStore {
             }),
             other => return Err(protocol(&format!("admit reply kind `{other}`"))),
         };
+        if let Admission::Opened { session, .. } = &admission
+            && !self.replicated("admit").await
+        {
+            // Not acknowledged by enough replicas: a failover could lose
+            // it, so the caller is not told it holds a seat, and the seat
+            // is released again.
+            self.abandon_later(tag, pool.name.clone(), session.id.clone());
+            return Err(StoreError::Unavailable(
+                "the new session did not reach enough replicas in time".into(),
+            ));
+        }
         Ok(AdmitOutcome { admission, expired })
     }
 
@@ -1028,7 +1087,11 @@ impl Store for RedisStore {
         id: &str,
         reason: CloseReason,
     ) -> Result<Option<ClosedSession>, StoreError> {
-        self.close_by_id(id, reason).await
+        let closed = self.close_by_id(id, reason).await?;
+        if closed.is_some() {
+            self.replicated("close").await;
+        }
+        Ok(closed)
     }
 
     async fn close_subject(
@@ -1055,6 +1118,9 @@ impl Store for RedisStore {
                 self.leases.forget(&c.session.pool, &c.session.identity);
                 closed.push(ClosedSession { reason, ..c });
             }
+        }
+        if !closed.is_empty() {
+            self.replicated("close_subject").await;
         }
         Ok(closed)
     }
