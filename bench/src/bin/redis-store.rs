@@ -7,7 +7,9 @@
 //!    by the number of sessions, plus `MEMORY USAGE` of one session's keys;
 //! 3. Redis commands per request at steady state: 1,000 open sessions called
 //!    at random for a few seconds through `Store::admit` with the lease cache
-//!    on (touch_interval 1 s), `INFO commandstats` before and after.
+//!    on (touch_interval 1 s), `INFO commandstats` before and after;
+//! 4. the cost of `redis.wait_replicas = 1`: admissions per second against a
+//!    primary with one replica, without and with `WAIT`, in the same run.
 //!
 //! Run: `cargo run --release -p session-gateway-bench --bin redis-store`
 //! (optional arguments: sessions for step 1, seconds for step 3).
@@ -39,6 +41,43 @@ fn serde_json_map(n: u64) -> Claims {
     map.insert("sub".into(), format!("user-{n}").into());
     map.insert("client_id".into(), "erp-web".into());
     Claims::from_map(map)
+}
+
+/// Opens `sessions` sessions (64 in flight) with identities from `first`
+/// on; admissions per second.
+async fn admissions_per_second(
+    store: &Arc<RedisStore>,
+    pool: &Arc<Pool>,
+    first: u64,
+    sessions: u64,
+) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(first));
+    let started = Instant::now();
+    let workers = (0..64).map(|_| {
+        let (store, next, pool) = (Arc::clone(store), Arc::clone(&next), Arc::clone(pool));
+        tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= first + sessions {
+                    return anyhow::Ok(());
+                }
+                let identity = identity(n);
+                let request = AdmitRequest {
+                    pool: &pool,
+                    identity: &identity,
+                    reserved: None,
+                    sid: None,
+                    token: None,
+                };
+                let outcome = store.admit(&request).await?;
+                anyhow::ensure!(outcome.admission.session().is_some(), "refused");
+            }
+        })
+    });
+    for worker in futures_util::future::join_all(workers).await {
+        worker??;
+    }
+    Ok(sessions as f64 / started.elapsed().as_secs_f64())
 }
 
 fn config(url: String, touch_interval: Duration) -> RedisConfig {
@@ -220,5 +259,47 @@ async fn main() -> anyhow::Result<()> {
         "steady state: {requests} admissions of {active} open sessions in {seconds} s, {calls} Redis commands = {:.4} commands/request (lease cache, touch_interval 1 s; INFO itself counts 1)",
         calls as f64 / requests.max(1) as f64
     );
+
+    // 4. WAIT's cost: one replica, admissions without and with WAIT, twice
+    //    each, alternating (the machine is noisy: compare within the run).
+    let replica_of = redis.port.to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &replica_of])?;
+    let started = Instant::now();
+    while !replica
+        .cli(&["INFO", "replication"])?
+        .contains("master_link_status:up")
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "replica never linked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let plain = RedisStore::new(
+        &config(redis.url(), Duration::ZERO),
+        &pools,
+        Arc::new(SystemClock),
+    )?;
+    let mut waiting_config = config(redis.url(), Duration::ZERO);
+    waiting_config.wait_replicas = 1;
+    waiting_config.wait_timeout = Duration::from_secs(1);
+    let waiting = RedisStore::new(&waiting_config, &pools, Arc::new(SystemClock))?;
+    let batch = (sessions / 4).max(1000);
+    let mut first = 10_000_000;
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        without.push(admissions_per_second(&plain, &pool, first, batch).await?);
+        first += batch;
+        with.push(admissions_per_second(&waiting, &pool, first, batch).await?);
+        first += batch;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "wait_replicas = 1 (one local replica): {:.0} admissions/s with WAIT vs {:.0}/s without ({:.2}x), {batch} per round, 2 rounds each",
+        mean(&with),
+        mean(&without),
+        mean(&with) / mean(&without)
+    );
+    drop(replica);
     Ok(())
 }
