@@ -85,9 +85,10 @@ need_cmake() {
 }
 
 # redis-server: the Redis store, fleet, sentinel (`redis-server --sentinel`) and
-# TLS tests start their own. Debian's build has sentinel and TLS built in.
+# TLS tests start their own, and drive them with redis-cli (cluster set-up, TLS
+# checks). Debian's build has sentinel and TLS built in.
 need_redis() {
-    if command -v redis-server >/dev/null; then
+    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
         say "redis-server found: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f1-3))"
         redis_check_build
         return
@@ -109,23 +110,24 @@ need_redis() {
 }
 
 # Unpacks Debian's redis-server and the libraries a fresh machine lacks into $1,
-# and puts a redis-server on ~/.local/bin that runs it with those libraries.
+# and puts redis-server and redis-cli on ~/.local/bin, run with those libraries.
 redis_unpack() {
-    local root=$1 debs
+    local root=$1 debs libs tool
     debs=$(mktemp -d)
     (cd "$debs" && apt-get download -q redis-server redis-tools libjemalloc2 liblzf1)
     mkdir -p "$root" "$HOME/.local/bin"
     for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
     rm -rf "$debs"
-    local libs
     libs=$(printf '%s:' "$root"/usr/lib/*-linux-gnu)
-    cat >"$HOME/.local/bin/redis-server" <<EOF
+    for tool in redis-server redis-cli; do
+        cat >"$HOME/.local/bin/$tool" <<EOF
 #!/bin/sh
-# Debian's redis-server, unpacked by session-gateway's scripts/bootstrap.sh.
+# Debian's $tool, unpacked by session-gateway's scripts/bootstrap.sh.
 export LD_LIBRARY_PATH="${libs%:}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
-exec "$root/usr/bin/redis-server" "\$@"
+exec "$root/usr/bin/$tool" "\$@"
 EOF
-    chmod +x "$HOME/.local/bin/redis-server"
+        chmod +x "$HOME/.local/bin/$tool"
+    done
 }
 
 # Warns when the redis-server on PATH may lack what the tests use: Redis 6 or
