@@ -146,6 +146,16 @@ redis_check_build() {
 
 # Test dependencies beyond Redis, each with a line that says why.
 need_test_extras() {
+    # The skewed-clock fault test shifts the gateway's clock with libfaketime.
+    if [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+        say "libfaketime found"
+    elif can_apt; then
+        say "installing faketime (the skewed-clock fault test shifts the gateway's clock with it) with apt-get"
+        apt_install faketime
+    else
+        say "faketime is missing: as root run 'apt-get install faketime' (the skewed-clock fault test needs it)" >&2
+        return 1
+    fi
     # The Redis TLS tests make their CA and certificates with the openssl CLI.
     if command -v openssl >/dev/null; then
         say "openssl found: $(command -v openssl)"

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use session_gateway_e2e::relay::Relay;
-use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer};
+use session_gateway_e2e::{Await, ConfigDoc, Devkit, Gateway, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -301,5 +301,51 @@ async fn wait_replicas_acknowledges_only_replicated_admissions() -> anyhow::Resu
     })
     .await?;
     assert!(gw.logs().contains("not acknowledged by enough replicas"));
+    Ok(())
+}
+
+/// libfaketime, which shifts a process's wall clock (not its monotonic one).
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// An instance whose wall clock runs ahead compared it with Redis's times
+/// and judged sessions ended that Redis still counts (no lease hits, and no
+/// grace through an outage). Now a lease is judged on the monotonic clock.
+#[tokio::test]
+async fn a_skewed_instance_keeps_its_leases() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: install Debian's faketime (scripts/bootstrap.sh does)"
+    );
+    let kit = Devkit::start().await?;
+    let mut redis = RedisServer::start()?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("sessions", "touch_interval", "10s");
+    config.set("redis", "url", redis.url());
+    config.set("redis", "grace_period", "20s");
+    config.pool(0).insert("idle_timeout".into(), "30s".into());
+    config
+        .pool(0)
+        .insert("absolute_timeout".into(), "60s".into());
+    // Two minutes ahead: more than the session's whole absolute lifetime.
+    let skew = [
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME", "+120s"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let gw = Gateway::start_with_env(BIN, &config, Await::Ready, &skew).await?;
+    let token = kit.token("alice");
+    let first = gw.get("/api/x", &token).await?;
+    assert_eq!(first.status, 200, "{:?}", first.json());
+
+    // Redis goes away: the session confirmed a moment ago rides out the
+    // outage on its lease (grace period), whatever the local clock says.
+    redis.stop();
+    let again = gw.get("/api/x", &token).await?;
+    assert_eq!(again.status, 200, "{:?}", again.json());
+    assert_eq!(
+        again.forwarded_header("x-session-id"),
+        first.forwarded_header("x-session-id")
+    );
     Ok(())
 }
