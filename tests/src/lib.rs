@@ -206,6 +206,12 @@ format = "json"
         self
     }
 
+    /// The Redis store, on the server at `url`.
+    pub fn use_redis(&mut self, url: impl Into<String>) -> &mut Self {
+        self.set("sessions", "store", "redis");
+        self.set("redis", "url", url.into())
+    }
+
     /// The TOML text.
     pub fn render(&self) -> String {
         toml::to_string(&self.0).unwrap_or_default()
@@ -361,6 +367,17 @@ impl Gateway {
     /// `GET path` without credentials.
     pub async fn get_anonymous(&self, path: &str) -> anyhow::Result<Reply> {
         Reply::read(self.client.get(self.url(path)).send().await?).await
+    }
+
+    /// `POST /.gateway/logout` with a bearer token.
+    pub async fn logout(&self, token: &str) -> anyhow::Result<Reply> {
+        let r = self
+            .client
+            .post(self.url("/.gateway/logout"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Reply::read(r).await
     }
 
     /// The caller's current session (`GET /.gateway/session`).

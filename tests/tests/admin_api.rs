@@ -615,8 +615,7 @@ async fn a_store_outage_is_a_503_with_retry_after() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let mut redis = RedisServer::start()?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     config.set("redis", "connect_timeout", "500ms");
     config.set("redis", "response_timeout", "500ms");
     let gw = AdminGateway::start(config).await?;

@@ -460,8 +460,7 @@ async fn a_session_reused_under_a_new_sid_is_closed_by_that_sid_in_redis() -> an
     let kit = Devkit::start().await?;
     let redis = RedisServer::start()?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     a_session_reused_under_a_new_sid(config, &kit).await
 }
 

@@ -21,21 +21,9 @@ async fn redis_behind_a_relay() -> anyhow::Result<(RedisServer, Relay)> {
 /// Points `config` at Redis through `relay`, with short store timeouts so
 /// a silent connection is given up quickly.
 fn through(config: &mut ConfigDoc, relay: &Relay) {
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", relay.redis_url());
+    config.use_redis(relay.redis_url());
     config.set("redis", "connect_timeout", "500ms");
     config.set("redis", "response_timeout", "500ms");
-}
-
-/// `POST /.gateway/logout` with `token`; its status.
-async fn logout(gw: &Gateway, token: &str) -> anyhow::Result<u16> {
-    let r = gw
-        .client()
-        .post(gw.url("/.gateway/logout"))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    Ok(r.status().as_u16())
 }
 
 /// A connection left half-open (as a NAT or firewall timeout leaves it)
@@ -97,14 +85,13 @@ async fn a_logout_survives_the_loss_of_redis_data() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let redis = RedisServer::start()?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     let a = Gateway::start(BIN, &config).await?;
     let b = Gateway::start(BIN, &config).await?;
 
     let token = kit.token("alice");
     assert_eq!(a.get("/token-only/x", &token).await?.status, 200);
-    assert_eq!(logout(&a, &token).await?, 200);
+    assert_eq!(a.logout(&token).await?.status, 200);
     b.eventually("B to learn of the logout", || async {
         Ok((b.get("/token-only/x", &token).await?.status == 401).then_some(()))
     })
@@ -151,8 +138,7 @@ async fn an_instance_that_missed_a_logout_still_refuses_the_token() -> anyhow::R
     let kit = Devkit::start().await?;
     let (redis, relay) = redis_behind_a_relay().await?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     let a = Gateway::start(BIN, &config).await?;
     // B reaches Redis through the relay, syncs revocations rarely, and
     // gives up on a silent connection quickly.
@@ -165,7 +151,7 @@ async fn an_instance_that_missed_a_logout_still_refuses_the_token() -> anyhow::R
     assert_eq!(a.get("/api/x", &token).await?.status, 200);
     // B hears nothing more on its old connections, its subscription included.
     relay.freeze_existing();
-    assert_eq!(logout(&a, &token).await?, 200);
+    assert_eq!(a.logout(&token).await?.status, 200);
     assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "0");
 
     // Until B has a working connection its calls fail (503); once it has
@@ -282,8 +268,7 @@ async fn wait_replicas_acknowledges_only_replicated_admissions() -> anyhow::Resu
     };
     session_gateway_e2e::eventually("the replica to follow the primary", linked).await?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", primary.url());
+    config.use_redis(primary.url());
     config.set("redis", "wait_replicas", 1);
     config.set("redis", "wait_timeout", "300ms");
     let gw = Gateway::start(BIN, &config).await?;

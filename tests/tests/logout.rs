@@ -6,16 +6,6 @@ use session_gateway_e2e::{Devkit, Gateway, RedisServer, TokenRequest, eventually
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
-async fn logout(gw: &Gateway, token: &str) -> anyhow::Result<session_gateway_e2e::Reply> {
-    let r = gw
-        .client()
-        .post(gw.url("/.gateway/logout"))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    session_gateway_e2e::Reply::read(r).await
-}
-
 #[tokio::test]
 async fn logout_frees_the_seat_and_refuses_the_token() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
@@ -32,7 +22,7 @@ async fn logout_frees_the_seat_and_refuses_the_token() -> anyhow::Result<()> {
         "the only seat is held"
     );
 
-    let out = logout(&gw, &token).await?;
+    let out = gw.logout(&token).await?;
     assert_eq!(out.status, 200, "{:?}", out.json());
     assert_eq!(out.json()["session_id"], id.as_str());
     assert_eq!(out.json()["logged_out"], true);
@@ -51,7 +41,7 @@ async fn logout_frees_the_seat_and_refuses_the_token() -> anyhow::Result<()> {
     // The seat is free at once: bob gets it.
     assert_eq!(gw.get("/api/x", &kit.token("bob")).await?.status, 200);
     // A second logout with the revoked token is refused too.
-    assert_eq!(logout(&gw, &token).await?.status, 401);
+    assert_eq!(gw.logout(&token).await?.status, 401);
     // Logging out needs POST.
     let get = gw.get("/.gateway/logout", &kit.token("carol")).await?;
     assert_eq!(get.status, 405);
@@ -64,8 +54,7 @@ async fn a_new_token_after_logout_opens_a_new_session_across_the_fleet() -> anyh
     let kit = Devkit::start().await?;
     let redis = RedisServer::start()?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     let a = Gateway::start(BIN, &config).await?;
     let b = Gateway::start(BIN, &config).await?;
 
@@ -79,7 +68,7 @@ async fn a_new_token_after_logout_opens_a_new_session_across_the_fleet() -> anyh
         Some(id.clone())
     );
 
-    assert_eq!(logout(&a, &token).await?.status, 200);
+    assert_eq!(a.logout(&token).await?.status, 200);
     assert_eq!(
         redis.cli(&["ZCARD", "{sg:default}:b:0"])?,
         "0",
@@ -114,7 +103,7 @@ async fn a_token_expiring_far_in_the_future_stays_revoked() -> anyhow::Result<()
     ] {
         let token = kit.mint(&TokenRequest::new(user).claim("exp", exp.clone()));
         assert_eq!(gw.get("/api/x", &token).await?.status, 200, "{exp}");
-        let out = logout(&gw, &token).await?;
+        let out = gw.logout(&token).await?;
         assert_eq!(out.status, 200, "{exp}: {:?}", out.json());
         let refused = gw.get("/api/x", &token).await?;
         assert_eq!(refused.status, 401, "{exp}");

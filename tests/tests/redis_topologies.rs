@@ -126,8 +126,7 @@ async fn sentinel_and_primary_with_their_own_passwords() -> anyhow::Result<()> {
 /// The standard configuration on the Redis store at `server`, with one seat.
 fn on_redis(kit: &Devkit, server: &RedisServer) -> ConfigDoc {
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", server.url());
+    config.use_redis(server.url());
     config.pool(0).insert("limit".into(), 1.into());
     config
 }
@@ -223,8 +222,7 @@ async fn a_redis_certificate_from_another_ca_keeps_the_gateway_unready() -> anyh
 fn check_config_refuses_a_missing_redis_ca_file_by_its_key() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = ConfigDoc::standard("https://idp.example.com", "127.0.0.1:9".parse()?);
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", "rediss://127.0.0.1:6380");
+    config.use_redis("rediss://127.0.0.1:6380");
     config.set("redis", "tls_ca_file", "no-such-ca.pem");
     let file = dir.path().join("gateway.toml");
     std::fs::write(&file, config.render())?;

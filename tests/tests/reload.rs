@@ -139,8 +139,7 @@ async fn routes_switch_live_and_restart_only_settings_are_named() -> anyhow::Res
         "name = \"docs\"\npath_prefix = \"/docs/\"\nupstream = \"erp\"\npolicy = \"public\"\n",
     );
     config.set("headers", "subject", "X-Erp-User");
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", "redis://127.0.0.1:1");
+    config.use_redis("redis://127.0.0.1:1");
     config.set("server", "threads", 2);
     gw.rewrite_config(&config)?;
 
@@ -175,8 +174,7 @@ async fn a_reload_under_load_loses_nothing() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = kit.config();
     with_admin(&mut config, &dir)?;
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     config.pool(0).insert("limit".into(), 4.into());
     let gw = std::sync::Arc::new(Gateway::start(BIN, &config).await?);
 

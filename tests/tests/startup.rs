@@ -78,8 +78,7 @@ async fn a_store_outage_degrades_session_routes_but_keeps_the_instance_ready() -
     let kit = Devkit::start().await?;
     let mut redis = RedisServer::start()?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     let gw = Gateway::start(BIN, &config).await?;
     assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
     let text = metrics(&gw).await?;
@@ -118,8 +117,7 @@ async fn readiness_can_require_the_store() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let mut redis = RedisServer::start()?;
     let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    config.use_redis(redis.url());
     config.set("server", "readiness_requires_store", true);
     let gw = Gateway::start(BIN, &config).await?;
     redis.stop();

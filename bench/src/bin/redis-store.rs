@@ -139,38 +139,13 @@ async fn main() -> anyhow::Result<()> {
     )?;
     store.ping().await?;
     let before = info_number(&redis.cli(&["INFO", "memory"])?, "used_memory");
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let workers = (0..64).map(|_| {
-        let (store, next, pool) = (Arc::clone(&store), Arc::clone(&next), Arc::clone(&pool));
-        tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= sessions {
-                    return anyhow::Ok(());
-                }
-                let identity = identity(n);
-                let request = AdmitRequest {
-                    pool: &pool,
-                    identity: &identity,
-                    reserved: None,
-                    sid: None,
-                    token: None,
-                };
-                let outcome = store.admit(&request).await?;
-                anyhow::ensure!(outcome.admission.session().is_some(), "refused");
-            }
-        })
-    });
-    for worker in futures_util::future::join_all(workers).await {
-        worker??;
-    }
-    let elapsed = started.elapsed();
+    let rate = admissions_per_second(&store, &pool, 0, sessions).await?;
+    let elapsed = Duration::from_secs_f64(sessions as f64 / rate);
     let after = info_number(&redis.cli(&["INFO", "memory"])?, "used_memory");
     println!(
         "admissions: {sessions} new sessions in {:.2} s = {:.0} admissions/s (64 in flight, store level)",
         elapsed.as_secs_f64(),
-        sessions as f64 / elapsed.as_secs_f64()
+        rate
     );
 
     // 2. Memory per open session.
@@ -264,17 +239,11 @@ async fn main() -> anyhow::Result<()> {
     //    each, alternating (the machine is noisy: compare within the run).
     let replica_of = redis.port.to_string();
     let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &replica_of])?;
-    let started = Instant::now();
-    while !replica
-        .cli(&["INFO", "replication"])?
-        .contains("master_link_status:up")
-    {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "replica never linked"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    session_gateway_e2e::eventually("the replica to follow the primary", || async {
+        let info = replica.cli(&["INFO", "replication"])?;
+        Ok(info.contains("master_link_status:up").then_some(()))
+    })
+    .await?;
     let plain = RedisStore::new(
         &config(redis.url(), Duration::ZERO),
         &pools,

@@ -54,6 +54,9 @@ pub struct Replaceable<C> {
     backoff: parking_lot::Mutex<Backoff>,
     /// Replace after this many failures in a row.
     suspect_after: u32,
+    /// Replace after any failed call, an answered error included (Sentinel:
+    /// a failed-over primary answers `READONLY`).
+    any_error_replaces: bool,
 }
 
 impl<C: Clone> Replaceable<C> {
@@ -65,6 +68,29 @@ impl<C: Clone> Replaceable<C> {
             failures: AtomicU32::new(0),
             backoff: parking_lot::Mutex::new(Backoff::default()),
             suspect_after: suspect_after.max(1),
+            any_error_replaces: false,
+        }
+    }
+
+    /// No connection yet; replaced after any failed call.
+    pub fn replaced_on_any_error() -> Self {
+        Self {
+            any_error_replaces: true,
+            ..Self::new(1)
+        }
+    }
+
+    /// Records the outcome of a call on the connection (`None`: it timed
+    /// out): an answer, even an error, keeps it unless it is replaced on any
+    /// error; no answer counts towards replacing it.
+    pub fn record<T>(&self, outcome: Option<&Result<T, StoreError>>) {
+        match outcome {
+            Some(Ok(_)) => self.answered(),
+            Some(Err(_)) if self.any_error_replaces => self.drop_connection(),
+            Some(Err(StoreError::Protocol(_))) => self.answered(),
+            Some(Err(StoreError::Unavailable(_))) | None => {
+                self.unanswered();
+            }
         }
     }
 
@@ -191,6 +217,28 @@ mod tests {
         assert!(link.unanswered(), "two in a row drop the connection");
         assert!(!link.is_connected());
         assert_eq!(link.get(connect).await.ok(), Some(2), "a new one is opened");
+    }
+
+    #[tokio::test]
+    async fn outcomes_decide_what_replaces_a_connection() {
+        let connect = || async { Ok::<_, StoreError>(1u32) };
+        let answered_error: Result<(), _> = Err(StoreError::Protocol("script error".into()));
+        let plain = Replaceable::<u32>::new(1);
+        plain.get(connect).await.ok();
+        plain.record(Some(&answered_error));
+        assert!(
+            plain.is_connected(),
+            "an answered error keeps the connection"
+        );
+        plain.record::<()>(None);
+        assert!(!plain.is_connected(), "a timeout counts as no answer");
+        let sentinel = Replaceable::<u32>::replaced_on_any_error();
+        sentinel.get(connect).await.ok();
+        sentinel.record(Some(&answered_error));
+        assert!(
+            !sentinel.is_connected(),
+            "any error asks the sentinels again"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -173,26 +173,11 @@ enum Connection {
 impl Connection {
     /// Records the outcome of a call (`None`: the call timed out).
     fn record(&self, outcome: Option<&Result<Value, StoreError>>) {
-        let (conn, any_error_replaces) = match self {
-            Connection::Standalone { conn, .. } => (conn, false),
-            Connection::Sentinel { conn, .. } => (conn, true),
-            Connection::Cluster { conn, .. } => {
-                match outcome {
-                    None | Some(Err(StoreError::Unavailable(_))) => {
-                        conn.unanswered();
-                    }
-                    Some(_) => conn.answered(),
-                }
-                return;
+        match self {
+            Connection::Standalone { conn, .. } | Connection::Sentinel { conn, .. } => {
+                conn.record(outcome)
             }
-        };
-        match outcome {
-            Some(Ok(_)) => conn.answered(),
-            Some(Err(StoreError::Protocol(_))) if !any_error_replaces => conn.answered(),
-            Some(Err(_)) if any_error_replaces => conn.drop_connection(),
-            Some(Err(_)) | None => {
-                conn.unanswered();
-            }
+            Connection::Cluster { conn, .. } => conn.record(outcome),
         }
     }
 }
@@ -338,7 +323,7 @@ impl RedisStore {
                     sentinel_client(config, certificates.as_ref()).map_err(bad)?,
                 )),
                 config: manager_config,
-                conn: Replaceable::new(1),
+                conn: Replaceable::replaced_on_any_error(),
             },
             RedisMode::Cluster => {
                 let mut builder = redis::cluster::ClusterClientBuilder::new(
