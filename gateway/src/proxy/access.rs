@@ -161,6 +161,9 @@ pub struct Access {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     revocations: RevocationList,
+    /// One revocation sync at a time: the periodic one and one triggered by
+    /// a new subscription must not both write back the same lost revocation.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Access {
@@ -195,6 +198,7 @@ impl Access {
             store,
             metrics,
             revocations: RevocationList::new(),
+            syncing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -280,6 +284,7 @@ impl Access {
     /// Mirrors the store's revocations (the periodic sync), keeping this
     /// instance's own and writing again those the store lost.
     pub async fn sync_revocations(&self) {
+        let _one_at_a_time = self.syncing.lock().await;
         let started = std::time::Instant::now();
         let result = self.store.revocations().await;
         self.metrics
@@ -714,10 +719,7 @@ impl Access {
                     .token_rejections
                     .with_label_values(&["revoked"])
                     .inc();
-                Err(Problem::invalid_token(
-                    &self.policy.load().realm,
-                    &TokenError::Revoked.to_string(),
-                ))
+                Err(self.refusal_problem(&choice.pool.name, &Refusal::Revoked))
             }
             Admission::Refused(refusal) => {
                 audit::admission_refused(&choice.pool.name, &identity, &refusal);
