@@ -8,14 +8,17 @@
 //! * [`auth`]: issuers, their JWKS, token verification and its cache;
 //! * [`session`]: session identity, the [`session::Store`] trait and stores;
 //! * [`licensing`]: pools, their matching rules, limits and reserved seats;
-//! * [`proxy`]: the Pingora `ProxyHttp` service, routes, upstreams, headers
-//!   and problem responses;
+//! * [`access`]: the access decision (authenticate, admit, logout,
+//!   back-channel logout, revocations, operator actions), free of HTTP;
+//! * [`proxy`]: the Pingora `ProxyHttp` service, routes, upstreams, headers,
+//!   and the wording of the access decision's outcomes as HTTP problems;
 //! * [`admin`]: the admin listener (health, readiness, metrics);
 //! * [`telemetry`]: logs and metrics;
 //! * [`devkit`]: the demo issuer and ERP backend used by `dev` and the tests;
 //! * [`server`]: start-up, wiring everything into one Pingora server;
 //! * [`cli`]: the command line of the `session-gateway` binary.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod cli;

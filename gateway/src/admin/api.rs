@@ -32,11 +32,8 @@ use serde::{Deserialize, Serialize};
 use super::error::AdminError;
 use super::gate::AdminGate;
 use super::pagination::{self, Cursor};
-use crate::proxy::Access;
-use crate::session::identity::subject_key;
-use crate::session::{
-    CloseReason, Revocation, SUBJECT_REVOCATION_TTL_MS, SessionFilter, SessionView, StoreError,
-};
+use crate::access::Access;
+use crate::session::{Revocation, SUBJECT_REVOCATION_TTL_MS, SessionFilter, SessionView};
 
 /// Where the API is mounted on the admin listener.
 pub const PREFIX: &str = "/admin/v1";
@@ -218,8 +215,7 @@ async fn list_sessions(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AdminError> {
     let query = ListQuery::parse(query.as_deref(), &api)?;
-    let store = api.access.store();
-    let sessions = api.timed("list", store.list(&query.filter)).await?;
+    let sessions = api.access.sessions(&query.filter).await?;
     let page = pagination::page(sessions, query.cursor.as_ref(), query.limit);
     Ok(json(&SessionList {
         sessions: page.sessions.iter().map(|s| s.view()).collect(),
@@ -233,7 +229,7 @@ async fn get_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AdminError> {
     let id = session_id(id)?;
-    match api.timed("get", api.access.store().get(&id)).await? {
+    match api.access.session(&id).await? {
         Some(session) => Ok(json(&session.view())),
         None => Err(AdminError::SessionNotFound(id)),
     }
@@ -245,15 +241,8 @@ async fn close_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AdminError> {
     let id = session_id(id)?;
-    let store = api.access.store();
-    match api
-        .timed("close", store.close(&id, CloseReason::Admin))
-        .await?
-    {
-        Some(closed) => {
-            api.access.record_closed(&closed);
-            Ok(json(&closed.session.view()))
-        }
+    match api.access.close_session(&id).await? {
+        Some(closed) => Ok(json(&closed.session.view())),
         None => Err(AdminError::SessionNotFound(id)),
     }
 }
@@ -268,15 +257,7 @@ async fn close_subject(
     let Path(subject) = subject.map_err(|e| AdminError::bad_parameter("sub", e.body_text()))?;
     let params = params(query.as_deref(), &["issuer"])?;
     let issuer = api.issuer(params.get("issuer").map(String::as_str))?;
-    let key = subject_key(&issuer, &subject);
-    let store = api.access.store();
-    let mut closed = api
-        .timed(
-            "close_subject",
-            store.close_subject(&key, CloseReason::Admin),
-        )
-        .await?;
-    closed.iter().for_each(|c| api.access.record_closed(c));
+    let mut closed = api.access.close_subject(&issuer, &subject).await?;
     closed.sort_by(|a, b| {
         (a.session.created_ms, &a.session.id).cmp(&(b.session.created_ms, &b.session.id))
     });
@@ -288,7 +269,7 @@ async fn close_subject(
 
 /// `GET /licenses`.
 async fn licenses(State(api): State<Arc<Api>>) -> Result<Response, AdminError> {
-    let usage = api.timed("usage", api.access.store().usage()).await?;
+    let usage = api.access.usage().await?;
     Ok(json(&Licenses {
         pools: usage
             .into_iter()
@@ -403,9 +384,7 @@ async fn revoke(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, Ad
             ));
         }
     };
-    api.timed("revoke", api.access.store().revoke(&revocation))
-        .await?;
-    api.access.apply_revocation(revocation.clone());
+    api.access.revoke(revocation.clone()).await?;
     let mut response = json(&RevocationRecorded {
         revocation: RevocationView::from(&revocation),
     });
@@ -415,9 +394,7 @@ async fn revoke(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, Ad
 
 /// `GET /revocations`.
 async fn list_revocations(State(api): State<Arc<Api>>) -> Result<Response, AdminError> {
-    let mut list = api
-        .timed("revocations", api.access.store().revocations())
-        .await?;
+    let mut list = api.access.revocations().await?;
     list.sort_by_key(|r| (r.until_ms(), r.id()));
     Ok(json(&Revocations {
         revocations: list.iter().map(RevocationView::from).collect(),
@@ -431,13 +408,7 @@ async fn delete_revocation(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AdminError> {
     let Path(id) = id.map_err(|e| AdminError::bad_parameter("id", e.body_text()))?;
-    let mut deleted = api
-        .timed(
-            "delete_revocation",
-            api.access.store().delete_revocation(&id),
-        )
-        .await?;
-    api.access.apply_revocation_deletion(&id, &deleted);
+    let mut deleted = api.access.delete_revocation(&id).await?;
     if deleted.is_empty() {
         return Err(AdminError::RevocationNotFound(id));
     }
@@ -474,20 +445,6 @@ fn session_id(path: Result<Path<String>, PathRejection>) -> Result<String, Admin
 }
 
 impl Api {
-    /// Runs one store call, counted in the store metrics like the proxy's.
-    async fn timed<T>(
-        &self,
-        operation: &str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let started = std::time::Instant::now();
-        let result = call.await;
-        self.access
-            .metrics()
-            .store_call(operation, started.elapsed(), &result);
-        result
-    }
-
     /// The issuer a subject belongs to: the one named, which must be
     /// configured, or else the only configured one.
     fn issuer(&self, named: Option<&str>) -> Result<String, AdminError> {

@@ -40,8 +40,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::json;
 
+use crate::access::Access;
 use crate::config::{AdminConfig, ServerConfig};
-use crate::proxy::Access;
 use crate::server::reload::ReloadRequests;
 use gate::AdminGate;
 

@@ -2,22 +2,29 @@
 //!
 //! * [`host`]: which host a request is for (a malformed `Host` is refused);
 //! * [`routes`]: which route (or gateway endpoint) a request is for;
-//! * [`access`]: the access decision (token, scopes, pool, session);
+//! * [`denial`]: how each denial of the access decision is worded;
 //! * [`headers`]: the identity headers the upstream may trust;
 //! * [`upstreams`]: upstream groups, balancing and health checks;
 //! * [`problem`]: RFC 9457 error responses;
 //! * [`table`]: the routing table a live reload swaps;
+//! * [`endpoints`]: the gateway's own endpoints (session, logout,
+//!   back-channel logout);
+//! * [`respond`]: writing the gateway's own answers and problems;
 //! * [`service`]: the thin `ProxyHttp` implementation tying them together.
+//!
+//! The access decision itself is [`crate::access`]; this module maps its
+//! outcomes to HTTP and Pingora calls and nothing else.
 
-pub mod access;
+pub mod denial;
+pub mod endpoints;
 pub mod headers;
 pub mod host;
 pub mod problem;
+pub mod respond;
 pub mod routes;
 pub mod service;
 pub mod table;
 pub mod upstreams;
 
-pub use access::Access;
 pub use problem::{ErrorCode, Problem};
 pub use service::Gateway;

@@ -6,25 +6,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session as HttpSession};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use super::access::{Access, BackchannelError};
+use super::denial::{self, Wording};
 use super::headers::{self, IdentityHeaders};
 use super::host::{self, HostError, HostFields};
-use super::problem::{ErrorCode, PROBLEM_JSON, Problem};
+use super::problem::{ErrorCode, Problem};
+use super::respond::{respond, respond_problem};
 use super::routes::{GatewayEndpoint, Resolution};
 use super::table::{LiveTable, RouteTable};
+use crate::access::Access;
 use crate::auth::Principal;
 use crate::config::{RouteConfig, RoutePolicy, UpgradePolicy};
 use crate::session::Session;
 
 /// The proxy service.
 pub struct Gateway {
-    access: Arc<Access>,
+    pub(super) access: Arc<Access>,
     table: LiveTable,
 }
 
@@ -64,148 +65,33 @@ impl Gateway {
         &self,
         route: &RouteConfig,
         request: &RequestHeader,
+        wording: &Wording,
         ctx: &mut RequestContext,
     ) -> Result<(), Problem> {
         if route.policy == RoutePolicy::Public {
             return Ok(());
         }
-        let (principal, _) = self.access.authenticate(&authorization(request)).await?;
+        let denied = |d| denial::problem(&d, wording);
+        let (principal, _) = self
+            .access
+            .authenticate(&authorization(request))
+            .await
+            .map_err(denied)?;
         self.access
-            .check_scopes(&principal, &route.required_scopes)?;
+            .check_scopes(&principal, &route.required_scopes)
+            .map_err(denied)?;
         if route.policy == RoutePolicy::Session {
-            let seated = self.access.admit(&principal).await?;
+            let seated = self.access.admit(&principal).await.map_err(denied)?;
             ctx.opened = seated.opened;
             ctx.session = Some(seated.session);
         }
         ctx.principal = Some(principal);
         Ok(())
     }
-
-    /// `GET <prefix>/session`.
-    async fn session_endpoint(&self, request: &RequestHeader) -> Result<Vec<u8>, Problem> {
-        if request.method != http::Method::GET {
-            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use GET").allow("GET"));
-        }
-        let (principal, _) = self.access.authenticate(&authorization(request)).await?;
-        match self.access.current_session(&principal).await? {
-            Some(session) => Ok(session_view(&session)),
-            None => Err(Problem::new(
-                ErrorCode::NoSession,
-                "this identity has no open session; the next API call opens one",
-            )),
-        }
-    }
-}
-
-impl Gateway {
-    /// `POST <prefix>/logout`: closes the caller's session (freeing its seat)
-    /// and refuses the presented token until it expires.
-    async fn logout_endpoint(&self, request: &RequestHeader) -> Result<Vec<u8>, Problem> {
-        if request.method != http::Method::POST {
-            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use POST").allow("POST"));
-        }
-        let (principal, _) = self.access.authenticate(&authorization(request)).await?;
-        let closed = self.access.logout(&principal).await?;
-        let body = serde_json::json!({
-            "logged_out": true,
-            "session_id": closed.map(|s| s.id),
-        });
-        Ok(serde_json::to_vec(&body).unwrap_or_default())
-    }
-}
-
-/// The largest back-channel logout request body read (a form with one JWT).
-const MAX_LOGOUT_BODY: usize = 64 * 1024;
-
-impl Gateway {
-    /// `POST <prefix>/backchannel-logout` (OpenID Connect Back-Channel Logout
-    /// 1.0 §2.8): 200 with `Cache-Control: no-store` when the logout token is
-    /// valid, 400 `{error, error_description}` otherwise.
-    async fn backchannel_endpoint(&self, session: &mut HttpSession) -> pingora::Result<()> {
-        let answer = match self.read_logout_token(session).await? {
-            Ok(token) => match self.access.backchannel_logout(&token).await {
-                Ok(closed) => {
-                    tracing::info!(closed, "back-channel logout");
-                    Ok(())
-                }
-                Err(BackchannelError::Invalid(reason)) => Err((400, reason)),
-                Err(BackchannelError::Unavailable) => {
-                    Err((503, "temporarily unavailable".to_string()))
-                }
-            },
-            Err(reason) => Err((400, reason)),
-        };
-        match answer {
-            Ok(()) => respond(session, 200, "application/json", b"{}".to_vec(), None).await,
-            Err((status, reason)) => {
-                let error = if status == 400 {
-                    "invalid_request"
-                } else {
-                    "temporarily_unavailable"
-                };
-                let body = serde_json::json!({"error": error, "error_description": reason});
-                respond(
-                    session,
-                    status,
-                    "application/json",
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                    None,
-                )
-                .await
-            }
-        }
-    }
-
-    /// The `logout_token` of a form-encoded POST, or why there is none.
-    async fn read_logout_token(
-        &self,
-        session: &mut HttpSession,
-    ) -> pingora::Result<Result<String, String>> {
-        let request = session.req_header();
-        if request.method != http::Method::POST {
-            return Ok(Err("use POST".into()));
-        }
-        let form = request
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';').next().is_some_and(|t| {
-                    t.trim()
-                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-                })
-            });
-        if !form {
-            return Ok(Err(
-                "the body must be application/x-www-form-urlencoded".into()
-            ));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > MAX_LOGOUT_BODY {
-                return Ok(Err("request body too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let tokens: Vec<String> = url::form_urlencoded::parse(&body)
-            .filter(|(k, _)| k == "logout_token")
-            .map(|(_, v)| v.into_owned())
-            .collect();
-        Ok(match tokens.as_slice() {
-            [token] if !token.is_empty() => Ok(token.clone()),
-            [] | [_] => Err("missing `logout_token`".into()),
-            _ => Err("more than one `logout_token`".into()),
-        })
-    }
-}
-
-/// The JSON of `GET /.gateway/session`.
-fn session_view(session: &Session) -> Vec<u8> {
-    serde_json::to_vec(&session.view()).unwrap_or_default()
 }
 
 /// Every `Authorization` header of a request (more than one is refused).
-fn authorization(request: &RequestHeader) -> Vec<&[u8]> {
+pub(super) fn authorization(request: &RequestHeader) -> Vec<&[u8]> {
     request
         .headers
         .get_all(http::header::AUTHORIZATION)
@@ -235,53 +121,6 @@ fn request_host(request: &RequestHeader) -> Result<Option<String>, HostError> {
         target: request.raw_path(),
         uri_authority: request.uri.authority().map(|a| a.as_str()),
     })
-}
-
-/// Writes a complete response with `Content-Length`, keeping the connection
-/// alive (unlike `respond_error`, which turns keep-alive off).
-async fn respond(
-    session: &mut HttpSession,
-    status: u16,
-    content_type: &str,
-    body: Vec<u8>,
-    problem: Option<&Problem>,
-) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(status, Some(6))?;
-    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    if let Some(problem) = problem {
-        if let Some(challenge) = &problem.www_authenticate {
-            header.insert_header(http::header::WWW_AUTHENTICATE, challenge.as_str())?;
-        }
-        if let Some(secs) = problem.retry_after {
-            header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
-        }
-        if let Some(allow) = problem.allow {
-            header.insert_header(http::header::ALLOW, allow)?;
-        }
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(header), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn respond_problem(session: &mut HttpSession, problem: &Problem) -> pingora::Result<()> {
-    respond(
-        session,
-        problem.status,
-        PROBLEM_JSON,
-        problem.body(),
-        Some(problem),
-    )
-    .await
 }
 
 #[async_trait]
@@ -330,11 +169,11 @@ impl ProxyHttp for Gateway {
                 let answer = match endpoint {
                     GatewayEndpoint::Session => {
                         ctx.endpoint = Some("gateway:session");
-                        self.session_endpoint(request).await
+                        self.session_endpoint(request, &table.wording).await
                     }
                     GatewayEndpoint::Logout => {
                         ctx.endpoint = Some("gateway:logout");
-                        self.logout_endpoint(request).await
+                        self.logout_endpoint(request, &table.wording).await
                     }
                     // Answered by the arm above, which reads the body.
                     GatewayEndpoint::BackchannelLogout => Err(Problem::new(
@@ -363,7 +202,7 @@ impl ProxyHttp for Gateway {
                             "this route does not allow protocol upgrades",
                         ))
                     }
-                    Some(route) => self.decide(route, request, ctx).await,
+                    Some(route) => self.decide(route, request, &table.wording, ctx).await,
                     None => Err(Problem::new(ErrorCode::NotFound, "no route")),
                 }
             }

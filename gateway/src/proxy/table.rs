@@ -1,5 +1,6 @@
 //! The routing table: the routes, their upstream groups, the gateway
-//! endpoints' prefix and the identity header names, built from one
+//! endpoints' prefix, the identity header names and the wording of
+//! refusals, built from one
 //! configuration. The proxy reads it through a [`LiveTable`], which a live
 //! reload swaps atomically: a request keeps the table it was routed by, the
 //! next request sees the new one.
@@ -8,9 +9,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::denial::Wording;
 use super::routes::Router;
 use super::upstreams::Upstream;
-use crate::config::{IdentityHeaderNames, RouteConfig};
+use crate::config::{Config, IdentityHeaderNames, RouteConfig};
 
 /// One configuration's routing.
 #[derive(Debug)]
@@ -23,21 +25,40 @@ pub struct RouteTable {
     pub upstreams: Vec<Arc<Upstream>>,
     /// The identity headers sent upstream and stripped from clients.
     pub headers: IdentityHeaderNames,
+    /// How refusals are worded (realm, statuses).
+    pub wording: Wording,
 }
 
 impl RouteTable {
+    /// The table of a validated configuration over its built upstream
+    /// groups (in the configuration's order).
+    pub fn of_config(config: &Config, upstreams: Vec<Arc<Upstream>>) -> Self {
+        Self::new(
+            config.routes.clone(),
+            &config.server.gateway_prefix,
+            upstreams,
+            config.headers.clone(),
+            Wording {
+                realm: config.server.realm.clone(),
+                license_unavailable_status: config.sessions.license_unavailable_status,
+            },
+        )
+    }
+
     /// A table over validated routes and their built upstream groups.
     pub fn new(
         routes: Vec<RouteConfig>,
         gateway_prefix: &str,
         upstreams: Vec<Arc<Upstream>>,
         headers: IdentityHeaderNames,
+        wording: Wording,
     ) -> Self {
         Self {
             router: Router::new(&routes, gateway_prefix),
             routes,
             upstreams,
             headers,
+            wording,
         }
     }
 }

@@ -18,15 +18,15 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 
+use crate::access::{Access, AccessPolicy};
 use crate::admin::AdminService;
 use crate::auth::Verifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::licensing::Pools;
-use crate::proxy::access::AccessPolicy;
+use crate::proxy::Gateway;
 use crate::proxy::table::RouteTable;
 use crate::proxy::upstreams::Upstream;
-use crate::proxy::{Access, Gateway};
 use crate::session::{MemoryStore, RedisStore, SharedStore};
 use crate::telemetry::Metrics;
 use reload::{ConfigSource, ReloadRequests, Reloader};
@@ -101,12 +101,7 @@ fn build(
     );
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(Access::new(
-        AccessPolicy {
-            verifier,
-            pools,
-            realm: config.server.realm.clone(),
-            license_unavailable_status: config.sessions.license_unavailable_status,
-        },
+        AccessPolicy { verifier, pools },
         config.sessions.identity.clone(),
         Arc::clone(&store),
         Arc::clone(&metrics),
@@ -129,11 +124,8 @@ fn build(
             Upstream::build(index, upstream).map_err(|e| StartError::Build(e.to_string()))?;
         upstreams.push(Arc::new(upstream));
     }
-    let table = Arc::new(ArcSwap::from_pointee(RouteTable::new(
-        config.routes.clone(),
-        &config.server.gateway_prefix,
-        upstreams,
-        config.headers.clone(),
+    let table = Arc::new(ArcSwap::from_pointee(RouteTable::of_config(
+        &config, upstreams,
     )));
     let gateway = Gateway::new(Arc::clone(&access), Arc::clone(&table));
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
@@ -266,15 +258,7 @@ impl BackgroundService for Sweeper {
             }
             // Revocations made by other instances arrive with this tick.
             self.access.sync_revocations().await;
-            let started = std::time::Instant::now();
-            let result = self.access.store().sweep().await;
-            self.access
-                .metrics()
-                .store_call("sweep", started.elapsed(), &result);
-            match result {
-                Ok(closed) => closed.iter().for_each(|c| self.access.record_closed(c)),
-                Err(error) => tracing::warn!(%error, "session sweep failed"),
-            }
+            self.access.sweep_expired().await;
         }
     }
 }

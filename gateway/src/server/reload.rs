@@ -25,11 +25,10 @@ use pingora::services::background::BackgroundService;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::access::{Access, AccessPolicy};
 use crate::auth::jwks::{IssuerKeys, keep_fresh};
 use crate::config::{Config, ConfigError, FileConfig};
 use crate::licensing::Pools;
-use crate::proxy::Access;
-use crate::proxy::access::AccessPolicy;
 use crate::proxy::table::{LiveTable, RouteTable};
 use crate::proxy::upstreams::Upstream;
 use crate::telemetry::Metrics;
@@ -234,15 +233,9 @@ impl Reloader {
         self.access.replace_policy(AccessPolicy {
             verifier: Arc::clone(&verifier),
             pools,
-            realm: next.server.realm.clone(),
-            license_unavailable_status: next.sessions.license_unavailable_status,
         });
-        self.table.store(Arc::new(RouteTable::new(
-            next.routes.clone(),
-            &next.server.gateway_prefix,
-            upstreams.clone(),
-            next.headers.clone(),
-        )));
+        self.table
+            .store(Arc::new(RouteTable::of_config(&next, upstreams.clone())));
         self.follow(verifier.issuers(), &upstreams);
         *current = next;
         Ok(report)

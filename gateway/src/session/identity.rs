@@ -109,6 +109,13 @@ pub fn subject_key(issuer: &str, subject: &str) -> SubjectKey {
     Digest32::of_parts("subject", [issuer.as_bytes(), subject.as_bytes()])
 }
 
+/// The key of an identity provider session (`sid` of `iss`): sessions are
+/// linked to it, and a back-channel logout of it revokes the tokens that
+/// carry it.
+pub fn sid_key(issuer: &str, sid: &str) -> String {
+    Digest32::of_parts("sid", [issuer.as_bytes(), sid.as_bytes()]).to_hex()
+}
+
 impl IdentityRule {
     /// A rule from components of alternative claim names.
     pub fn new(components: Vec<Vec<String>>) -> Self {

@@ -235,7 +235,7 @@ pub struct IdpSession<'a> {
 impl IdpSession<'_> {
     /// The key links are stored and looked up under.
     pub fn key(&self) -> String {
-        crate::auth::revocation::sid_key(self.issuer, self.sid)
+        identity::sid_key(self.issuer, self.sid)
     }
 }
 

@@ -1,10 +1,11 @@
-//! Revoked tokens: tokens that verify but must be refused anyway, because
-//! their user logged out or an operator revoked them.
+//! The revocations this instance knows: tokens that verify but must be
+//! refused anyway, because their user logged out or an operator revoked them.
 //!
 //! The list is shared through the session store (so it holds across the
-//! fleet) and mirrored in each instance, where the hot path checks it without
-//! any I/O. An instance applies its own revocations at once and picks up the
-//! others' on its next sync (every `sessions.sweep_interval`).
+//! fleet) and mirrored here, where the hot path checks it without any I/O.
+//! An instance applies its own revocations at once, hears the others' on the
+//! store's channel, and takes the store's whole list on its periodic sync
+//! (every `sessions.sweep_interval`).
 //!
 //! An instance never lets a sync drop a revocation it made itself: if the
 //! store no longer has one (FLUSHALL, a Redis restart without persistence, a
@@ -14,17 +15,10 @@
 
 use parking_lot::RwLock;
 
-use super::Principal;
+use crate::auth::Principal;
 use crate::clock::UnixMillis;
-use crate::session::identity::subject_key;
+use crate::session::identity::{sid_key, subject_key};
 use crate::session::{Revocation, SubjectKey};
-
-/// The revocation key of the tokens that carry an identity provider session
-/// id (`sid`): a back-channel logout of that session revokes them all.
-pub fn sid_key(issuer: &str, sid: &str) -> String {
-    crate::session::identity::Digest32::of_parts("sid", [issuer.as_bytes(), sid.as_bytes()])
-        .to_hex()
-}
 
 /// The revocations this instance knows, ready for lookups.
 #[derive(Debug, Default)]

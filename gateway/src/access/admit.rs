@@ -1,0 +1,111 @@
+//! Admission: the session identity and pool of a principal, and the one
+//! store call that reuses its session, opens one, or refuses.
+
+use super::{Access, Denial};
+use crate::auth::{Principal, TokenError};
+use crate::licensing::PoolChoice;
+use crate::session::{
+    Admission, AdmitOutcome, AdmitRequest, IdpSession, PresentedToken, Refusal, Session,
+    SessionIdentity,
+};
+
+/// A request let through on a `session` route.
+#[derive(Debug, Clone)]
+pub struct Seated {
+    /// The session it uses.
+    pub session: Session,
+    /// Whether the session was opened by this request.
+    pub opened: bool,
+}
+
+impl Access {
+    /// The session identity and pool of a principal.
+    pub fn placement(
+        &self,
+        principal: &Principal,
+    ) -> Result<(SessionIdentity, PoolChoice), Denial> {
+        let identity = self
+            .identity
+            .derive(&principal.claims)
+            .map_err(|e| Denial::InvalidToken(e.to_string()))?;
+        let choice = self
+            .policy
+            .load()
+            .pools
+            .select(&principal.claims)
+            .ok_or(Denial::NoPool)?;
+        Ok((identity, choice))
+    }
+
+    /// Reuses or opens the principal's session, or refuses. A refusal
+    /// changes nothing in the store.
+    pub async fn admit(&self, principal: &Principal) -> Result<Seated, Denial> {
+        let (identity, choice) = self.placement(principal)?;
+        // Back-channel logout finds sessions by the identity provider session
+        // their opening token named.
+        let sid = match (principal.claims.issuer(), principal.claims.str("sid")) {
+            (Some(issuer), Some(sid)) => Some(IdpSession { issuer, sid }),
+            _ => None,
+        };
+        let issued_ms = principal
+            .issued_at
+            .map(|s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
+        let request = AdmitRequest {
+            pool: &choice.pool,
+            identity: &identity,
+            reserved: choice.reserved,
+            sid,
+            token: Some(PresentedToken {
+                key: &principal.token_key,
+                issued_ms,
+            }),
+        };
+        let AdmitOutcome { admission, expired } = self
+            .timed("admit", self.store.admit(&request))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
+                Denial::StoreUnavailable
+            })?;
+        for closed in &expired {
+            self.record_closed(closed);
+        }
+        match admission {
+            Admission::Reused(session) => Ok(Seated {
+                session,
+                opened: false,
+            }),
+            Admission::Opened { session, replaced } => {
+                if let Some(replaced) = &replaced {
+                    self.record_closed(replaced);
+                }
+                self.record_opened(&session);
+                Ok(Seated {
+                    session,
+                    opened: true,
+                })
+            }
+            // A revocation this instance had not heard of yet: the store
+            // refused it inside the admission.
+            Admission::Refused(Refusal::Revoked) => {
+                self.count_rejection("revoked");
+                Err(Denial::InvalidToken(TokenError::Revoked.to_string()))
+            }
+            Admission::Refused(refusal) => {
+                self.record_refused(&choice.pool.name, &identity, &refusal);
+                Err(Denial::Refused {
+                    pool: choice.pool.name.clone(),
+                    refusal,
+                })
+            }
+        }
+    }
+
+    /// The principal's open session, without opening or sliding one.
+    pub async fn current_session(&self, principal: &Principal) -> Result<Option<Session>, Denial> {
+        let (identity, choice) = self.placement(principal)?;
+        self.timed("find", self.store.find(&choice.pool.name, &identity.key))
+            .await
+            .map_err(|e| Denial::store("lookup", &e))
+    }
+}

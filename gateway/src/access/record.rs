@@ -1,0 +1,71 @@
+//! The record of every session change and refusal: an audit log line, an
+//! entry for the store's audit trail, and the metric, written in one place
+//! whoever caused the change (a request, the admin API, the sweeper).
+
+use super::Access;
+use crate::session::{AuditEvent, ClosedSession, Refusal, Session, SessionIdentity};
+use crate::telemetry::audit;
+
+impl Access {
+    /// Audits and counts a closed session.
+    pub fn record_closed(&self, closed: &ClosedSession) {
+        audit::session_closed(closed);
+        self.trail(vec![
+            ("event", "session_closed".into()),
+            ("session_id", closed.session.id.clone()),
+            ("pool", closed.session.pool.clone()),
+            ("subject", closed.session.subject.clone()),
+            ("reason", closed.reason.as_str().into()),
+        ]);
+        self.metrics
+            .sessions_closed
+            .with_label_values(&[closed.session.pool.as_str(), closed.reason.as_str()])
+            .inc();
+    }
+
+    /// Audits and counts an opened session.
+    pub(super) fn record_opened(&self, session: &Session) {
+        audit::session_opened(session);
+        self.trail(vec![
+            ("event", "session_opened".into()),
+            ("session_id", session.id.clone()),
+            ("pool", session.pool.clone()),
+            ("subject", session.subject.clone()),
+        ]);
+        self.metrics
+            .sessions_opened
+            .with_label_values(&[session.pool.as_str()])
+            .inc();
+    }
+
+    /// Audits and counts a session the store refused to open.
+    pub(super) fn record_refused(&self, pool: &str, identity: &SessionIdentity, refusal: &Refusal) {
+        audit::admission_refused(pool, identity, refusal);
+        let reason = match refusal {
+            Refusal::PoolFull { .. } => "pool_full",
+            Refusal::SubjectLimit { .. } => "subject_limit",
+            Refusal::Revoked => "revoked",
+        };
+        self.trail(vec![
+            ("event", "session_refused".into()),
+            ("pool", pool.to_string()),
+            ("subject", identity.subject.clone()),
+            ("reason", reason.into()),
+        ]);
+        self.metrics
+            .license_refusals
+            .with_label_values(&[pool, reason])
+            .inc();
+    }
+
+    /// Queues an audit event for the store's trail (the Redis stream, written
+    /// in batches in the background); the log line of the event is written
+    /// anyway, by the caller.
+    pub(super) fn trail(&self, mut event: AuditEvent) {
+        // The instance's clock, named as such: it may be skewed. The stream
+        // entry's id is Redis's time when the batch was appended.
+        event.push(("at_ms", self.clock.now_ms().to_string()));
+        event.push(("at_source", "instance".to_string()));
+        self.store.queue_audit(event);
+    }
+}
