@@ -12,6 +12,8 @@
 //!   mirror itself is [`revocation_list`]);
 //! * [`operator`]: what the admin API does to sessions and seats;
 //! * [`sweep`]: closing sessions that expired by time;
+//! * [`tunnels`]: whether an upgraded connection's session still holds its
+//!   seat;
 //! * [`record`]: the audit and metric record of every session change.
 //!
 //! Every operation returns a domain outcome: [`Denial`] says why a request
@@ -29,6 +31,7 @@ pub mod record;
 pub mod revocation_list;
 pub mod revocations;
 pub mod sweep;
+pub mod tunnels;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub use admit::Seated;
 pub use backchannel::{BACKCHANNEL_LOGOUT_EVENT, BackchannelError};
 pub use denial::Denial;
 pub use revocation_list::RevocationList;
+pub use tunnels::TunnelEnd;
 
 /// The parts of the decision a live reload may replace: the issuers and
 /// token rules, and the pools.

@@ -10,6 +10,7 @@
 //! * [`endpoints`]: the gateway's own endpoints (session, logout,
 //!   back-channel logout);
 //! * [`respond`]: writing the gateway's own answers and problems;
+//! * [`tunnel`]: upgraded connections tied to their session;
 //! * [`service`]: the thin `ProxyHttp` implementation tying them together.
 //!
 //! The access decision itself is [`crate::access`]; this module maps its
@@ -24,6 +25,7 @@ pub mod respond;
 pub mod routes;
 pub mod service;
 pub mod table;
+pub mod tunnel;
 pub mod upstreams;
 
 pub use problem::{ErrorCode, Problem};

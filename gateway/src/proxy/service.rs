@@ -18,6 +18,7 @@ use super::problem::{ErrorCode, Problem};
 use super::respond::{respond, respond_problem};
 use super::routes::{GatewayEndpoint, Resolution};
 use super::table::{LiveTable, RouteTable};
+use super::tunnel::Tunnel;
 use crate::access::Access;
 use crate::auth::Principal;
 use crate::config::{RouteConfig, RoutePolicy, UpgradePolicy};
@@ -41,6 +42,9 @@ pub struct RequestContext {
     session: Option<Session>,
     opened: bool,
     refusal: Option<ErrorCode>,
+    /// The upgraded connection, once a `session` route's backend switched
+    /// protocols: carried only while its session holds its seat.
+    tunnel: Option<Arc<Tunnel>>,
     connect_attempts: usize,
     /// The gateway endpoint answered, if the request was for one.
     endpoint: Option<&'static str>,
@@ -58,6 +62,26 @@ impl Gateway {
     /// The service over the access decision and a (reloadable) routing table.
     pub fn new(access: Arc<Access>, table: LiveTable) -> Self {
         Self { access, table }
+    }
+
+    /// Lets a chunk of an upgraded connection through while its session
+    /// holds its seat, and ends the connection once it does not (see
+    /// [`Tunnel`]). Other bodies pass untouched.
+    fn carry_tunnel(
+        &self,
+        body: &mut Option<bytes::Bytes>,
+        ctx: &RequestContext,
+    ) -> pingora::Result<()> {
+        match &ctx.tunnel {
+            Some(tunnel) if !tunnel.carry(&self.access) => {
+                *body = None;
+                Err(Error::explain(
+                    ErrorType::Custom("tunnel_closed"),
+                    "the session of this upgraded connection closed",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Runs the access decision of a route; `Ok` means forward.
@@ -136,6 +160,7 @@ impl ProxyHttp for Gateway {
             session: None,
             opened: false,
             refusal: None,
+            tunnel: None,
             connect_attempts: 0,
             endpoint: None,
         }
@@ -280,12 +305,55 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut HttpSession,
+        response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        // A `session` route's backend switched protocols: from now on the
+        // connection is a tunnel on this request's session.
+        if response.status == http::StatusCode::SWITCHING_PROTOCOLS
+            && let Some(seated) = &ctx.session
+        {
+            ctx.tunnel = Some(Tunnel::open(seated.clone(), &self.access));
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut HttpSession,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        self.carry_tunnel(body, ctx)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut HttpSession,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        self.carry_tunnel(body, ctx).map(|()| None)
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut HttpSession,
         e: &Error,
         ctx: &mut RequestContext,
     ) -> FailToProxy {
+        if ctx.tunnel.as_ref().is_some_and(|t| t.has_ended()) {
+            // The gateway ended the tunnel itself: nothing failed upstream.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let problem = match e.etype() {
             ErrorType::HTTPStatus(code) => {
                 Some(Problem::new(ErrorCode::BadRequest, "bad request").with_status(*code))
@@ -369,8 +437,10 @@ impl ProxyHttp for Gateway {
             (None, Some(endpoint)) => (endpoint, "gateway"),
             (None, None) => ("-", "-"),
         };
+        let tunnel_ended = ctx.tunnel.as_ref().is_some_and(|t| t.has_ended());
         let outcome = match (ctx.refusal, error, ctx.endpoint) {
             (Some(code), _, _) => code.as_str(),
+            (None, _, _) if tunnel_ended => "tunnel_closed",
             (None, Some(_), _) => "error",
             (None, None, Some(_)) => "answered",
             (None, None, None) => "forwarded",

@@ -29,6 +29,20 @@ pub fn session_closed(closed: &ClosedSession) {
     );
 }
 
+/// An upgraded connection (tunnel) was ended because its session no
+/// longer holds its seat (`reason`: `session_closed`, `session_replaced`).
+pub fn tunnel_closed(session: &Session, reason: &str) {
+    tracing::info!(
+        target: "audit",
+        event = "tunnel_closed",
+        session_id = %session.id,
+        pool = %session.pool,
+        subject = %session.subject,
+        reason,
+        "tunnel closed"
+    );
+}
+
 /// A new session was refused.
 pub fn admission_refused(pool: &str, identity: &SessionIdentity, refusal: &Refusal) {
     let reason = match refusal {

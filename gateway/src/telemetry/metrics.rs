@@ -41,6 +41,12 @@ pub struct Metrics {
     pub license_refusals: IntCounterVec,
     /// Seats held, per pool (fleet-wide with Redis).
     pub seats_in_use: IntGaugeVec,
+    /// `session_gateway_tunnels_open{pool}`: upgraded connections on
+    /// `session` routes this instance carries now.
+    pub tunnels_open: IntGaugeVec,
+    /// `session_gateway_tunnels_closed_total{pool,reason}`: upgraded
+    /// connections this instance ended because their session closed.
+    pub tunnels_closed: IntCounterVec,
     /// `session_gateway_store_up`: 1 when the last read of the seat gauges
     /// reached the store, 0 when it did not (the seat gauges are then absent
     /// rather than frozen at their last value).
@@ -158,6 +164,16 @@ impl Metrics {
                 "session_gateway_seats_in_use",
                 "Seats held now, per pool (the whole fleet with the Redis store).",
                 &["pool"],
+            ),
+            tunnels_open: gauge(
+                "session_gateway_tunnels_open",
+                "Upgraded connections (WebSocket) on session routes carried now, per pool.",
+                &["pool"],
+            ),
+            tunnels_closed: counter(
+                "session_gateway_tunnels_closed_total",
+                "Upgraded connections ended because their session closed, by pool and reason.",
+                &["pool", "reason"],
             ),
             store_up: gauge(
                 "session_gateway_store_up",
