@@ -9,6 +9,7 @@ use http::HeaderName;
 use super::Check;
 use crate::config::{ConfigError, FileConfig, IdentityHeaderNames};
 
+// Parsers of `Check` that only `[headers]` uses, kept beside the rules they serve.
 impl Check<'_> {
     fn header_name(&self, key: &str, text: &str) -> Result<HeaderName, ConfigError> {
         let name = HeaderName::from_str(text)

@@ -8,6 +8,7 @@ use crate::config::file::{ClaimMatchSection, PoolSection};
 use crate::config::{ConfigError, FileConfig, SessionSettings};
 use crate::licensing::{ClaimMatch, Pool, ReservedSeats, SubjectLimit, SubjectLimitPolicy};
 
+// Parsers of `Check` that only `[[pools]]` uses, kept beside the rules they serve.
 impl Check<'_> {
     fn claim_match(
         &self,
