@@ -1,0 +1,148 @@
+//! `[[pools]]`: the license pools, the claim rules that pick a token's
+//! pool, per-subject limits, reserved seats and per-pool timeouts.
+
+use std::collections::HashSet;
+
+use super::Check;
+use crate::config::file::{ClaimMatchSection, PoolSection};
+use crate::config::{ConfigError, FileConfig, SessionSettings};
+use crate::licensing::{ClaimMatch, Pool, ReservedSeats, SubjectLimit, SubjectLimitPolicy};
+
+// Parsers of `Check` that only `[[pools]]` uses, kept beside the rules they serve.
+impl Check<'_> {
+    fn claim_match(
+        &self,
+        key: &str,
+        section: &ClaimMatchSection,
+    ) -> Result<ClaimMatch, ConfigError> {
+        self.claim_rule(key, &section.claim, &section.any_of)
+    }
+
+    fn claim_rule(
+        &self,
+        key: &str,
+        claim: &str,
+        any_of: &[String],
+    ) -> Result<ClaimMatch, ConfigError> {
+        if claim.trim().is_empty() {
+            return self.fail(format!("{key}.claim"), "must name a claim");
+        }
+        if any_of.is_empty() {
+            return self.fail(format!("{key}.any_of"), "must list at least one value");
+        }
+        Ok(ClaimMatch::new(claim.to_string(), any_of.iter().cloned()))
+    }
+}
+
+pub(super) fn pools(
+    c: &Check,
+    file: &FileConfig,
+    sessions: &SessionSettings,
+) -> Result<Vec<Pool>, ConfigError> {
+    let mut pools = Vec::new();
+    let mut names = HashSet::new();
+    for (i, p) in file.pools.iter().enumerate() {
+        let key = format!("pools[{i}]");
+        pools.push(pool(c, &key, p, sessions)?);
+        if !names.insert(p.name.clone()) {
+            return c.fail(
+                format!("{key}.name"),
+                format!("pool `{}` is defined twice", p.name),
+            );
+        }
+        if p.matcher.is_none() && i + 1 != file.pools.len() {
+            return c.fail(
+                format!("{key}.match"),
+                "only the last pool may omit `match` (it catches every token the pools before it did not)",
+            );
+        }
+    }
+    Ok(pools)
+}
+
+fn pool(
+    c: &Check,
+    key: &str,
+    p: &PoolSection,
+    sessions: &SessionSettings,
+) -> Result<Pool, ConfigError> {
+    let valid_name = !p.name.is_empty()
+        && p.name.len() <= 64
+        && p.name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+    if !valid_name {
+        return c.fail(
+            format!("{key}.name"),
+            "must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'",
+        );
+    }
+    if p.limit == 0 {
+        return c.fail(format!("{key}.limit"), "must be at least 1");
+    }
+    let rule = p
+        .matcher
+        .as_ref()
+        .map(|m| c.claim_match(&format!("{key}.match"), m))
+        .transpose()?;
+    let policy = match p.on_subject_limit.as_str() {
+        "deny" => SubjectLimitPolicy::Deny,
+        "replace_oldest" => SubjectLimitPolicy::ReplaceOldest,
+        other => {
+            return c.fail(
+                format!("{key}.on_subject_limit"),
+                format!("`{other}` is not a policy; use \"deny\" or \"replace_oldest\""),
+            );
+        }
+    };
+    let subject_limit = match p.per_subject_limit {
+        Some(0) => return c.fail(format!("{key}.per_subject_limit"), "must be at least 1"),
+        Some(max) => Some(SubjectLimit { max, policy }),
+        None => None,
+    };
+    let mut reserved = Vec::new();
+    let mut total_reserved: u64 = 0;
+    for (j, r) in p.reserved.iter().enumerate() {
+        let rkey = format!("{key}.reserved[{j}]");
+        if r.seats == 0 {
+            return c.fail(format!("{rkey}.seats"), "must be at least 1");
+        }
+        total_reserved += u64::from(r.seats);
+        reserved.push(ReservedSeats {
+            rule: c.claim_rule(&rkey, &r.claim, &r.any_of)?,
+            seats: r.seats,
+        });
+    }
+    if total_reserved >= u64::from(p.limit) {
+        return c.fail(
+            format!("{key}.reserved"),
+            format!(
+                "reserved seats ({total_reserved}) must leave at least one shared seat of limit ({})",
+                p.limit
+            ),
+        );
+    }
+    let idle_timeout = match &p.idle_timeout {
+        Some(t) => c.positive_duration(&format!("{key}.idle_timeout"), t)?,
+        None => sessions.idle_timeout,
+    };
+    if idle_timeout <= sessions.touch_interval {
+        return c.fail(
+            format!("{key}.idle_timeout"),
+            "must be longer than sessions.touch_interval",
+        );
+    }
+    let absolute_timeout = match &p.absolute_timeout {
+        Some(t) => c.positive_duration(&format!("{key}.absolute_timeout"), t)?,
+        None => sessions.absolute_timeout,
+    };
+    Ok(Pool {
+        name: p.name.clone(),
+        limit: p.limit,
+        rule,
+        subject_limit,
+        reserved,
+        idle_timeout,
+        absolute_timeout,
+    })
+}

@@ -1,0 +1,124 @@
+//! `[server]`: the proxy and admin listeners, their TLS files, threads,
+//! the realm and the prefix of the gateway's own endpoints.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::Check;
+use crate::config::{ConfigError, FileConfig, ServerConfig, TlsFiles};
+
+pub(super) fn server(
+    c: &Check,
+    file: &FileConfig,
+    base_dir: &Path,
+) -> Result<ServerConfig, ConfigError> {
+    let s = &file.server;
+    if s.listen.is_empty() {
+        return c.fail("server.listen", "must list at least one address");
+    }
+    let listen = s
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| c.socket_addr(&format!("server.listen[{i}]"), a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let admin_listen = c.socket_addr("server.admin_listen", &s.admin_listen)?;
+    if listen.iter().any(|l| listeners_clash(l, &admin_listen)) {
+        return c.fail(
+            "server.admin_listen",
+            "must differ from every proxy listener in server.listen",
+        );
+    }
+    let threads = match s.threads {
+        Some(0) => return c.fail("server.threads", "must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if s.realm.is_empty()
+        || s.realm
+            .chars()
+            .any(|ch| ch == '"' || ch == '\\' || ch.is_control())
+    {
+        return c.fail(
+            "server.realm",
+            "must be non-empty, without quotes, backslashes or control characters",
+        );
+    }
+    let prefix = s.gateway_prefix.as_str();
+    if !prefix.starts_with('/')
+        || prefix.len() < 2
+        || prefix.ends_with('/')
+        || prefix.contains(['?', '#'])
+    {
+        return c.fail(
+            "server.gateway_prefix",
+            "must be a path like \"/.gateway\" (leading slash, no trailing slash)",
+        );
+    }
+    let tls = match &s.tls {
+        None => None,
+        Some(t) => {
+            let files = TlsFiles {
+                cert: base_dir.join(&t.cert),
+                key: base_dir.join(&t.key),
+            };
+            if let Err(e) = check_tls_files(&files) {
+                return c.fail("server.tls", e);
+            }
+            Some(files)
+        }
+    };
+    Ok(ServerConfig {
+        listen,
+        admin_listen,
+        tls,
+        threads,
+        grace_period: c.duration("server.grace_period", &s.grace_period)?,
+        shutdown_timeout: c.duration("server.shutdown_timeout", &s.shutdown_timeout)?,
+        realm: s.realm.clone(),
+        gateway_prefix: prefix.to_string(),
+        readiness_requires_store: s.readiness_requires_store,
+    })
+}
+
+/// Whether two listeners would compete for one port: the same address, or
+/// the same (non-ephemeral) port where one of them is a wildcard that covers
+/// the other (`[::]` also covers IPv4 on a dual-stack host).
+fn listeners_clash(a: &SocketAddr, b: &SocketAddr) -> bool {
+    let covers = |wild: &SocketAddr, other: &SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a == b || (a.port() != 0 && a.port() == b.port() && (covers(a, b) || covers(b, a)))
+}
+
+/// Loads a listener's certificate chain and key as the proxy will, so a
+/// missing, unreadable or mismatched file is refused by `check-config` and
+/// before any listener opens (the proxy's own loader panics in a service
+/// thread and leaves a process that serves nothing).
+fn check_tls_files(files: &TlsFiles) -> Result<(), String> {
+    use pingora::tls::{ServerConfig, install_default_crypto_provider, load_certs_and_key_files};
+    for (what, path) in [("cert", &files.cert), ("key", &files.key)] {
+        if let Err(e) = std::fs::File::open(path) {
+            return Err(format!("{what}: cannot read {}: {e}", path.display()));
+        }
+    }
+    let (cert, key) = (
+        files.cert.display().to_string(),
+        files.key.display().to_string(),
+    );
+    let (chain, private_key) = match load_certs_and_key_files(&cert, &key) {
+        Ok(Some(pair)) => pair,
+        Ok(None) => {
+            return Err(format!(
+                "{cert} must hold a PEM certificate chain and {key} a PEM private key"
+            ));
+        }
+        Err(e) => return Err(format!("cannot load {cert} / {key}: {e}")),
+    };
+    install_default_crypto_provider();
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map(|_| ())
+        .map_err(|e| format!("the certificate in {cert} and the key in {key} do not fit: {e}"))
+}

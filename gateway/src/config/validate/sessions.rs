@@ -1,0 +1,61 @@
+//! `[sessions]`: the store kind, session timeouts, the identity rule that
+//! says which claims make one session, and the status of a refused seat.
+
+use super::Check;
+use crate::config::{ConfigError, FileConfig, SessionSettings, StoreKind};
+use crate::session::identity::IdentityRule;
+
+pub(super) fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, ConfigError> {
+    let s = &file.sessions;
+    let store = match s.store.as_str() {
+        "memory" => StoreKind::Memory,
+        "redis" => StoreKind::Redis,
+        other => {
+            return c.fail(
+                "sessions.store",
+                format!("`{other}` is not a store; use \"memory\" or \"redis\""),
+            );
+        }
+    };
+    let idle_timeout = c.positive_duration("sessions.idle_timeout", &s.idle_timeout)?;
+    let absolute_timeout = c.positive_duration("sessions.absolute_timeout", &s.absolute_timeout)?;
+    let touch_interval = c.positive_duration("sessions.touch_interval", &s.touch_interval)?;
+    if touch_interval >= idle_timeout {
+        return c.fail(
+            "sessions.touch_interval",
+            "must be shorter than sessions.idle_timeout",
+        );
+    }
+    if s.identity.is_empty() {
+        return c.fail(
+            "sessions.identity",
+            "must list at least one claim, e.g. [\"iss\", \"sub\"]",
+        );
+    }
+    let mut components = Vec::new();
+    for (i, entry) in s.identity.iter().enumerate() {
+        let alternatives: Vec<String> = entry.split('|').map(|a| a.trim().to_string()).collect();
+        if alternatives.iter().any(|a| a.is_empty()) {
+            return c.fail(
+                format!("sessions.identity[{i}]"),
+                format!("`{entry}` must be a claim name or alternatives like \"client_id|azp\""),
+            );
+        }
+        components.push(alternatives);
+    }
+    if !(400..=599).contains(&s.license_unavailable_status) {
+        return c.fail(
+            "sessions.license_unavailable_status",
+            "must be an HTTP error status (400-599)",
+        );
+    }
+    Ok(SessionSettings {
+        store,
+        idle_timeout,
+        absolute_timeout,
+        identity: IdentityRule::new(components),
+        touch_interval,
+        sweep_interval: c.positive_duration("sessions.sweep_interval", &s.sweep_interval)?,
+        license_unavailable_status: s.license_unavailable_status,
+    })
+}
