@@ -262,6 +262,7 @@ mod tests {
             logout_audiences: logout_audiences.iter().map(|a| a.to_string()).collect(),
             require_logout_typ,
             access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
+            min_rsa_bits: 2048,
         }
     }
 

@@ -106,6 +106,13 @@ pub struct IssuerSection {
     /// Accepted `typ` headers of access tokens (`""`: no `typ`).
     #[serde(default = "default_access_token_types")]
     pub access_token_types: Vec<String>,
+    /// The smallest RSA modulus, in bits, a JWKS key may have.
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
+}
+
+fn default_min_rsa_bits() -> u32 {
+    crate::auth::jwks::MIN_RSA_BITS as u32
 }
 
 fn default_access_token_types() -> Vec<String> {

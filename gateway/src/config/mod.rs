@@ -175,6 +175,9 @@ pub struct IssuerConfig {
     /// Accepted access-token `typ` headers, as [`token_type`] normalises
     /// them; `""` stands for a token without `typ`.
     pub access_token_types: Vec<String>,
+    /// The smallest RSA modulus, in bits, of a key the issuer's JWKS may
+    /// hold (2048 unless set; 1024 at the least for legacy providers).
+    pub min_rsa_bits: usize,
 }
 
 /// Normalised `typ` values of tokens that are never access tokens, whatever

@@ -939,6 +939,32 @@ fn issuer_token_types_and_logout_audiences_default_and_normalise() {
 }
 
 #[test]
+fn the_smallest_rsa_key_of_an_issuer_is_2048_bits_unless_set_within_bounds() {
+    assert_eq!(valid(MINIMAL).issuers[0].min_rsa_bits, 2048);
+    let with = |line: &str| {
+        MINIMAL.replace(
+            "audiences = [\"erp-api\"]",
+            &format!("audiences = [\"erp-api\"]\n{line}"),
+        )
+    };
+    assert_eq!(
+        valid(&with("min_rsa_bits = 3072")).issuers[0].min_rsa_bits,
+        3072
+    );
+    assert_eq!(
+        valid(&with("min_rsa_bits = 1024")).issuers[0].min_rsa_bits,
+        1024
+    );
+    for bits in ["512", "1023", "8193", "0"] {
+        refused(
+            &with(&format!("min_rsa_bits = {bits}")),
+            "issuers[0].min_rsa_bits",
+            "between 1024 and 8192",
+        );
+    }
+}
+
+#[test]
 fn issuer_token_types_and_logout_audiences_are_checked() {
     let with = |line: &str| {
         MINIMAL.replace(

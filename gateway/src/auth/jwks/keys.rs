@@ -195,7 +195,11 @@ impl KeySet {
     /// Parses a JWKS document, keeping only keys fit for signature checks.
     /// A malformed key is skipped, not fatal, so one odd key at the issuer
     /// does not lock everybody out.
-    pub fn parse(document: &[u8], loaded_ms: UnixMillis) -> Result<Self, JwksError> {
+    pub fn parse(
+        document: &[u8],
+        loaded_ms: UnixMillis,
+        min_rsa_bits: usize,
+    ) -> Result<Self, JwksError> {
         let value: Value = serde_json::from_slice(document)
             .map_err(|e| JwksError::Invalid(format!("JWKS is not JSON: {e}")))?;
         let Some(entries) = value.get("keys").and_then(Value::as_array) else {
@@ -209,7 +213,7 @@ impl KeySet {
             let kid = entry.get("kid").and_then(Value::as_str).unwrap_or("");
             match serde_json::from_value::<Jwk>(entry.clone())
                 .map_err(|_| KeyRejection::Malformed)
-                .and_then(|jwk| usable_key(&jwk))
+                .and_then(|jwk| usable_key(&jwk, min_rsa_bits))
             {
                 Ok(key) => set.keys.push(key),
                 Err(KeyRejection::NotForSignatures) => {
@@ -254,7 +258,7 @@ impl KeySet {
     }
 }
 
-fn usable_key(jwk: &Jwk) -> Result<VerificationKey, KeyRejection> {
+fn usable_key(jwk: &Jwk, min_rsa_bits: usize) -> Result<VerificationKey, KeyRejection> {
     if matches!(
         jwk.common.public_key_use,
         Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
@@ -269,7 +273,7 @@ fn usable_key(jwk: &Jwk) -> Result<VerificationKey, KeyRejection> {
     let (family, curve, material) = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) => {
             let (n, e) = (b64(&p.n)?, b64(&p.e)?);
-            check_rsa(&n, &e, MIN_RSA_BITS)?;
+            check_rsa(&n, &e, min_rsa_bits)?;
             (AlgorithmFamily::Rsa, None, KeyMaterial::Rsa { n, e })
         }
         AlgorithmParameters::EllipticCurve(p) => {

@@ -193,7 +193,7 @@ impl IssuerKeys {
                 self.get(&jwks_uri).await?
             }
         };
-        KeySet::parse(&document, self.clock.now_ms())
+        KeySet::parse(&document, self.clock.now_ms(), self.config.min_rsa_bits)
     }
 
     async fn discover(&self, url: &str) -> Result<String, JwksError> {

@@ -34,6 +34,7 @@ async fn verifier_for(
         logout_audiences: vec!["erp-web".into()],
         require_logout_typ: false,
         access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
+        min_rsa_bits: 2048,
     };
     let verifier = Verifier::new(&[config], policy(cache_size), Arc::new(clock)).unwrap();
     verifier.issuers()[0].refresh().await.unwrap();

@@ -122,6 +122,12 @@ pub(super) fn issuer(
             access_token_types.push(normalised);
         }
     }
+    if !(LEAST_RSA_BITS..=MOST_RSA_BITS).contains(&s.min_rsa_bits) {
+        return c.fail(
+            format!("{key}.min_rsa_bits"),
+            format!("must be between {LEAST_RSA_BITS} and {MOST_RSA_BITS} (2048 unless set)"),
+        );
+    }
     Ok(IssuerConfig {
         issuer: s.issuer.clone(),
         audiences: s.audiences.clone(),
@@ -133,8 +139,15 @@ pub(super) fn issuer(
         logout_audiences,
         require_logout_typ: s.require_logout_typ,
         access_token_types,
+        min_rsa_bits: s.min_rsa_bits as usize,
     })
 }
+
+/// The lowest `min_rsa_bits` an operator may set: 1024-bit keys of legacy
+/// providers, never less (512-bit RSA is factored in hours).
+const LEAST_RSA_BITS: u32 = 1024;
+/// The highest `min_rsa_bits`: the largest modulus aws-lc verifies.
+const MOST_RSA_BITS: u32 = 8192;
 
 /// A JWKS file must be readable and hold a JSON object with a `keys` array
 /// now, not only at the first key refresh (which would leave the gateway

@@ -19,7 +19,7 @@ fn keeps_signature_keys_and_drops_symmetric_and_encryption_keys() {
         {"kty": "XYZ", "kid": "odd"},
         {"kid": "broken"}
     ]});
-    let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+    let set = KeySet::parse(doc.to_string().as_bytes(), 1, MIN_RSA_BITS).unwrap();
     assert_eq!(set.len(), 1);
     assert_eq!(set.skipped, 4);
     assert!(set.has_kid("a"));
@@ -29,7 +29,7 @@ fn keeps_signature_keys_and_drops_symmetric_and_encryption_keys() {
 #[test]
 fn candidates_respect_kid_family_and_pinned_alg() {
     let doc = json!({"keys": [rsa_jwk("a"), rsa_jwk("b")]});
-    let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+    let set = KeySet::parse(doc.to_string().as_bytes(), 1, MIN_RSA_BITS).unwrap();
     assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 1);
     assert_eq!(set.candidates(None, Algorithm::RS256).count(), 2);
     // The JWKs pin RS256, so RS384 or PS256 may not use them.
@@ -58,7 +58,12 @@ fn ec_key(kid: &str) -> (aws_lc_rs::signature::EcdsaKeyPair, Value) {
 #[test]
 fn parsed_keys_verify_only_their_own_algorithm() {
     let (pair, jwk) = ec_key("ec");
-    let set = KeySet::parse(json!({"keys": [jwk]}).to_string().as_bytes(), 1).unwrap();
+    let set = KeySet::parse(
+        json!({"keys": [jwk]}).to_string().as_bytes(),
+        1,
+        MIN_RSA_BITS,
+    )
+    .unwrap();
     let key = set.candidates(Some("ec"), Algorithm::ES256).next().unwrap();
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let signature = pair.sign(&rng, b"header.payload").unwrap();
@@ -87,7 +92,7 @@ fn keys_that_do_not_parse_are_skipped() {
         {"kty": "RSA", "kid": "enc-alg", "alg": "RSA-OAEP", "n": RSA_N, "e": "AQAB"},
         rsa_jwk("good")
     ]});
-    let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+    let set = KeySet::parse(doc.to_string().as_bytes(), 1, MIN_RSA_BITS).unwrap();
     assert_eq!((set.len(), set.skipped), (1, 4));
     assert!(set.has_kid("good"));
 }
@@ -98,7 +103,7 @@ fn okp(kid: &str, x: &[u8]) -> Value {
 
 fn rejection(jwk: Value) -> KeyRejection {
     let jwk: Jwk = serde_json::from_value(jwk).unwrap();
-    usable_key(&jwk).expect_err("key refused")
+    usable_key(&jwk, MIN_RSA_BITS).expect_err("key refused")
 }
 
 /// The identity point as an Ed25519 public key.
@@ -128,7 +133,7 @@ fn small_order_ed25519_keys_are_refused_in_every_encoding() {
             let mut key = *point;
             key[31] |= sign;
             let doc = json!({"keys": [okp(&format!("small-{i}"), &key)]});
-            let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+            let set = KeySet::parse(doc.to_string().as_bytes(), 1, MIN_RSA_BITS).unwrap();
             assert_eq!((set.len(), set.skipped), (0, 1), "{key:02x?}");
         }
     }
@@ -136,7 +141,7 @@ fn small_order_ed25519_keys_are_refused_in_every_encoding() {
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
     let pair = Ed25519KeyPair::generate().unwrap();
     let doc = json!({"keys": [okp("real", pair.public_key().as_ref())]});
-    let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+    let set = KeySet::parse(doc.to_string().as_bytes(), 1, MIN_RSA_BITS).unwrap();
     assert_eq!((set.len(), set.skipped), (1, 0));
     let key = set
         .candidates(Some("real"), Algorithm::EdDSA)
@@ -144,6 +149,25 @@ fn small_order_ed25519_keys_are_refused_in_every_encoding() {
         .unwrap();
     let signature = pair.sign(b"h.p");
     assert!(key.verifies(Algorithm::EdDSA, b"h.p", signature.as_ref()));
+}
+
+#[test]
+fn the_rsa_minimum_is_the_issuers_setting() {
+    let n2048 = URL_SAFE_NO_PAD.encode([0xc5; 256]);
+    let n1024 = URL_SAFE_NO_PAD.encode([0xc5; 128]);
+    let key = |n: &str| -> Jwk {
+        serde_json::from_value(json!({"kty": "RSA", "kid": "k", "n": n, "e": "AQAB"})).unwrap()
+    };
+    assert_eq!(
+        usable_key(&key(&n2048), 3072).err(),
+        Some(KeyRejection::WeakRsaModulus {
+            bits: 2048,
+            min: 3072
+        })
+    );
+    // A legacy provider's 1024-bit key, allowed only when set so.
+    assert!(usable_key(&key(&n1024), 1024).is_ok());
+    assert!(usable_key(&key(&n1024), MIN_RSA_BITS).is_err());
 }
 
 #[test]
@@ -170,7 +194,13 @@ fn weak_rsa_keys_are_refused() {
             "e = {e}"
         );
     }
-    assert!(usable_key(&serde_json::from_value(rsa_jwk("ok")).unwrap()).is_ok());
+    assert!(
+        usable_key(
+            &serde_json::from_value(rsa_jwk("ok")).unwrap(),
+            MIN_RSA_BITS
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -187,7 +217,7 @@ fn ec_points_off_the_curve_or_at_zero_are_refused() {
 
 #[test]
 fn rejects_documents_that_are_not_a_jwks() {
-    assert!(KeySet::parse(b"not json", 1).is_err());
-    assert!(KeySet::parse(b"{\"keys\": 3}", 1).is_err());
-    assert!(KeySet::parse(b"[]", 1).is_err());
+    assert!(KeySet::parse(b"not json", 1, MIN_RSA_BITS).is_err());
+    assert!(KeySet::parse(b"{\"keys\": 3}", 1, MIN_RSA_BITS).is_err());
+    assert!(KeySet::parse(b"[]", 1, MIN_RSA_BITS).is_err());
 }
