@@ -19,12 +19,9 @@ use crate::clock::UnixMillis;
 use crate::session::identity::subject_key;
 use crate::session::{Revocation, SubjectKey};
 
-/// The revocation key of the tokens that carry an identity provider session
-/// id (`sid`): a back-channel logout of that session revokes them all.
-pub fn sid_key(issuer: &str, sid: &str) -> String {
-    crate::session::identity::Digest32::of_parts("sid", [issuer.as_bytes(), sid.as_bytes()])
-        .to_hex()
-}
+// The key is an identity concept and lives with the session identity; this
+// path stays for the callers that still name it here.
+pub use crate::session::identity::sid_key;
 
 /// The revocations this instance knows, ready for lookups.
 #[derive(Debug, Default)]

@@ -956,7 +956,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl crate::session::Store for FlakyStore {
+    impl crate::session::SessionStore for FlakyStore {
         async fn admit(
             &self,
             request: &AdmitRequest<'_>,
@@ -1009,6 +1009,10 @@ mod tests {
         fn reconfigure(&self, pools: &Pools) {
             self.inner.reconfigure(pools)
         }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::session::RevocationStore for FlakyStore {
         async fn revoke(&self, revocation: &Revocation) -> Result<(), crate::session::StoreError> {
             self.inner.revoke(revocation).await
         }
@@ -1024,6 +1028,10 @@ mod tests {
         async fn deleted_revocations(&self) -> Result<Vec<String>, crate::session::StoreError> {
             self.inner.deleted_revocations().await
         }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::session::LogoutLedger for FlakyStore {
         async fn linked_sessions(
             &self,
             sid_key: &str,
@@ -1041,6 +1049,8 @@ mod tests {
             self.inner.release_use(key).await
         }
     }
+
+    impl crate::session::AuditSink for FlakyStore {}
 
     #[tokio::test]
     async fn a_logout_the_store_failed_is_carried_out_on_retry_and_only_once() {

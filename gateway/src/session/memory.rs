@@ -1,7 +1,7 @@
 //! The memory store: every session of one gateway instance, held in process.
 //!
 //! This is the embedded default (`store = "memory"`) for a single instance
-//! and for `session-gateway dev`. It implements the same [`Store`] contract
+//! and for `session-gateway dev`. It implements the same [`Store`](super::Store) contract
 //! as the Redis store, and passes the same contract suite
 //! ([`super::contract`]), so the proxy cannot tell them apart.
 //!
@@ -15,7 +15,7 @@
 //! and computing `Retry-After` only touch the sessions that matter.
 //!
 //! Sessions that expired by time are reported exactly once, by whichever of
-//! [`Store::admit`] (for its pool) or [`Store::sweep`] finds them first.
+//! [`SessionStore::admit`] (for its pool) or [`SessionStore::sweep`] finds them first.
 //! The read-only operations (`find`, `get`, `list`, `usage`) and the closing
 //! ones (`close`, `close_subject`) treat them as absent but leave them in
 //! place, so their `idle` / `absolute` close is never lost from the audit.
@@ -28,13 +28,14 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
-    Refusal, Revocation, Session, SessionFilter, SessionId, Store, StoreError, SubjectKey,
+    Admission, AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, IdentityKey,
+    LogoutLedger, PoolUsage, Refusal, Revocation, RevocationStore, Session, SessionFilter,
+    SessionId, SessionStore, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::licensing::{Bucket, Pool, Pools, SubjectLimitPolicy};
 
-/// A [`Store`] for a single gateway instance, holding sessions in memory.
+/// A [`Store`](super::Store) for a single gateway instance, holding sessions in memory.
 #[derive(Debug)]
 pub struct MemoryStore {
     clock: SharedClock,
@@ -401,7 +402,7 @@ fn retry_after(earliest: Option<UnixMillis>, now: UnixMillis, idle: Duration) ->
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl SessionStore for MemoryStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
         let now = self.clock.now_ms();
         if let Some(token) = &request.token {
@@ -550,7 +551,10 @@ impl Store for MemoryStore {
             }
         }
     }
+}
 
+#[async_trait]
+impl RevocationStore for MemoryStore {
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut revocations = self.revocations.lock();
@@ -588,7 +592,10 @@ impl Store for MemoryStore {
         tombstones.retain(|(_, lapse)| *lapse > now);
         Ok(tombstones.iter().map(|(id, _)| id.clone()).collect())
     }
+}
 
+#[async_trait]
+impl LogoutLedger for MemoryStore {
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
         let now = self.clock.now_ms();
         Ok(self
@@ -626,6 +633,9 @@ impl Store for MemoryStore {
         Ok(())
     }
 }
+
+// The memory store keeps no trail of its own: its audit trail is the log.
+impl AuditSink for MemoryStore {}
 
 #[cfg(test)]
 mod tests {

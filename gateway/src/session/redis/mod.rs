@@ -30,9 +30,9 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{ClientTlsConfig, IntoConnectionInfo, Script, TlsCertificates, TlsMode, Value};
 
 use super::{
-    Admission, AdmitOutcome, AdmitRequest, AuditEvent, CloseReason, ClosedSession, IdentityKey,
-    PoolUsage, Refusal, Revocation, RevocationListener, RevocationNews, Session, SessionFilter,
-    SessionId, Store, StoreError, SubjectKey,
+    Admission, AdmitOutcome, AdmitRequest, AuditEvent, AuditSink, CloseReason, ClosedSession,
+    IdentityKey, LogoutLedger, PoolUsage, Refusal, Revocation, RevocationListener, RevocationNews,
+    RevocationStore, Session, SessionFilter, SessionId, SessionStore, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::config::{RedisConfig, RedisMode, RedisTls};
@@ -235,7 +235,7 @@ impl Drop for Driver {
     }
 }
 
-/// A [`Store`] in Redis, shared by every gateway instance that points at it.
+/// A [`Store`](super::Store) in Redis, shared by every gateway instance that points at it.
 pub struct RedisStore {
     connection: Connection,
     driver: Driver,
@@ -976,7 +976,7 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl SessionStore for RedisStore {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
         let sid_key = request.sid.map(|sid| sid.key());
         if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key)
@@ -1187,7 +1187,10 @@ impl Store for RedisStore {
             every,
         }));
     }
+}
 
+#[async_trait]
+impl RevocationStore for RedisStore {
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
         // The markers first: once the message is out, an instance that
         // missed it must already find them in its admissions.
@@ -1226,10 +1229,6 @@ impl Store for RedisStore {
         )
         .await
         .map(|_| ())
-    }
-
-    fn on_revocation_news(&self, listener: RevocationListener) {
-        *self.revocation_listener.lock() = Some(listener);
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -1271,6 +1270,10 @@ impl Store for RedisStore {
             .collect()
     }
 
+    fn on_revocation_news(&self, listener: RevocationListener) {
+        *self.revocation_listener.lock() = Some(listener);
+    }
+
     async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError> {
         let value = self
             .run(
@@ -1281,7 +1284,10 @@ impl Store for RedisStore {
             .await?;
         array(&value)?.iter().map(text).collect()
     }
+}
 
+#[async_trait]
+impl LogoutLedger for RedisStore {
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<SessionId>, StoreError> {
         // A link lives in the slot of the pool that opened the session (the
         // admission writes it), so a lookup asks every pool.
@@ -1295,27 +1301,6 @@ impl Store for RedisStore {
             }
         }
         Ok(linked)
-    }
-
-    fn queue_audit(&self, event: AuditEvent) {
-        let start = {
-            let mut queue = self.pending_audit.lock();
-            if queue.events.len() >= AUDIT_QUEUE_CAP {
-                tracing::debug!("audit queue full; event not appended to the store");
-                return;
-            }
-            queue.events.push(event);
-            !std::mem::replace(&mut queue.flushing, true)
-        };
-        if start
-            && let Some(me) = self.me.upgrade()
-            && !self.driver.spawn(async move {
-                tokio::time::sleep(AUDIT_DELAY).await;
-                me.flush_audit().await;
-            })
-        {
-            self.pending_audit.lock().flushing = false;
-        }
     }
 
     async fn first_use(&self, key: &str, until_ms: UnixMillis) -> Result<bool, StoreError> {
@@ -1337,6 +1322,29 @@ impl Store for RedisStore {
         )
         .await?;
         Ok(())
+    }
+}
+
+impl AuditSink for RedisStore {
+    fn queue_audit(&self, event: AuditEvent) {
+        let start = {
+            let mut queue = self.pending_audit.lock();
+            if queue.events.len() >= AUDIT_QUEUE_CAP {
+                tracing::debug!("audit queue full; event not appended to the store");
+                return;
+            }
+            queue.events.push(event);
+            !std::mem::replace(&mut queue.flushing, true)
+        };
+        if start
+            && let Some(me) = self.me.upgrade()
+            && !self.driver.spawn(async move {
+                tokio::time::sleep(AUDIT_DELAY).await;
+                me.flush_audit().await;
+            })
+        {
+            self.pending_audit.lock().flushing = false;
+        }
     }
 }
 
