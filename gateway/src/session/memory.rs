@@ -1,9 +1,10 @@
 //! The memory store: every session of one gateway instance, held in process.
 //!
 //! This is the embedded default (`store = "memory"`) for a single instance
-//! and for `session-gateway dev`. It implements the same [`Store`](super::Store) contract
-//! as the Redis store, and passes the same contract suite
-//! ([`super::contract`]), so the proxy cannot tell them apart.
+//! and for `session-gateway dev`. It implements the same store traits
+//! ([`Store`](super::Store)) as the Redis store, and passes the same
+//! contract suite (`tests/src/contract/`, run by
+//! `tests/tests/memory_store.rs`), so the proxy cannot tell them apart.
 //!
 //! All state sits behind one mutex. Every operation is a short, synchronous
 //! critical section (no `.await` while the lock is held), which makes each
@@ -641,9 +642,42 @@ impl AuditSink for MemoryStore {}
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::session::contract::{caller, pool};
+    use crate::session::SessionIdentity;
+    use crate::session::identity::{Digest32, subject_key};
 
     const T0: UnixMillis = 1_700_000_000_000;
+
+    const ISSUER: &str = "https://idp.memory.test";
+
+    /// A pool with no rule, no cap, no reserved seats and the contract
+    /// suite's timeouts (20 minutes idle, 8 hours absolute).
+    fn pool(name: &str, limit: u32) -> Pool {
+        Pool {
+            name: name.into(),
+            limit,
+            rule: None,
+            subject_limit: None,
+            reserved: Vec::new(),
+            idle_timeout: Duration::from_secs(20 * 60),
+            absolute_timeout: Duration::from_secs(8 * 3600),
+        }
+    }
+
+    /// The session identity the default rule (`iss`, `sub`, `client_id`)
+    /// derives for a subject and client of one issuer; built directly, since
+    /// these tests need no token.
+    fn identity(subject: &str, client: &str) -> SessionIdentity {
+        SessionIdentity {
+            key: Digest32::of_parts(
+                "identity",
+                [ISSUER.as_bytes(), subject.as_bytes(), client.as_bytes()],
+            ),
+            issuer: ISSUER.into(),
+            subject: subject.into(),
+            client: Some(client.into()),
+            subject_key: subject_key(ISSUER, subject),
+        }
+    }
 
     /// Every index agrees with the sessions it indexes.
     fn assert_consistent(store: &MemoryStore) {
@@ -680,7 +714,7 @@ mod tests {
         let b = Arc::clone(pools.get("b").expect("pool b"));
         let people: Vec<_> = ["ann", "ben", "cat", "dan"]
             .iter()
-            .map(|s| caller(s, "web").identity)
+            .map(|s| identity(s, "web"))
             .collect();
         for (round, who) in people.iter().cycle().take(12).enumerate() {
             let pool = if round % 3 == 0 { &b } else { &a };
@@ -719,7 +753,7 @@ mod tests {
         let clock = ManualClock::starting_at(T0);
         let store = MemoryStore::new(&Pools::new(vec![pool("known", 1)]), Arc::new(clock));
         let late = Arc::new(pool("late", 1));
-        let who = caller("ann", "web").identity;
+        let who = identity("ann", "web");
         let request = AdmitRequest {
             pool: &late,
             identity: &who,

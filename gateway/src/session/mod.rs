@@ -27,9 +27,6 @@ pub mod redis;
 pub mod revocation;
 pub mod store;
 
-#[cfg(any(test, feature = "contract-tests"))]
-pub mod contract;
-
 pub use admission::{Admission, AdmitOutcome, AdmitRequest, IdpSession, PresentedToken, Refusal};
 pub use identity::{IdentityKey, IdentityRule, SessionIdentity, SubjectKey, sid_key};
 pub use memory::MemoryStore;
