@@ -36,7 +36,8 @@ use super::{
 use crate::clock::{SharedClock, UnixMillis};
 use crate::licensing::{Bucket, Pool, Pools, SubjectLimitPolicy};
 
-/// A [`Store`](super::Store) for a single gateway instance, holding sessions in memory.
+/// A [`Store`](super::Store) for a single gateway instance, holding
+/// sessions in memory.
 #[derive(Debug)]
 pub struct MemoryStore {
     clock: SharedClock,
