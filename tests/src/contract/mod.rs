@@ -1,11 +1,13 @@
 //! The store contract suite: what every store must do, as tests that any
 //! implementation can run. One file per store trait:
 //!
-//! * [`sessions`]: [`SessionStore`](session_gateway::session::SessionStore);
-//! * [`revocations`]:
-//!   [`RevocationStore`](session_gateway::session::RevocationStore);
-//! * [`logout_ledger`]: [`LogoutLedger`](session_gateway::session::LogoutLedger);
-//! * [`audit`]: [`AuditSink`](session_gateway::session::AuditSink).
+//! * [`SessionStore`](session_gateway::session::SessionStore) in
+//!   [`sessions`];
+//! * [`RevocationStore`](session_gateway::session::RevocationStore) in
+//!   [`revocations`];
+//! * [`LogoutLedger`](session_gateway::session::LogoutLedger) in
+//!   [`logout_ledger`];
+//! * [`AuditSink`](session_gateway::session::AuditSink) in [`audit`].
 //!
 //! It lives in the end-to-end crate, not in the gateway, so the gateway
 //! ships no test code and needs no feature for it. The memory store runs it
