@@ -20,7 +20,7 @@ use session_gateway::config::Config;
 use session_gateway::devkit::{Issuer, IssuerHandle, TokenRequest};
 use session_gateway::licensing::Pools;
 use session_gateway::proxy::routes::Router;
-use session_gateway::session::{AdmitRequest, MemoryStore, RedisStore, Store};
+use session_gateway::session::{AdmitRequest, MemoryStore, RedisStore, SessionStore};
 use session_gateway_e2e::RedisServer;
 
 /// Distinct tokens per cache-miss case, so a miss never becomes a hit.

@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use session_gateway::clock::ManualClock;
 use session_gateway::config::{RedisConfig, RedisMode, Secret};
 use session_gateway::licensing::Pools;
-use session_gateway::session::contract::StoreFuture;
 use session_gateway::session::{
-    AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage, RedisStore,
-    Revocation, Session, SessionFilter, Store, StoreError, SubjectKey,
+    AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, IdentityKey, LogoutLedger,
+    PoolUsage, RedisStore, Revocation, RevocationStore, Session, SessionFilter, SessionStore,
+    Store, StoreError, SubjectKey,
 };
 use session_gateway_e2e::RedisServer;
+use session_gateway_e2e::contract::StoreFuture;
 
 /// The Redis store, owning the `redis-server` it talks to.
 struct StoreWithServer {
@@ -54,7 +55,7 @@ fn redis_factory(pools: Pools, clock: ManualClock) -> StoreFuture {
 }
 
 #[async_trait]
-impl Store for StoreWithServer {
+impl SessionStore for StoreWithServer {
     async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
         self.store.admit(request).await
     }
@@ -97,6 +98,10 @@ impl Store for StoreWithServer {
     fn reconfigure(&self, pools: &Pools) {
         self.store.reconfigure(pools)
     }
+}
+
+#[async_trait]
+impl RevocationStore for StoreWithServer {
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
         self.store.revoke(revocation).await
     }
@@ -109,6 +114,10 @@ impl Store for StoreWithServer {
     async fn deleted_revocations(&self) -> Result<Vec<String>, StoreError> {
         self.store.deleted_revocations().await
     }
+}
+
+#[async_trait]
+impl LogoutLedger for StoreWithServer {
     async fn linked_sessions(&self, sid_key: &str) -> Result<Vec<String>, StoreError> {
         self.store.linked_sessions(sid_key).await
     }
@@ -120,8 +129,11 @@ impl Store for StoreWithServer {
     }
 }
 
+// Like before the split, the wrapper keeps no audit trail of its own.
+impl AuditSink for StoreWithServer {}
+
 mod contract {
-    session_gateway::store_contract_tests!(super::redis_factory);
+    session_gateway_e2e::store_contract_tests!(super::redis_factory);
 }
 
 /// Two instances of the store on one `redis-server`: A, and B listening for
@@ -139,7 +151,7 @@ struct TwoInstances {
 impl TwoInstances {
     async fn start() -> anyhow::Result<Self> {
         use session_gateway::clock::SystemClock;
-        use session_gateway::session::contract::pool;
+        use session_gateway_e2e::contract::pool;
 
         let server = RedisServer::start()?;
         let mut config = redis_config(server.url());
@@ -223,8 +235,8 @@ impl TwoInstances {
     }
 }
 
-static ALICE: std::sync::LazyLock<session_gateway::session::contract::Caller> =
-    std::sync::LazyLock::new(|| session_gateway::session::contract::caller("alice", "erp-web"));
+static ALICE: std::sync::LazyLock<session_gateway_e2e::contract::Caller> =
+    std::sync::LazyLock::new(|| session_gateway_e2e::contract::caller("alice", "erp-web"));
 
 /// A close on one instance drops the cached lease on another through the
 /// revocation channel, so the next call there goes to Redis (and opens a new
@@ -277,7 +289,7 @@ async fn a_broken_revocation_channel_ends_cached_leases() -> anyhow::Result<()> 
 #[tokio::test]
 async fn one_touch_call_slides_a_batch_and_reports_closed_sessions() -> anyhow::Result<()> {
     use session_gateway::clock::Clock;
-    use session_gateway::session::contract::{caller, pool};
+    use session_gateway_e2e::contract::{caller, pool};
 
     let server = RedisServer::start()?;
     let pools = Pools::new(vec![pool("p", 5)]);
@@ -330,7 +342,7 @@ async fn one_touch_call_slides_a_batch_and_reports_closed_sessions() -> anyhow::
 #[tokio::test]
 async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
     use session_gateway::clock::SystemClock;
-    use session_gateway::session::contract::{caller, pool};
+    use session_gateway_e2e::contract::{caller, pool};
 
     let server = RedisServer::start()?;
     let mut config = redis_config(server.url());
@@ -395,7 +407,7 @@ async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
 #[tokio::test]
 async fn queued_audit_events_reach_the_stream_in_order_sharing_calls() -> anyhow::Result<()> {
     use session_gateway::clock::SystemClock;
-    use session_gateway::session::contract::pool;
+    use session_gateway_e2e::contract::pool;
 
     let server = RedisServer::start()?;
     let pools = Pools::new(vec![pool("p", 1)]);
@@ -438,8 +450,8 @@ async fn queued_audit_events_reach_the_stream_in_order_sharing_calls() -> anyhow
 #[tokio::test]
 async fn subject_revocations_recorded_without_names_still_load_and_delete() -> anyhow::Result<()> {
     use session_gateway::clock::SystemClock;
-    use session_gateway::session::contract::pool;
     use session_gateway::session::identity::subject_key;
+    use session_gateway_e2e::contract::pool;
 
     let server = RedisServer::start()?;
     let pools = Pools::new(vec![pool("p", 1)]);

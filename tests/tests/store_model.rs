@@ -39,14 +39,14 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunne
 use session_gateway::clock::ManualClock;
 use session_gateway::config::{RedisConfig, RedisMode, Secret};
 use session_gateway::licensing::{Pool, Pools, SubjectLimitPolicy};
-use session_gateway::session::contract::{
-    Caller, ISSUER, T0, caller_of, pool, with_reserved, with_subject_limit, with_timeouts,
-};
 use session_gateway::session::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, MemoryStore, PoolUsage,
     RedisStore, Refusal, Session, SessionFilter, Store, SubjectKey,
 };
 use session_gateway_e2e::RedisServer;
+use session_gateway_e2e::contract::{
+    Caller, ISSUER, T0, caller_of, pool, with_reserved, with_subject_limit, with_timeouts,
+};
 
 // ---------------------------------------------------------------------------
 // The scenario: pools and callers.

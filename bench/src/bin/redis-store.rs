@@ -22,7 +22,9 @@ use session_gateway::auth::Claims;
 use session_gateway::clock::SystemClock;
 use session_gateway::config::{RedisConfig, RedisMode, Secret};
 use session_gateway::licensing::{Pool, Pools};
-use session_gateway::session::{AdmitRequest, IdentityRule, RedisStore, SessionIdentity, Store};
+use session_gateway::session::{
+    AdmitRequest, IdentityRule, RedisStore, SessionIdentity, SessionStore,
+};
 use session_gateway_e2e::RedisServer;
 
 fn identity(n: u64) -> SessionIdentity {

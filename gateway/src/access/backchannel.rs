@@ -374,7 +374,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl crate::session::Store for FlakyStore {
+    impl crate::session::SessionStore for FlakyStore {
         async fn admit(
             &self,
             request: &AdmitRequest<'_>,
@@ -427,6 +427,10 @@ mod tests {
         fn reconfigure(&self, pools: &Pools) {
             self.inner.reconfigure(pools)
         }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::session::RevocationStore for FlakyStore {
         async fn revoke(&self, revocation: &Revocation) -> Result<(), crate::session::StoreError> {
             self.inner.revoke(revocation).await
         }
@@ -442,6 +446,10 @@ mod tests {
         async fn deleted_revocations(&self) -> Result<Vec<String>, crate::session::StoreError> {
             self.inner.deleted_revocations().await
         }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::session::LogoutLedger for FlakyStore {
         async fn linked_sessions(
             &self,
             sid_key: &str,
@@ -459,6 +467,8 @@ mod tests {
             self.inner.release_use(key).await
         }
     }
+
+    impl crate::session::AuditSink for FlakyStore {}
 
     #[tokio::test]
     async fn a_logout_the_store_failed_is_carried_out_on_retry_and_only_once() {

@@ -104,16 +104,17 @@ pub struct SessionIdentity {
     pub subject_key: SubjectKey,
 }
 
+/// The revocation key of the tokens that carry an identity provider session
+/// id (`sid`): a back-channel logout of that session revokes them all, and
+/// the stores link sessions to it ([`super::IdpSession::key`]). It lives
+/// with the other identity keys because it is one: who a `sid` belongs to.
+pub fn sid_key(issuer: &str, sid: &str) -> String {
+    Digest32::of_parts("sid", [issuer.as_bytes(), sid.as_bytes()]).to_hex()
+}
+
 /// The subject key of an issuer's subject.
 pub fn subject_key(issuer: &str, subject: &str) -> SubjectKey {
     Digest32::of_parts("subject", [issuer.as_bytes(), subject.as_bytes()])
-}
-
-/// The key of an identity provider session (`sid` of `iss`): sessions are
-/// linked to it, and a back-channel logout of it revokes the tokens that
-/// carry it.
-pub fn sid_key(issuer: &str, sid: &str) -> String {
-    Digest32::of_parts("sid", [issuer.as_bytes(), sid.as_bytes()]).to_hex()
 }
 
 impl IdentityRule {

@@ -1,0 +1,128 @@
+//! What one admission asks of a store and what it answers: the request of a
+//! call on a `session` route ([`AdmitRequest`]), and the decision
+//! ([`Admission`], inside an [`AdmitOutcome`]).
+//!
+//! Kept apart from the store traits so that the proxy, which builds the
+//! request and maps the decision to a response, reads them without the
+//! store's machinery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::identity::{SessionIdentity, sid_key};
+use super::record::{ClosedSession, Session};
+use crate::clock::UnixMillis;
+use crate::licensing::{Bucket, Pool};
+
+/// What the proxy asks of the store on a call of a `session` route.
+#[derive(Debug, Clone)]
+pub struct AdmitRequest<'a> {
+    /// The pool the token maps to.
+    pub pool: &'a Arc<Pool>,
+    /// The token's session identity.
+    pub identity: &'a SessionIdentity,
+    /// The token's reserved group in that pool, if any.
+    pub reserved: Option<Bucket>,
+    /// The identity provider session (`sid`) the token names, if any. The
+    /// session this call opens or reuses is linked to it, in the same store
+    /// call, so a back-channel logout naming that `sid` finds the session
+    /// even when a token of a later identity provider session (a new login
+    /// of the same user and client) reuses it; the link lapses with the
+    /// session's absolute lifetime. A refused call links nothing.
+    pub sid: Option<IdpSession<'a>>,
+    /// The presented token, checked against the fleet's revocations inside
+    /// the admission itself, so no instance opens or reuses a session for a
+    /// revoked token or identity even while it has missed the revocation
+    /// message. `None` skips the check (store tests).
+    pub token: Option<PresentedToken<'a>>,
+}
+
+/// What an admission checks of the presented token against revocations.
+#[derive(Debug, Clone, Copy)]
+pub struct PresentedToken<'a> {
+    /// Its revocation key (its `jti`, or the digest of its signed part).
+    pub key: &'a str,
+    /// When it was issued (`iat`), if it says; a token without one counts
+    /// as issued before any subject revocation.
+    pub issued_ms: Option<UnixMillis>,
+}
+
+/// An identity provider session as a token names it: its issuer and `sid`.
+#[derive(Debug, Clone, Copy)]
+pub struct IdpSession<'a> {
+    /// `iss`.
+    pub issuer: &'a str,
+    /// `sid`.
+    pub sid: &'a str,
+}
+
+impl IdpSession<'_> {
+    /// The key links are stored and looked up under.
+    pub fn key(&self) -> String {
+        sid_key(self.issuer, self.sid)
+    }
+}
+
+/// Why a new session was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every seat the caller may use is held.
+    PoolFull {
+        /// The pool's limit.
+        limit: u32,
+        /// Seats held now.
+        in_use: u32,
+        /// Time until the earliest seat the caller could use frees by expiry.
+        retry_after: Duration,
+    },
+    /// The token, its identity provider session or its subject is revoked
+    /// (a revocation this instance may not have heard of yet).
+    Revoked,
+    /// The subject already holds its maximum number of sessions (`deny`).
+    SubjectLimit {
+        /// The per-subject cap.
+        limit: u32,
+        /// Time until the subject's earliest session expires.
+        retry_after: Duration,
+    },
+}
+
+/// The decision of one admission.
+// A short-lived value on the stack of one request; boxing the larger
+// variant would cost an allocation on every new session instead.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The identity's open session was reused and its idle timer slid.
+    Reused(Session),
+    /// A new session was opened and took a seat.
+    Opened {
+        /// The new session.
+        session: Session,
+        /// The session evicted for it under `replace_oldest`, if any.
+        replaced: Option<ClosedSession>,
+    },
+    /// No session: nothing may be forwarded.
+    Refused(Refusal),
+}
+
+impl Admission {
+    /// The session the call may use, if admitted.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Admission::Reused(s) | Admission::Opened { session: s, .. } => Some(s),
+            Admission::Refused(_) => None,
+        }
+    }
+}
+
+/// The result of [`SessionStore::admit`](super::SessionStore::admit): the
+/// decision plus sessions the store found expired on the way (so they are
+/// audited exactly once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmitOutcome {
+    /// The decision.
+    pub admission: Admission,
+    /// Sessions closed by time while admitting.
+    pub expired: Vec<ClosedSession>,
+}

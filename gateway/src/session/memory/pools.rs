@@ -1,0 +1,345 @@
+//! The sessions and seats of each pool, as the memory store keeps them
+//! under its one lock: the open sessions by identity, the seat count per
+//! bucket, and the indexes by expiry and by subject, so purging expired
+//! sessions and computing `Retry-After` only touch the sessions that matter.
+//!
+//! Nothing here locks or awaits: [`State`] is what the store's mutex guards,
+//! and every method is one step of a store call made while holding it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::UnixMillis;
+use crate::licensing::{Bucket, Pool, SubjectLimitPolicy};
+use crate::session::{
+    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, Refusal,
+    Session, SessionId, SubjectKey,
+};
+
+/// Everything the store knows, guarded by one lock.
+#[derive(Debug)]
+pub(super) struct State {
+    /// One entry per pool, in configuration order.
+    pub(super) pools: Vec<PoolState>,
+    /// Where each open session lives: pool position and identity key.
+    pub(super) by_id: HashMap<SessionId, (usize, IdentityKey)>,
+}
+
+/// The sessions of one pool.
+#[derive(Debug)]
+pub(super) struct PoolState {
+    /// The pool as configured (limit and reserved seats for `usage`).
+    pub(super) pool: Arc<Pool>,
+    /// Whether the configuration in force names the pool; a pool a reload
+    /// removed keeps its open sessions (listed, closable, swept) but is no
+    /// longer reported by `usage`.
+    pub(super) configured: bool,
+    /// Open sessions by identity.
+    pub(super) sessions: HashMap<IdentityKey, Session>,
+    /// Seats held per bucket (index = bucket).
+    pub(super) per_bucket: Vec<u32>,
+    /// Every session's identity keyed by `(expires_ms, id)`, earliest first.
+    pub(super) by_expiry: BTreeMap<(UnixMillis, SessionId), IdentityKey>,
+    /// Identities of each subject in this pool, for per-subject caps.
+    pub(super) by_subject: HashMap<SubjectKey, HashSet<IdentityKey>>,
+}
+
+impl State {
+    /// The position of a pool by name.
+    pub(super) fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.pool.name == name)
+    }
+
+    /// Purges the request's pool, then reuses, opens or refuses, keeping
+    /// the id index in step. A pool the store was built without is added
+    /// (its seats are then counted from zero).
+    pub(super) fn admit(&mut self, request: &AdmitRequest<'_>, now: UnixMillis) -> AdmitOutcome {
+        let index = match self.pool_index(&request.pool.name) {
+            Some(index) => index,
+            None => {
+                self.pools.push(PoolState::new(Arc::clone(request.pool)));
+                self.pools.len() - 1
+            }
+        };
+        let pool = &mut self.pools[index];
+        let expired = pool.purge(now);
+        let admission = pool.admit(request, now);
+        for closed in &expired {
+            self.by_id.remove(&closed.session.id);
+        }
+        if let Admission::Opened { session, replaced } = &admission {
+            if let Some(replaced) = replaced {
+                self.by_id.remove(&replaced.session.id);
+            }
+            self.by_id
+                .insert(session.id.clone(), (index, session.identity));
+        }
+        AdmitOutcome { admission, expired }
+    }
+
+    /// An open session by id, with its pool position.
+    pub(super) fn locate(&self, id: &str, now: UnixMillis) -> Option<(usize, &Session)> {
+        let (index, identity) = self.by_id.get(id)?;
+        let session = self.pools.get(*index)?.sessions.get(identity)?;
+        (!session.is_expired_at(now)).then_some((*index, session))
+    }
+
+    /// Removes a session of a pool and returns it.
+    pub(super) fn remove(&mut self, index: usize, identity: &IdentityKey) -> Option<Session> {
+        let session = self.pools.get_mut(index)?.remove(identity)?;
+        self.by_id.remove(&session.id);
+        Some(session)
+    }
+
+    /// Closes the expired sessions of every pool, earliest first per pool.
+    pub(super) fn sweep(&mut self, now: UnixMillis) -> Vec<ClosedSession> {
+        let mut closed = Vec::new();
+        for pool in &mut self.pools {
+            closed.extend(pool.purge(now));
+        }
+        for c in &closed {
+            self.by_id.remove(&c.session.id);
+        }
+        closed
+    }
+}
+
+impl PoolState {
+    /// An empty pool.
+    pub(super) fn new(pool: Arc<Pool>) -> Self {
+        Self {
+            per_bucket: vec![0; pool.bucket_count()],
+            pool,
+            configured: true,
+            sessions: HashMap::new(),
+            by_expiry: BTreeMap::new(),
+            by_subject: HashMap::new(),
+        }
+    }
+
+    /// Takes a new definition of the pool, folding sessions of buckets it
+    /// no longer has into the shared bucket (0).
+    pub(super) fn reconfigure(&mut self, pool: Arc<Pool>) {
+        let buckets = pool.bucket_count().max(1);
+        for session in self.sessions.values_mut() {
+            if session.bucket >= buckets {
+                session.bucket = 0;
+            }
+        }
+        let folded: u32 = self.per_bucket.iter().skip(buckets).sum();
+        self.per_bucket.resize(buckets, 0);
+        self.per_bucket[0] += folded;
+        self.pool = pool;
+        self.configured = true;
+    }
+
+    /// Reuses the identity's session, or opens one if the subject's cap and
+    /// a seat allow, or refuses (changing nothing). Expired sessions must
+    /// have been purged first.
+    pub(super) fn admit(&mut self, request: &AdmitRequest<'_>, now: UnixMillis) -> Admission {
+        let pool = request.pool;
+        let identity = request.identity;
+        if let Some(session) = self.slide(&identity.key, now, pool.idle_timeout) {
+            return Admission::Reused(session);
+        }
+
+        // The subject's cap: refuse, or pick the session to replace.
+        let mut evict: Option<IdentityKey> = None;
+        if let Some(cap) = pool.subject_limit {
+            let held = self.subject_sessions(&identity.subject_key);
+            if held.len() >= cap.max as usize {
+                match cap.policy {
+                    SubjectLimitPolicy::Deny => {
+                        let earliest = held.iter().map(|s| s.expires_ms()).min();
+                        return Admission::Refused(Refusal::SubjectLimit {
+                            limit: cap.max,
+                            retry_after: retry_after(earliest, now, pool.idle_timeout),
+                        });
+                    }
+                    SubjectLimitPolicy::ReplaceOldest => {
+                        evict = held
+                            .iter()
+                            .min_by_key(|s| (s.last_seen_ms, s.created_ms, &s.id))
+                            .map(|s| s.identity);
+                    }
+                }
+            }
+        }
+
+        // A seat, counting the replaced session's seat as free.
+        let mut in_use = self.per_bucket.clone();
+        if let Some(victim) = evict.as_ref().and_then(|key| self.sessions.get(key))
+            && let Some(count) = in_use.get_mut(victim.bucket)
+        {
+            *count = count.saturating_sub(1);
+        }
+        let Some(bucket) = pool.choose_bucket(request.reserved, &in_use) else {
+            let earliest = self.earliest_expiry_in(pool.usable_buckets(request.reserved));
+            return Admission::Refused(Refusal::PoolFull {
+                limit: pool.limit,
+                in_use: self.sessions.len() as u32,
+                retry_after: retry_after(earliest, now, pool.idle_timeout),
+            });
+        };
+
+        let replaced = evict
+            .and_then(|key| self.remove(&key))
+            .map(|session| ClosedSession {
+                session,
+                reason: CloseReason::Replaced,
+            });
+        let session = Session {
+            id: crate::session::new_session_id(),
+            pool: pool.name.clone(),
+            bucket,
+            identity: identity.key,
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            client: identity.client.clone(),
+            subject_key: identity.subject_key,
+            created_ms: now,
+            last_seen_ms: now,
+            idle_expires_ms: now.saturating_add(millis(pool.idle_timeout)),
+            absolute_expires_ms: now.saturating_add(millis(pool.absolute_timeout)),
+        };
+        self.insert(session.clone());
+        Admission::Opened { session, replaced }
+    }
+
+    /// Open sessions at `now` (the held ones minus those already expired).
+    pub(super) fn in_use_at(&self, now: UnixMillis) -> u32 {
+        let expired = self
+            .by_expiry
+            .keys()
+            .take_while(|(expires, _)| *expires <= now)
+            .count();
+        self.sessions.len().saturating_sub(expired) as u32
+    }
+
+    /// Adds a session and indexes it.
+    pub(super) fn insert(&mut self, session: Session) {
+        if self.per_bucket.len() <= session.bucket {
+            self.per_bucket.resize(session.bucket + 1, 0);
+        }
+        if let Some(count) = self.per_bucket.get_mut(session.bucket) {
+            *count += 1;
+        }
+        self.by_expiry
+            .insert((session.expires_ms(), session.id.clone()), session.identity);
+        self.by_subject
+            .entry(session.subject_key)
+            .or_default()
+            .insert(session.identity);
+        self.sessions.insert(session.identity, session);
+    }
+
+    /// Removes a session and its index entries.
+    pub(super) fn remove(&mut self, identity: &IdentityKey) -> Option<Session> {
+        let session = self.sessions.remove(identity)?;
+        if let Some(count) = self.per_bucket.get_mut(session.bucket) {
+            *count = count.saturating_sub(1);
+        }
+        self.by_expiry
+            .remove(&(session.expires_ms(), session.id.clone()));
+        if let Some(keys) = self.by_subject.get_mut(&session.subject_key) {
+            keys.remove(identity);
+            if keys.is_empty() {
+                self.by_subject.remove(&session.subject_key);
+            }
+        }
+        Some(session)
+    }
+
+    /// Removes and returns the sessions expired at `now`, earliest first.
+    pub(super) fn purge(&mut self, now: UnixMillis) -> Vec<ClosedSession> {
+        let mut closed = Vec::new();
+        while let Some((key, identity)) = self.by_expiry.first_key_value() {
+            if key.0 > now {
+                break;
+            }
+            let (key, identity) = (key.clone(), *identity);
+            match self.remove(&identity) {
+                Some(session) => closed.push(ClosedSession {
+                    reason: CloseReason::of_expiry(&session),
+                    session,
+                }),
+                // An index entry without its session cannot happen; drop it
+                // rather than loop on it.
+                None => {
+                    self.by_expiry.remove(&key);
+                }
+            }
+        }
+        closed
+    }
+
+    /// Reuses the identity's open session: last seen now, idle timer slid.
+    pub(super) fn slide(
+        &mut self,
+        identity: &IdentityKey,
+        now: UnixMillis,
+        idle: Duration,
+    ) -> Option<Session> {
+        let session = self.sessions.get_mut(identity)?;
+        let old_key = (session.expires_ms(), session.id.clone());
+        session.last_seen_ms = now;
+        session.idle_expires_ms = now.saturating_add(millis(idle));
+        let new_key = (session.expires_ms(), session.id.clone());
+        let session = session.clone();
+        self.by_expiry.remove(&old_key);
+        self.by_expiry.insert(new_key, *identity);
+        Some(session)
+    }
+
+    /// The subject's sessions in this pool.
+    pub(super) fn subject_sessions(&self, subject: &SubjectKey) -> Vec<&Session> {
+        self.by_subject
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.sessions.get(key))
+            .collect()
+    }
+
+    /// The earliest expiry among sessions of the given buckets.
+    pub(super) fn earliest_expiry_in(
+        &self,
+        buckets: impl Iterator<Item = Bucket>,
+    ) -> Option<UnixMillis> {
+        let buckets: Vec<Bucket> = buckets.collect();
+        self.by_expiry
+            .iter()
+            .find(|(_, identity)| {
+                self.sessions
+                    .get(identity)
+                    .is_some_and(|s| buckets.contains(&s.bucket))
+            })
+            .map(|((expires, _), _)| *expires)
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration rounded up to whole seconds, at least one.
+pub(super) fn whole_seconds(d: Duration) -> Duration {
+    let ms = millis(d);
+    Duration::from_secs(ms.div_ceil(1000).max(1))
+}
+
+/// Time until `earliest`, in whole seconds rounded up (at least 1 s). When no
+/// seat the caller could use will ever free by time (e.g. a pool whose seats
+/// are all reserved for others), the pool's idle timeout is the hint.
+pub(super) fn retry_after(
+    earliest: Option<UnixMillis>,
+    now: UnixMillis,
+    idle: Duration,
+) -> Duration {
+    match earliest {
+        Some(at) => whole_seconds(Duration::from_millis(at.saturating_sub(now))),
+        None => whole_seconds(idle),
+    }
+}

@@ -1,0 +1,288 @@
+//! [`SessionStore`] for the Redis store: the lease cache's fast path in
+//! front of the admission, and the scripts that find, close, list, count and
+//! sweep sessions pool by pool.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redis::{Script, Value};
+
+use super::decode::{array, closed_list, int, protocol, session_of};
+use super::{RedisStore, StorePools};
+use crate::licensing::{Pool, Pools};
+use crate::session::{
+    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
+    Session, SessionFilter, SessionStore, StoreError, SubjectKey,
+};
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn admit(&self, request: &AdmitRequest<'_>) -> Result<AdmitOutcome, StoreError> {
+        let sid_key = request.sid.map(|sid| sid.key());
+        if let Some(lease) = self.leases.fresh(&request.pool.name, &request.identity.key)
+            && sid_key.as_ref().is_none_or(|key| {
+                self.sid_links
+                    .get(&(lease.session.id.clone(), key.clone()))
+                    .is_some()
+            })
+        {
+            if lease.touch_due {
+                self.touch_later(lease.session.clone());
+            }
+            return Ok(AdmitOutcome {
+                admission: Admission::Reused(lease.session),
+                expired: Vec::new(),
+            });
+        }
+        let epoch = self.leases.epoch();
+        match self.admit_in_store(request).await {
+            Ok(outcome) => {
+                if let Some(session) = outcome.admission.session() {
+                    self.leases.confirm(session.clone(), epoch);
+                    if let Some(key) = sid_key {
+                        self.sid_links.insert((session.id.clone(), key), ());
+                    }
+                }
+                if let Admission::Opened {
+                    replaced: Some(replaced),
+                    ..
+                } = &outcome.admission
+                {
+                    self.leases
+                        .forget(&replaced.session.pool, &replaced.session.identity);
+                }
+                for closed in &outcome.expired {
+                    self.leases
+                        .forget(&closed.session.pool, &closed.session.identity);
+                }
+                Ok(outcome)
+            }
+            Err(error) => match self
+                .leases
+                .within_grace(&request.pool.name, &request.identity.key)
+            {
+                // Redis is down, but this session was confirmed recently
+                // enough: the operator chose to let it continue.
+                Some(session) => Ok(AdmitOutcome {
+                    admission: Admission::Reused(session),
+                    expired: Vec::new(),
+                }),
+                None => Err(error),
+            },
+        }
+    }
+
+    async fn find(
+        &self,
+        pool: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<Session>, StoreError> {
+        let tag = self.tag(pool);
+        let identity = identity.to_hex();
+        let value = self
+            .run(
+                &self.scripts.find,
+                &[format!("{tag}:s:{identity}")],
+                &[self.now_arg(), tag, identity],
+            )
+            .await?;
+        Ok(session_of(pool, &value)?.map(|(s, _)| s))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            let tag = self.tag(&pool.name);
+            let value = self
+                .run(
+                    &self.scripts.get,
+                    &[format!("{tag}:i:{id}")],
+                    &[self.now_arg(), tag, id.to_string()],
+                )
+                .await?;
+            if let Some((session, _)) = session_of(&pool.name, &value)? {
+                return Ok(Some(session));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn close(
+        &self,
+        id: &str,
+        reason: CloseReason,
+    ) -> Result<Option<ClosedSession>, StoreError> {
+        let closed = self.close_by_id(id, reason).await?;
+        if closed.is_some() {
+            self.replicated("close").await;
+        }
+        Ok(closed)
+    }
+
+    async fn close_subject(
+        &self,
+        subject: &SubjectKey,
+        reason: CloseReason,
+    ) -> Result<Vec<ClosedSession>, StoreError> {
+        let mut closed = Vec::new();
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            let tag = self.tag(&pool.name);
+            let value = match self
+                .run(
+                    &self.scripts.close_subject,
+                    &[format!("{tag}:u:{}", subject.to_hex())],
+                    &[self.now_arg(), tag, reason.as_str().to_string()],
+                )
+                .await
+            {
+                Ok(value) => value,
+                Err(error) => return partial(closed, error),
+            };
+            for c in closed_list(&pool.name, &value)? {
+                self.leases.forget(&c.session.pool, &c.session.identity);
+                closed.push(ClosedSession { reason, ..c });
+            }
+        }
+        if !closed.is_empty() {
+            self.replicated("close_subject").await;
+        }
+        Ok(closed)
+    }
+
+    async fn list(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = Vec::new();
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            if filter.pool.as_ref().is_some_and(|p| p != &pool.name) {
+                continue;
+            }
+            let value = self.whole_pool(&self.scripts.list, pool).await?;
+            for item in array(&value)? {
+                if let Some((s, _)) = session_of(&pool.name, item)?
+                    && filter.subject.as_ref().is_none_or(|sub| sub == &s.subject)
+                {
+                    sessions.push(s);
+                }
+            }
+        }
+        sessions.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(sessions)
+    }
+
+    async fn usage(&self) -> Result<Vec<PoolUsage>, StoreError> {
+        let mut usage = Vec::new();
+        let pools = self.pools.load_full();
+        for pool in pools.configured.iter() {
+            let value = self.whole_pool(&self.scripts.usage, pool).await?;
+            usage.push(PoolUsage {
+                pool: pool.name.clone(),
+                limit: pool.limit,
+                reserved: pool.reserved_total(),
+                in_use: u32::try_from(int(&value)?).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(usage)
+    }
+
+    async fn sweep(&self) -> Result<Vec<ClosedSession>, StoreError> {
+        let mut closed = Vec::new();
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            let value = match self.whole_pool(&self.scripts.sweep, pool).await {
+                Ok(value) => value,
+                Err(error) => return partial(closed, error),
+            };
+            for c in closed_list(&pool.name, &value)? {
+                self.leases.forget(&c.session.pool, &c.session.identity);
+                closed.push(c);
+            }
+        }
+        Ok(closed)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let value = self.run(&self.scripts.ping, &[], &[]).await?;
+        match value {
+            Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
+            _ => Err(protocol("PING reply")),
+        }
+    }
+
+    fn reconfigure(&self, pools: &Pools) {
+        // Limits and reserved seats travel with every admission (script
+        // arguments); only the set of pools to report, sweep and search is
+        // kept here. A removed pool stays in `every` until restart.
+        let current = self.pools.load();
+        let mut every: Vec<Arc<Pool>> = pools.iter().cloned().collect();
+        every.extend(
+            current
+                .every
+                .iter()
+                .filter(|old| pools.get(&old.name).is_none())
+                .cloned(),
+        );
+        self.pools.store(Arc::new(StorePools {
+            configured: pools.clone(),
+            every,
+        }));
+    }
+}
+
+impl RedisStore {
+    /// Runs one of the scripts that read or sweep a whole pool (list,
+    /// usage, sweep: same KEYS and ARGV).
+    async fn whole_pool(&self, script: &Script, pool: &Pool) -> Result<Value, StoreError> {
+        let tag = self.tag(&pool.name);
+        self.run(
+            script,
+            &[format!("{tag}:b:0")],
+            &[self.now_arg(), tag, pool.bucket_count().to_string()],
+        )
+        .await
+    }
+
+    /// Closes by id in every pool (ids do not name their pool; pools are few
+    /// and closing is rare).
+    async fn close_by_id(
+        &self,
+        id: &str,
+        reason: CloseReason,
+    ) -> Result<Option<ClosedSession>, StoreError> {
+        let pools = self.pools.load_full();
+        for pool in pools.every.iter() {
+            let tag = self.tag(&pool.name);
+            let value = self
+                .run(
+                    &self.scripts.close,
+                    &[format!("{tag}:i:{id}")],
+                    &[
+                        self.now_arg(),
+                        tag,
+                        id.to_string(),
+                        reason.as_str().to_string(),
+                    ],
+                )
+                .await?;
+            if let Some((session, _)) = session_of(&pool.name, &value)? {
+                self.leases.forget(&session.pool, &session.identity);
+                return Ok(Some(ClosedSession { session, reason }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Sessions already closed in earlier pools are gone from Redis: they must
+/// still be reported (audited) even when a later pool fails.
+fn partial(
+    closed: Vec<ClosedSession>,
+    error: StoreError,
+) -> Result<Vec<ClosedSession>, StoreError> {
+    if closed.is_empty() {
+        Err(error)
+    } else {
+        tracing::warn!(%error, "store operation failed part-way; reporting what was closed");
+        Ok(closed)
+    }
+}
