@@ -20,7 +20,7 @@ use session_gateway::config::Config;
 use session_gateway::devkit::{Issuer, IssuerHandle, TokenRequest};
 use session_gateway::licensing::Pools;
 use session_gateway::proxy::routes::Router;
-use session_gateway::session::{AdmitRequest, MemoryStore, RedisStore, SessionStore};
+use session_gateway::session::{AdmitRequest, IdentityRule, MemoryStore, RedisStore, SessionStore};
 use session_gateway_e2e::RedisServer;
 
 /// Distinct tokens per cache-miss case, so a miss never becomes a hit.
@@ -173,7 +173,7 @@ fn identity_and_routes(c: &mut Criterion) {
     let verifier = setup.verifier(100_000);
     let token = setup.tokens(Algorithm::RS256, 1).remove(0);
     let principal = setup.principal(&verifier, &token);
-    let rule = config.sessions.identity.clone();
+    let rule = IdentityRule::new(config.sessions.identity.clone());
     let pools = Pools::new(config.pools.clone());
     c.bench_function("identity/derive_and_pool", |b| {
         b.iter(|| {
@@ -207,7 +207,7 @@ fn admit(c: &mut Criterion) {
         .iter()
         .map(|t| setup.principal(&verifier, t))
         .collect();
-    let rule = memory_config.sessions.identity.clone();
+    let rule = IdentityRule::new(memory_config.sessions.identity.clone());
     let pool = Arc::clone(&pools.select(&principals[0].claims).expect("a pool").pool);
     let identity = rule.derive(&principals[0].claims).expect("identity");
     let issuer = setup.issuer.issuer_url().to_string();

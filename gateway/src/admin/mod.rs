@@ -42,7 +42,7 @@ use serde_json::json;
 
 use crate::access::Access;
 use crate::config::{AdminConfig, ServerConfig};
-use crate::server::reload::ReloadRequests;
+use crate::reload::ReloadRequests;
 use gate::AdminGate;
 
 /// The admin HTTP service, run as a Pingora background service.
@@ -117,7 +117,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     let mut failing = Vec::new();
     let mut degraded = Vec::new();
     for addr in &state.readiness.listeners {
-        if !crate::server::probe::accepts(*addr).await {
+        if !crate::proxy::probe::accepts(*addr).await {
             failing.push(format!("proxy listener {addr} does not accept connections"));
         }
     }

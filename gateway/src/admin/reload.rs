@@ -1,6 +1,6 @@
 //! `POST /admin/v1/reload`: the live reload of the configuration file, as
 //! `SIGHUP` does it, answered with what was applied (a
-//! [`ReloadReport`](crate::server::reload::ReloadReport)) or why nothing was
+//! [`ReloadReport`](crate::reload::ReloadReport)) or why nothing was
 //! (a problem document, status 422). Needs the admin token.
 
 use axum::extract::{Request, State};
@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::AdminState;
 use super::error::AdminError;
-use crate::server::reload::ReloadError;
+use crate::reload::ReloadError;
 
 /// Where the endpoint is mounted.
 pub const PATH: &str = "/admin/v1/reload";

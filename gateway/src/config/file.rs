@@ -112,7 +112,7 @@ pub struct IssuerSection {
 }
 
 fn default_min_rsa_bits() -> u32 {
-    crate::auth::jwks::MIN_RSA_BITS as u32
+    super::DEFAULT_MIN_RSA_BITS
 }
 
 fn default_access_token_types() -> Vec<String> {

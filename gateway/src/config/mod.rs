@@ -25,7 +25,6 @@ use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
 use crate::licensing::Pool;
-use crate::session::identity::IdentityRule;
 
 pub use file::FileConfig;
 
@@ -180,6 +179,10 @@ pub struct IssuerConfig {
     pub min_rsa_bits: usize,
 }
 
+/// `min_rsa_bits` of an issuer that does not set it: NIST SP 800-131A's
+/// floor for RSA signatures.
+pub const DEFAULT_MIN_RSA_BITS: u32 = 2048;
+
 /// Normalised `typ` values of tokens that are never access tokens, whatever
 /// `access_token_types` says: back-channel logout tokens, ID tokens and
 /// security event tokens (RFC 8725 §3.11).
@@ -306,8 +309,10 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     /// Default absolute lifetime (pools may override).
     pub absolute_timeout: Duration,
-    /// Claims that make up the session identity.
-    pub identity: IdentityRule,
+    /// Claims that make up the session identity: one entry per component,
+    /// each the alternative claim names of that component (the first one a
+    /// token carries is used). The session identity rule is built from it.
+    pub identity: Vec<Vec<String>>,
     /// How often a cached lease is re-confirmed with a shared store.
     pub touch_interval: Duration,
     /// How often expired sessions are swept.
@@ -533,7 +538,6 @@ impl Config {
         let configured = self
             .sessions
             .identity
-            .components()
             .iter()
             .flatten()
             .chain(self.pools.iter().flat_map(|pool| {

@@ -264,7 +264,6 @@ fn minimal_config_yields_the_documented_defaults() {
     let identity: Vec<Vec<&str>> = c
         .sessions
         .identity
-        .components()
         .iter()
         .map(|alternatives| alternatives.iter().map(String::as_str).collect())
         .collect();
@@ -1167,7 +1166,7 @@ fn identity_components_and_alternatives_are_checked() {
         "[sessions]\nidentity = [\"sub\", \" client_id | azp | cid \"]",
     ));
     assert_eq!(
-        c.sessions.identity.components(),
+        c.sessions.identity,
         [
             vec!["sub".to_string()],
             vec![

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::Claims;
+use crate::claims::Claims;
 
 /// A claim test: true when the claim's value, or one of its values for an
 /// array claim, is listed.

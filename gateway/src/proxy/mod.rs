@@ -9,6 +9,8 @@
 //! * [`table`]: the routing table a live reload swaps;
 //! * [`endpoints`]: the gateway's own endpoints (session, logout,
 //!   back-channel logout);
+//! * [`probe`]: whether a proxy listener accepts connections (readiness,
+//!   the start-up check);
 //! * [`respond`]: writing the gateway's own answers and problems;
 //! * [`tunnel`]: upgraded connections tied to their session;
 //! * [`service`]: the thin `ProxyHttp` implementation tying them together.
@@ -20,6 +22,7 @@ pub mod denial;
 pub mod endpoints;
 pub mod headers;
 pub mod host;
+pub mod probe;
 pub mod problem;
 pub mod respond;
 pub mod routes;

@@ -3,10 +3,8 @@
 //! (live reload, each issuer's key refresh, each checked upstream group's
 //! health probes), the session sweeper and, with Redis, the revocation
 //! listener — and runs it until SIGTERM (graceful) or SIGINT. SIGHUP reloads
-//! the configuration ([`reload`]); see [`signals`] for every signal.
+//! the configuration ([`crate::reload`]); see [`signals`] for every signal.
 
-pub mod probe;
-pub mod reload;
 pub mod signals;
 
 use std::net::TcpListener;
@@ -27,9 +25,9 @@ use crate::licensing::Pools;
 use crate::proxy::Gateway;
 use crate::proxy::table::RouteTable;
 use crate::proxy::upstreams::Upstream;
-use crate::session::{MemoryStore, RedisStore, SharedStore};
+use crate::reload::{ConfigSource, ReloadRequests, Reloader};
+use crate::session::{IdentityRule, MemoryStore, RedisStore, SharedStore};
 use crate::telemetry::Metrics;
-use reload::{ConfigSource, ReloadRequests, Reloader};
 use signals::Signals;
 
 /// Why the gateway could not start.
@@ -102,7 +100,7 @@ fn build(
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(Access::new(
         AccessPolicy { verifier, pools },
-        config.sessions.identity.clone(),
+        IdentityRule::new(config.sessions.identity.clone()),
         Arc::clone(&store),
         Arc::clone(&metrics),
     ));
@@ -209,7 +207,7 @@ impl BackgroundService for StartupCheck {
     async fn start(&self, shutdown: ShutdownWatch) {
         let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
         for addr in &self.listeners {
-            while !probe::accepts(*addr).await {
+            while !crate::proxy::probe::accepts(*addr).await {
                 if *shutdown.borrow() {
                     return;
                 }

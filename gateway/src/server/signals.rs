@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::reload::ReloadRequests;
+use crate::reload::ReloadRequests;
 
 /// Makes `SIGHUP` and `SIGQUIT` harmless from process start until
 /// [`Signals`] takes them over (their default action would end the process).

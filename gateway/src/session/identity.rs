@@ -7,12 +7,10 @@
 //! make two different identities collide by concatenation (`"ab"+"c"` vs
 //! `"a"+"bc"`), and store keys never contain raw claim text.
 
-use std::fmt;
-
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::auth::Claims;
+use crate::claims::Claims;
+pub use crate::digest::Digest32;
 
 /// Which claims make up the identity: one entry per component, each a list
 /// of alternative claim names (the first present one is used).
@@ -30,57 +28,6 @@ pub enum IdentityError {
     /// The claim is present but not a string or number.
     #[error("claim `{0}` must be a string to form a session identity")]
     NotScalar(String),
-}
-
-/// A 32-byte digest used as a store key; shown as lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest32(pub [u8; 32]);
-
-impl Digest32 {
-    /// SHA-256 over length-prefixed parts.
-    pub fn of_parts<'a>(domain: &str, parts: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let mut h = Sha256::new();
-        h.update(domain.as_bytes());
-        for part in parts {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        Digest32(h.finalize().into())
-    }
-
-    /// Lowercase hex.
-    pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-        }
-        s
-    }
-
-    /// Parses lowercase or uppercase hex.
-    pub fn from_hex(text: &str) -> Option<Self> {
-        if text.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Digest32(out))
-    }
-}
-
-impl fmt::Debug for Digest32 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", &self.to_hex()[..16])
-    }
-}
-
-impl fmt::Display for Digest32 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
 }
 
 /// The key of a session identity.

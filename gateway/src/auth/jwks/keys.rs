@@ -41,8 +41,9 @@ pub enum KeyRejection {
     SmallOrder,
 }
 
-/// The smallest RSA modulus accepted, in bits.
-pub const MIN_RSA_BITS: usize = 2048;
+/// The smallest RSA modulus accepted, in bits, unless the issuer's
+/// `min_rsa_bits` says otherwise.
+pub const MIN_RSA_BITS: usize = crate::config::DEFAULT_MIN_RSA_BITS as usize;
 
 /// One key that may verify signatures.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 //! §3.11, RFC 9068 §4).
 
 use super::TokenError;
-use crate::auth::claims::Claims;
+use crate::claims::Claims;
 use crate::config::IssuerConfig;
 
 /// Claims only ID tokens carry (OpenID Connect Core §2, §3.1.3.6, §3.3.2.11):

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Header;
 
 use super::TokenError;
-use crate::auth::claims::Claims;
+use crate::claims::Claims;
 
 /// The three parts of a compact JWS.
 pub(super) struct CompactJws<'a> {

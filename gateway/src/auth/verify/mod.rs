@@ -31,11 +31,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use sha2::{Digest, Sha256};
 
-use super::claims::Claims;
 use super::jwks::{IssuerKeys, KeySet, algorithm_name};
+use crate::claims::Claims;
 use crate::clock::SharedClock;
 use crate::config::{IssuerConfig, TokenPolicy};
-use crate::session::identity::Digest32;
+use crate::digest::Digest32;
 pub use access_token::check_access_token_type;
 pub use bearer::{BearerError, bearer_token};
 use jws::CompactJws;

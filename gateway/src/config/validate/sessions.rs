@@ -3,7 +3,6 @@
 
 use super::Check;
 use crate::config::{ConfigError, FileConfig, SessionSettings, StoreKind};
-use crate::session::identity::IdentityRule;
 
 pub(super) fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, ConfigError> {
     let s = &file.sessions;
@@ -53,7 +52,7 @@ pub(super) fn sessions(c: &Check, file: &FileConfig) -> Result<SessionSettings, 
         store,
         idle_timeout,
         absolute_timeout,
-        identity: IdentityRule::new(components),
+        identity: components,
         touch_interval,
         sweep_interval: c.positive_duration("sessions.sweep_interval", &s.sweep_interval)?,
         license_unavailable_status: s.license_unavailable_status,
