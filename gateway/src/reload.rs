@@ -116,6 +116,9 @@ const RESTART_ONLY: &[(&str, Setting)] = &[
     ("sessions.touch_interval", |f| {
         json(&f.sessions.touch_interval)
     }),
+    ("sessions.lease_revalidate", |f| {
+        json(&f.sessions.lease_revalidate)
+    }),
     ("sessions.sweep_interval", |f| {
         json(&f.sessions.sweep_interval)
     }),

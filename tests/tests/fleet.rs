@@ -180,3 +180,63 @@ async fn the_grace_period_keeps_confirmed_sessions_working_through_an_outage() -
     assert_eq!(bob.problem(), "store_unavailable");
     Ok(())
 }
+
+/// How often Redis ran `command` (inside scripts too) since its statistics
+/// were last reset.
+fn command_calls(redis: &RedisServer, command: &str) -> anyhow::Result<u64> {
+    let stats = redis.cli(&["INFO", "commandstats"])?;
+    let prefix = format!("cmdstat_{command}:calls=");
+    Ok(stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+#[tokio::test]
+async fn a_long_lived_lease_ends_as_soon_as_another_instance_closes_its_session()
+-> anyhow::Result<()> {
+    // Leases that may live ten minutes without Redis: only the close
+    // channel can end this one within the test's deadline.
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = fleet_config(&kit, &redis, 1, "20m");
+    config.set("sessions", "touch_interval", "10m");
+    config.set("sessions", "lease_revalidate", "10m");
+    let gateways = fleet(&config, 2).await?;
+    let (a, b) = (&gateways[0], &gateways[1]);
+
+    let token = kit.token("alice");
+    let first = a.get("/api/x", &token).await?;
+    assert_eq!(first.status, 200);
+    let id = first.forwarded_header("x-session-id").unwrap_or_default();
+    // The lease serves every further call on `a`: no admission or touch
+    // writes the session (the sweeper's and the channel's own scripts run
+    // meanwhile, so script calls are not counted).
+    assert_eq!(redis.cli(&["CONFIG", "RESETSTAT"])?, "OK");
+    for _ in 0..10 {
+        let reply = a.get("/api/x", &token).await?;
+        assert_eq!(
+            reply.forwarded_header("x-session-id").as_deref(),
+            Some(id.as_str())
+        );
+    }
+    assert_eq!(command_calls(&redis, "hset")?, 0, "served from the lease");
+
+    // The user logs out on `b` with a refreshed token of the same identity.
+    let refreshed = kit.mint(&TokenRequest::new("alice").claim("jti", "refreshed"));
+    assert_eq!(b.logout(&refreshed).await?.status, 200);
+    // `a` heard the close: alice's next call there is a new admission (a new
+    // session, on the seat the logout freed), not the closed session.
+    let reopened = eventually("the lease on `a` to be dropped", || async {
+        let reply = a.get("/api/x", &token).await?;
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        let now = reply.forwarded_header("x-session-id").unwrap_or_default();
+        Ok((now != id).then_some(now))
+    })
+    .await?;
+    assert_eq!(reopened.len(), 32);
+    assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "1", "one seat");
+    Ok(())
+}

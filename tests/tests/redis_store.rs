@@ -36,6 +36,7 @@ fn redis_config(url: String) -> RedisConfig {
         response_timeout: Duration::from_secs(5),
         grace_period: Duration::ZERO,
         touch_interval: Duration::ZERO,
+        lease_revalidate: Duration::from_secs(30),
         wait_replicas: 0,
         wait_timeout: Duration::from_millis(100),
     }

@@ -94,6 +94,7 @@ fn config(url: String, touch_interval: Duration) -> RedisConfig {
         response_timeout: Duration::from_secs(5),
         grace_period: Duration::ZERO,
         touch_interval,
+        lease_revalidate: Duration::from_secs(30),
         wait_replicas: 0,
         wait_timeout: Duration::from_millis(100),
     }

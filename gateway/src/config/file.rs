@@ -167,7 +167,11 @@ pub struct SessionsSection {
     pub idle_timeout: String,
     pub absolute_timeout: String,
     pub identity: Vec<String>,
-    pub touch_interval: String,
+    /// Unset: [`super::DEFAULT_TOUCH_INTERVAL`], or a quarter of the
+    /// shortest idle timeout when that is shorter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub touch_interval: Option<String>,
+    pub lease_revalidate: String,
     pub sweep_interval: String,
     pub license_unavailable_status: u16,
 }
@@ -179,7 +183,8 @@ impl Default for SessionsSection {
             idle_timeout: "20m".into(),
             absolute_timeout: "8h".into(),
             identity: vec!["iss".into(), "sub".into(), "client_id|azp".into()],
-            touch_interval: "1s".into(),
+            touch_interval: None,
+            lease_revalidate: "30s".into(),
             sweep_interval: "10s".into(),
             license_unavailable_status: 429,
         }

@@ -179,6 +179,12 @@ pub struct IssuerConfig {
     pub min_rsa_bits: usize,
 }
 
+/// `sessions.touch_interval` when unset (unless a quarter of the shortest
+/// idle timeout is shorter): a touch costs Redis four commands per busy
+/// session, and a session may idle out up to this much early, 2.5 % of the
+/// default 20-minute idle timeout.
+pub const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// `min_rsa_bits` of an issuer that does not set it: NIST SP 800-131A's
 /// floor for RSA signatures.
 pub const DEFAULT_MIN_RSA_BITS: u32 = 2048;
@@ -261,8 +267,12 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long a session confirmed before an outage keeps working.
     pub grace_period: Duration,
-    /// `sessions.touch_interval`: the lease cache's horizon.
+    /// `sessions.touch_interval`: at most one touch per leased session per
+    /// this interval.
     pub touch_interval: Duration,
+    /// `sessions.lease_revalidate`: the longest a lease is served without
+    /// Redis confirming it again.
+    pub lease_revalidate: Duration,
     /// Replicas that must have a new session or a close before the caller
     /// is answered (`WAIT`); 0 = none.
     pub wait_replicas: u32,
@@ -313,8 +323,13 @@ pub struct SessionSettings {
     /// each the alternative claim names of that component (the first one a
     /// token carries is used). The session identity rule is built from it.
     pub identity: Vec<Vec<String>>,
-    /// How often a cached lease is re-confirmed with a shared store.
+    /// The most often a leased session's idle timer is slid in a shared
+    /// store (one touch per session per interval); also how far a session's
+    /// last use in the store may lag its real last call.
     pub touch_interval: Duration,
+    /// The longest a shared store's lease is served without the store
+    /// confirming it again (the safety net behind the close channel).
+    pub lease_revalidate: Duration,
     /// How often expired sessions are swept.
     pub sweep_interval: Duration,
     /// Status of the `license_unavailable` refusal.

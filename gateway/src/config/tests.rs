@@ -258,7 +258,7 @@ fn minimal_config_yields_the_documented_defaults() {
     assert_eq!(c.sessions.store, StoreKind::Memory);
     assert_eq!(c.sessions.idle_timeout, secs(20 * 60));
     assert_eq!(c.sessions.absolute_timeout, secs(8 * 3600));
-    assert_eq!(c.sessions.touch_interval, secs(1));
+    assert_eq!(c.sessions.touch_interval, secs(30));
     assert_eq!(c.sessions.sweep_interval, secs(10));
     assert_eq!(c.sessions.license_unavailable_status, 429);
     let identity: Vec<Vec<&str>> = c
@@ -1128,12 +1128,35 @@ fn touch_interval_must_be_shorter_than_idle_timeout() {
 fn pool_idle_timeout_must_also_exceed_touch_interval() {
     // A cached lease is re-confirmed only every touch_interval; a pool whose
     // sessions idle out faster would lose seats that are still in use.
+    let with_touch = |pool_idle: &str| {
+        minimal_with("[sessions]\ntouch_interval = \"1s\"").replace(
+            "limit = 10",
+            &format!("limit = 10\nidle_timeout = \"{pool_idle}\""),
+        )
+    };
     refused(
-        &MINIMAL.replace("limit = 10", "limit = 10\nidle_timeout = \"1s\""),
+        &with_touch("1s"),
         "pools[0].idle_timeout",
         "must be longer than sessions.touch_interval",
     );
-    valid(&MINIMAL.replace("limit = 10", "limit = 10\nidle_timeout = \"2s\""));
+    valid(&with_touch("2s"));
+}
+
+#[test]
+fn an_unset_touch_interval_is_30s_or_a_quarter_of_the_shortest_idle_timeout() {
+    assert_eq!(valid(MINIMAL).sessions.touch_interval, secs(30));
+    assert_eq!(valid(MINIMAL).sessions.lease_revalidate, secs(30));
+    let c = valid(&minimal_with("[sessions]\nidle_timeout = \"1m\""));
+    assert_eq!(c.sessions.touch_interval, secs(15));
+    // A pool with a short idle timeout of its own lowers it too, so it is
+    // never refused for a touch interval nobody set.
+    let c = valid(&MINIMAL.replace("limit = 10", "limit = 10\nidle_timeout = \"1s\""));
+    assert_eq!(c.sessions.touch_interval, Duration::from_millis(250));
+    refused(
+        &minimal_with("[sessions]\nlease_revalidate = \"0s\""),
+        "sessions.lease_revalidate",
+        "longer than zero",
+    );
 }
 
 #[test]
@@ -2027,7 +2050,8 @@ fn effective_toml_lists_every_default_and_round_trips() {
         "leeway = \"30s\"",
         "idle_timeout = \"20m\"",
         "absolute_timeout = \"8h\"",
-        "touch_interval = \"1s\"",
+        "touch_interval = \"30s\"",
+        "lease_revalidate = \"30s\"",
         "on_subject_limit = \"deny\"",
         "authorization = \"pass\"",
         "session_id = \"X-Session-Id\"",

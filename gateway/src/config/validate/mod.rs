@@ -92,6 +92,10 @@ pub(super) fn validate(
     let server = server(&c, &file, base_dir)?;
     let tokens = tokens(&c, &file)?;
     let sessions = sessions(&c, &file)?;
+    // The effective configuration names the touch interval it derived.
+    let mut file = file;
+    file.sessions.touch_interval =
+        Some(humantime::format_duration(sessions.touch_interval).to_string());
     let redis = match sessions.store {
         StoreKind::Redis => Some(redis(&c, &file, &sessions, base_dir, env)?),
         StoreKind::Memory => None,

@@ -160,6 +160,7 @@ pub(super) fn redis(
         response_timeout: c.positive_duration("redis.response_timeout", &r.response_timeout)?,
         grace_period,
         touch_interval: sessions.touch_interval,
+        lease_revalidate: sessions.lease_revalidate,
         wait_replicas: r.wait_replicas,
         wait_timeout,
     })

@@ -165,6 +165,7 @@ impl RedisStore {
         };
         let pubsub = client(first_url(config)?, certificates.as_ref()).map_err(bad)?;
         let driver = Driver::new()?;
+        let manual = clock.is_manual().then_some(clock);
         Ok(Arc::new_cyclic(|me| Self {
             connection,
             driver,
@@ -173,9 +174,14 @@ impl RedisStore {
                 configured: pools.clone(),
                 every: pools.iter().cloned().collect(),
             }),
-            clock: clock.is_manual().then_some(clock),
+            clock: manual.clone(),
             scripts: Scripts::new(),
-            leases: Arc::new(LeaseCache::new(config.touch_interval, config.grace_period)),
+            leases: Arc::new(LeaseCache::new(
+                config.touch_interval,
+                config.lease_revalidate,
+                config.grace_period,
+                manual,
+            )),
             sid_links: quick_cache::sync::Cache::new(200_000),
             timeout: config.connect_timeout + config.response_timeout,
             pubsub,

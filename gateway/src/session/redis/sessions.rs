@@ -35,10 +35,11 @@ impl SessionStore for RedisStore {
             });
         }
         let epoch = self.leases.epoch();
+        let asked_at = self.leases.now();
         match self.admit_in_store(request).await {
             Ok(outcome) => {
                 if let Some(session) = outcome.admission.session() {
-                    self.leases.confirm(session.clone(), epoch);
+                    self.leases.confirm(session.clone(), epoch, asked_at);
                     if let Some(key) = sid_key {
                         self.sid_links.insert((session.id.clone(), key), ());
                     }

@@ -46,11 +46,12 @@ impl RedisStore {
         for batch in due.chunk_by(|a, b| a.pool == b.pool) {
             for chunk in batch.chunks(TOUCH_BATCH) {
                 let epoch = self.leases.epoch();
+                let asked_at = self.leases.now();
                 match self.touch_many(chunk).await {
                     Ok(answers) => {
                         for (sent, answer) in chunk.iter().zip(answers) {
                             match answer {
-                                Some(fresh) => self.leases.confirm(fresh, epoch),
+                                Some(fresh) => self.leases.confirm(fresh, epoch, asked_at),
                                 None => self.leases.forget(&sent.pool, &sent.identity),
                             }
                         }
