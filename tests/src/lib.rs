@@ -29,7 +29,7 @@ pub mod redis;
 pub mod relay;
 
 pub use oidc::{Browser, LogoutCatcher, OidcProvider, ProviderOptions, Tokens};
-pub use redis::RedisServer;
+pub use redis::{RedisServer, store_config};
 pub use session_gateway::devkit::{Backend, BackendHandle, Issuer, IssuerHandle, TokenRequest};
 
 /// How long a test may wait for any one condition before it fails.
@@ -379,6 +379,22 @@ impl Gateway {
             .send()
             .await?;
         Reply::read(r).await
+    }
+
+    /// The value of one series of the instance's `/metrics`, e.g.
+    /// `session_gateway_tunnels_open{pool="default"}`; `None` when absent.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let text = self
+            .client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok()))
     }
 
     /// The caller's current session (`GET /.gateway/session`).

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use session_gateway::config::{RedisConfig, RedisMode, Secret};
+
 use crate::{DEADLINE, free_port};
 
 /// A private certificate authority for one test, made with the `openssl`
@@ -477,5 +479,26 @@ impl Drop for RedisSentinel {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A Redis store configuration for in-process store tests: one standalone
+/// server, keys under `key_prefix`, the lease cache off (every call reaches
+/// the scripts; set `touch_interval` to turn it on), no grace, no `WAIT`.
+pub fn store_config(url: String, key_prefix: &str) -> RedisConfig {
+    RedisConfig {
+        mode: RedisMode::Standalone,
+        urls: vec![Secret::new(url)],
+        master_name: None,
+        master_password: None,
+        tls: None,
+        key_prefix: key_prefix.into(),
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(5),
+        grace_period: Duration::ZERO,
+        touch_interval: Duration::ZERO,
+        lease_revalidate: Duration::from_secs(30),
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(100),
     }
 }

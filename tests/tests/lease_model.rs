@@ -25,7 +25,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use session_gateway::clock::{Clock as _, ManualClock};
-use session_gateway::config::{RedisConfig, RedisMode, Secret};
+use session_gateway::config::RedisConfig;
 use session_gateway::licensing::{Pool, Pools};
 use session_gateway::session::{AdmitRequest, CloseReason, RedisStore, SessionStore};
 use session_gateway_e2e::contract::{Caller, T0, caller, pool, with_timeouts};
@@ -77,27 +77,14 @@ struct Fleet {
 }
 
 fn config(url: String, leases: bool) -> RedisConfig {
-    RedisConfig {
-        mode: RedisMode::Standalone,
-        urls: vec![Secret::new(url)],
-        master_name: None,
-        master_password: None,
-        tls: None,
-        key_prefix: "leases".into(),
-        connect_timeout: Duration::from_secs(5),
-        response_timeout: Duration::from_secs(5),
-        grace_period: Duration::ZERO,
-        // Leases that outlive every idle timeout of the case: only the idle
-        // and absolute ends Redis stated, and the close channel, end them.
-        touch_interval: if leases {
-            Duration::from_secs(3)
-        } else {
-            Duration::ZERO
-        },
-        lease_revalidate: Duration::from_secs(600),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(100),
+    let mut config = session_gateway_e2e::store_config(url, "leases");
+    // Leases that outlive every idle timeout of the case: only the idle and
+    // absolute ends Redis stated, and the close channel, end them.
+    if leases {
+        config.touch_interval = Duration::from_secs(3);
+        config.lease_revalidate = Duration::from_secs(600);
     }
+    config
 }
 
 async fn fleet() -> Result<Fleet, String> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use session_gateway::clock::ManualClock;
-use session_gateway::config::{RedisConfig, RedisMode, Secret};
+use session_gateway::config::RedisConfig;
 use session_gateway::licensing::Pools;
 use session_gateway::session::{
     AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, IdentityKey, LogoutLedger,
@@ -25,21 +25,7 @@ struct StoreWithServer {
 /// The test configuration: the fast path off (every call reaches Redis, so
 /// the suite checks the scripts), strict outage behaviour.
 fn redis_config(url: String) -> RedisConfig {
-    RedisConfig {
-        mode: RedisMode::Standalone,
-        urls: vec![Secret::new(url)],
-        master_name: None,
-        master_password: None,
-        tls: None,
-        key_prefix: "contract".into(),
-        connect_timeout: Duration::from_secs(5),
-        response_timeout: Duration::from_secs(5),
-        grace_period: Duration::ZERO,
-        touch_interval: Duration::ZERO,
-        lease_revalidate: Duration::from_secs(30),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(100),
-    }
+    session_gateway_e2e::store_config(url, "contract")
 }
 
 fn redis_factory(pools: Pools, clock: ManualClock) -> StoreFuture {

@@ -26,28 +26,10 @@ async fn reload(gw: &Gateway) -> anyhow::Result<reqwest::Response> {
         .await?)
 }
 
-/// A counter of the gateway's `/metrics`, 0 when absent.
-async fn metric(gw: &Gateway, line_prefix: &str) -> anyhow::Result<f64> {
-    let text = gw
-        .client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0))
-}
-
+/// Reloads counted with this outcome (0 before the first).
 async fn reloads(gw: &Gateway, outcome: &str) -> anyhow::Result<f64> {
-    metric(
-        gw,
-        &format!("session_gateway_config_reloads_total{{outcome=\"{outcome}\"}}"),
-    )
-    .await
+    let series = format!("session_gateway_config_reloads_total{{outcome=\"{outcome}\"}}");
+    Ok(gw.metric(&series).await?.unwrap_or(0.0))
 }
 
 /// SIGHUP used to end the process (exit 129) and lose every session of the

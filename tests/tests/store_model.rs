@@ -37,7 +37,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use session_gateway::clock::ManualClock;
-use session_gateway::config::{RedisConfig, RedisMode, Secret};
+use session_gateway::config::RedisConfig;
 use session_gateway::licensing::{Pool, Pools, SubjectLimitPolicy};
 use session_gateway::session::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, MemoryStore, PoolUsage,
@@ -594,21 +594,7 @@ fn memory_fleet(policy: SubjectLimitPolicy) -> Fleet {
 
 /// The fast path off (every call runs a script), strict outage behaviour.
 fn redis_config(url: String) -> RedisConfig {
-    RedisConfig {
-        mode: RedisMode::Standalone,
-        urls: vec![Secret::new(url)],
-        master_name: None,
-        master_password: None,
-        tls: None,
-        key_prefix: "model".into(),
-        connect_timeout: Duration::from_secs(5),
-        response_timeout: Duration::from_secs(5),
-        grace_period: Duration::ZERO,
-        touch_interval: Duration::ZERO,
-        lease_revalidate: Duration::from_secs(30),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(100),
-    }
+    session_gateway_e2e::store_config(url, "model")
 }
 
 fn redis_fleet(policy: SubjectLimitPolicy, size: usize) -> Result<Fleet, String> {

@@ -153,21 +153,6 @@ async fn until_closed(socket: &mut TcpStream) -> anyhow::Result<usize> {
     anyhow::bail!("the tunnel still carried {MAX_MESSAGES} messages")
 }
 
-/// The value of a metric series on an instance's `/metrics`.
-async fn metric(gw: &Gateway, series: &str) -> anyhow::Result<Option<f64>> {
-    let text = gw
-        .client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok()))
-}
-
 async fn start(binary: &str, config: &ConfigDoc) -> anyhow::Result<Gateway> {
     Gateway::start_with_env(
         binary,
@@ -189,7 +174,8 @@ async fn a_logout_ends_the_tunnel_before_the_next_holder_of_the_seat_is_served()
     let mut tunnel = open_tunnel(&gw, &alice).await?;
     assert!(echoes(&mut tunnel).await?, "the tunnel carries bytes");
     assert_eq!(
-        metric(&gw, "session_gateway_tunnels_open{pool=\"default\"}").await?,
+        gw.metric("session_gateway_tunnels_open{pool=\"default\"}")
+            .await?,
         Some(1.0)
     );
     assert_eq!(
@@ -216,12 +202,14 @@ async fn a_logout_ends_the_tunnel_before_the_next_holder_of_the_seat_is_served()
     assert_eq!(echo.received.load(Ordering::SeqCst), carried);
 
     gw.eventually("the close to be counted", || async {
-        let closed = metric(
-            &gw,
-            "session_gateway_tunnels_closed_total{pool=\"default\",reason=\"session_closed\"}",
-        )
-        .await?;
-        let open = metric(&gw, "session_gateway_tunnels_open{pool=\"default\"}").await?;
+        let closed = gw
+            .metric(
+                "session_gateway_tunnels_closed_total{pool=\"default\",reason=\"session_closed\"}",
+            )
+            .await?;
+        let open = gw
+            .metric("session_gateway_tunnels_open{pool=\"default\"}")
+            .await?;
         Ok((closed == Some(1.0) && open == Some(0.0)).then_some(()))
     })
     .await?;
@@ -259,11 +247,11 @@ async fn an_admin_close_on_another_instance_ends_the_tunnel() -> anyhow::Result<
     assert_eq!(closed.status().as_u16(), 200);
     until_closed(&mut tunnel).await?;
     a.eventually("the close to be counted on a", || async {
-        Ok((metric(
-            &a,
-            "session_gateway_tunnels_closed_total{pool=\"default\",reason=\"session_closed\"}",
-        )
-        .await?
+        Ok((a
+            .metric(
+                "session_gateway_tunnels_closed_total{pool=\"default\",reason=\"session_closed\"}",
+            )
+            .await?
             == Some(1.0))
         .then_some(()))
     })
@@ -314,7 +302,8 @@ Connection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n"
     let answer = session_gateway_e2e::raw_conversation(gw.addr, request.as_bytes()).await?;
     assert_eq!(answer.statuses(), vec![200]);
     assert_eq!(
-        metric(&gw, "session_gateway_tunnels_open{pool=\"default\"}").await?,
+        gw.metric("session_gateway_tunnels_open{pool=\"default\"}")
+            .await?,
         None,
         "no tunnel was counted"
     );

@@ -5,9 +5,11 @@
 //!    `Store::admit`, 64 in flight (store level: no HTTP, no token checks);
 //! 2. Redis memory per open session: `used_memory` before and after, divided
 //!    by the number of sessions, plus `MEMORY USAGE` of one session's keys;
-//! 3. Redis commands per request at steady state: 1,000 open sessions called
-//!    at random for a few seconds through `Store::admit` with the lease cache
-//!    on (touch_interval 1 s), `INFO commandstats` before and after;
+//! 3. Redis commands per request at steady state: 1,000 (dense) and 50,000
+//!    (sparse) open sessions called at random for a few seconds through
+//!    `SessionStore::admit` with the lease cache on, with leases that live
+//!    one 1-second touch interval (as before `lease_revalidate`) and with
+//!    the defaults (30 s / 30 s), `INFO commandstats` before and after;
 //! 4. the cost of `redis.wait_replicas = 1`: admissions per second against a
 //!    primary with one replica, without and with `WAIT`, in the same run.
 //!
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use session_gateway::auth::Claims;
 use session_gateway::clock::SystemClock;
-use session_gateway::config::{RedisConfig, RedisMode, Secret};
+use session_gateway::config::RedisConfig;
 use session_gateway::licensing::{Pool, Pools};
 use session_gateway::session::{
     AdmitRequest, IdentityRule, RedisStore, SessionIdentity, SessionStore,
@@ -83,21 +85,9 @@ async fn admissions_per_second(
 }
 
 fn config(url: String, touch_interval: Duration) -> RedisConfig {
-    RedisConfig {
-        mode: RedisMode::Standalone,
-        urls: vec![Secret::new(url)],
-        master_name: None,
-        master_password: None,
-        tls: None,
-        key_prefix: "bench".into(),
-        connect_timeout: Duration::from_secs(5),
-        response_timeout: Duration::from_secs(5),
-        grace_period: Duration::ZERO,
-        touch_interval,
-        lease_revalidate: Duration::from_secs(30),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(100),
-    }
+    let mut config = session_gateway_e2e::store_config(url, "bench");
+    config.touch_interval = touch_interval;
+    config
 }
 
 fn info_number(info: &str, key: &str) -> u64 {
@@ -114,6 +104,59 @@ fn total_calls(commandstats: &str) -> u64 {
         .filter_map(|rest| rest.split(',').next())
         .filter_map(|n| n.parse::<u64>().ok())
         .sum()
+}
+
+/// Opens `active` sessions through a store with the lease cache on, then
+/// calls them at random from 64 tasks for `seconds`: the admissions made and
+/// every command Redis ran meanwhile (script internals included; the `INFO`
+/// that reads them counts one).
+async fn steady_state(
+    redis: &RedisServer,
+    pools: &Pools,
+    pool: &Arc<Pool>,
+    active: u64,
+    seconds: u64,
+    touch_interval: Duration,
+    lease_revalidate: Duration,
+) -> anyhow::Result<(u64, u64)> {
+    assert_eq!(redis.cli(&["FLUSHALL"])?, "OK");
+    let mut config = config(redis.url(), touch_interval);
+    config.lease_revalidate = lease_revalidate;
+    let cached = RedisStore::new(&config, pools, Arc::new(SystemClock))?;
+    admissions_per_second(&cached, pool, 0, active).await?;
+    redis.cli(&["CONFIG", "RESETSTAT"])?;
+    let requests = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers = (0..64u64).map(|w| {
+        let (store, requests, pool) =
+            (Arc::clone(&cached), Arc::clone(&requests), Arc::clone(pool));
+        tokio::spawn(async move {
+            let mut n = w;
+            while Instant::now() < deadline {
+                n = (n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407))
+                    % active;
+                let identity = identity(n);
+                store
+                    .admit(&AdmitRequest {
+                        pool: &pool,
+                        identity: &identity,
+                        reserved: None,
+                        sid: None,
+                        token: None,
+                    })
+                    .await?;
+                requests.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        })
+    });
+    for worker in futures_util::future::join_all(workers).await {
+        worker??;
+    }
+    let calls = total_calls(&redis.cli(&["INFO", "commandstats"])?);
+    Ok((requests.load(Ordering::Relaxed), calls))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -181,62 +224,31 @@ async fn main() -> anyhow::Result<()> {
         after.saturating_sub(before) as f64 / f64::from(usage[0].in_use.max(1)),
     );
 
-    // 3. Commands per request at steady state with the lease cache on.
-    let cached = RedisStore::new(
-        &config(redis.url(), Duration::from_secs(1)),
-        &pools,
-        Arc::new(SystemClock),
-    )?;
-    let active: u64 = 1000;
-    for n in 0..active {
-        let identity = identity(n);
-        cached
-            .admit(&AdmitRequest {
-                pool: &pool,
-                identity: &identity,
-                reserved: None,
-                sid: None,
-                token: None,
-            })
+    // 3. Commands per request at steady state with the lease cache on: a
+    //    dense fleet (1,000 sessions, each called many times a second) and a
+    //    sparse one (50,000 sessions, each called every second or two), each
+    //    with leases that live one touch interval of 1 s (the behaviour
+    //    before `lease_revalidate`) and with today's defaults (30 s / 30 s).
+    for active in [1_000u64, 50_000] {
+        for (touch, revalidate) in [(1, 1), (30, 30)] {
+            let (requests, calls) = steady_state(
+                &redis,
+                &pools,
+                &pool,
+                active,
+                seconds,
+                Duration::from_secs(touch),
+                Duration::from_secs(revalidate),
+            )
             .await?;
+            println!(
+                "steady state: {active} open sessions, touch_interval {touch} s, lease_revalidate {revalidate} s: \
+                 {requests} admissions in {seconds} s (each session every {:.2} s), {calls} Redis commands = {:.4} commands/request",
+                (active * seconds) as f64 / requests.max(1) as f64,
+                calls as f64 / requests.max(1) as f64
+            );
+        }
     }
-    redis.cli(&["CONFIG", "RESETSTAT"])?;
-    let requests = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let workers = (0..64u64).map(|w| {
-        let (store, requests, pool) = (
-            Arc::clone(&cached),
-            Arc::clone(&requests),
-            Arc::clone(&pool),
-        );
-        tokio::spawn(async move {
-            let mut n = w;
-            while Instant::now() < deadline {
-                n = (n * 6364136223846793005 + 1442695040888963407) % active;
-                let identity = identity(n);
-                store
-                    .admit(&AdmitRequest {
-                        pool: &pool,
-                        identity: &identity,
-                        reserved: None,
-                        sid: None,
-                        token: None,
-                    })
-                    .await?;
-                requests.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        })
-    });
-    for worker in futures_util::future::join_all(workers).await {
-        worker??;
-    }
-    let calls = total_calls(&redis.cli(&["INFO", "commandstats"])?);
-    let requests = requests.load(Ordering::Relaxed);
-    println!(
-        "steady state: {requests} admissions of {active} open sessions in {seconds} s, {calls} Redis commands = {:.4} commands/request (lease cache, touch_interval 1 s; INFO itself counts 1)",
-        calls as f64 / requests.max(1) as f64
-    );
 
     // 4. WAIT's cost: one replica, admissions without and with WAIT, twice
     //    each, alternating (the machine is noisy: compare within the run).

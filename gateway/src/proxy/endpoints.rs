@@ -3,6 +3,8 @@
 //! the request, calls one operation of the access decision and writes the
 //! answer.
 
+use std::sync::Arc;
+
 use pingora::http::RequestHeader;
 use pingora::proxy::Session as HttpSession;
 
@@ -11,32 +13,46 @@ use super::problem::{ErrorCode, Problem};
 use super::respond::respond;
 use super::service::{Gateway, authorization};
 use crate::access::BackchannelError;
+use crate::auth::Principal;
 use crate::session::Session;
 
 /// The largest back-channel logout request body read (a form with one JWT).
 const MAX_LOGOUT_BODY: usize = 64 * 1024;
 
 impl Gateway {
+    /// The principal of a request to a gateway endpoint that only answers
+    /// `method`: 405 for another method, the access decision's denial else.
+    async fn caller(
+        &self,
+        request: &RequestHeader,
+        method: &'static str,
+        wording: &Wording,
+    ) -> Result<Arc<Principal>, Problem> {
+        if request.method.as_str() != method {
+            return Err(
+                Problem::new(ErrorCode::MethodNotAllowed, format!("use {method}")).allow(method),
+            );
+        }
+        let (principal, _) = self
+            .access
+            .authenticate(&authorization(request))
+            .await
+            .map_err(|d| denial::problem(&d, wording))?;
+        Ok(principal)
+    }
+
     /// `GET <prefix>/session`.
     pub(super) async fn session_endpoint(
         &self,
         request: &RequestHeader,
         wording: &Wording,
     ) -> Result<Vec<u8>, Problem> {
-        let denied = |d| denial::problem(&d, wording);
-        if request.method != http::Method::GET {
-            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use GET").allow("GET"));
-        }
-        let (principal, _) = self
-            .access
-            .authenticate(&authorization(request))
-            .await
-            .map_err(denied)?;
+        let principal = self.caller(request, "GET", wording).await?;
         match self
             .access
             .current_session(&principal)
             .await
-            .map_err(denied)?
+            .map_err(|d| denial::problem(&d, wording))?
         {
             Some(session) => Ok(session_view(&session)),
             None => Err(Problem::new(
@@ -53,16 +69,12 @@ impl Gateway {
         request: &RequestHeader,
         wording: &Wording,
     ) -> Result<Vec<u8>, Problem> {
-        let denied = |d| denial::problem(&d, wording);
-        if request.method != http::Method::POST {
-            return Err(Problem::new(ErrorCode::MethodNotAllowed, "use POST").allow("POST"));
-        }
-        let (principal, _) = self
+        let principal = self.caller(request, "POST", wording).await?;
+        let closed = self
             .access
-            .authenticate(&authorization(request))
+            .logout(&principal)
             .await
-            .map_err(denied)?;
-        let closed = self.access.logout(&principal).await.map_err(denied)?;
+            .map_err(|d| denial::problem(&d, wording))?;
         let body = serde_json::json!({
             "logged_out": true,
             "session_id": closed.map(|s| s.id),
