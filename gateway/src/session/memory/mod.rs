@@ -23,7 +23,7 @@
 
 mod pools;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,9 +49,11 @@ pub struct MemoryStore {
     /// Ids of deleted revocations, until they would have lapsed.
     tombstones: Mutex<Vec<(String, UnixMillis)>>,
     /// Identity provider sessions → linked session ids, with their lapse.
-    sids: Mutex<HashMap<String, Vec<(SessionId, UnixMillis)>>>,
+    /// (B-trees, like the session maps: they grow on the proxy path too,
+    /// and a B-tree never rebuilds itself in one step.)
+    sids: Mutex<BTreeMap<String, Vec<(SessionId, UnixMillis)>>>,
     /// One-time token ids seen, with their lapse.
-    used: Mutex<HashMap<String, UnixMillis>>,
+    used: Mutex<BTreeMap<String, UnixMillis>>,
 }
 
 impl MemoryStore {
@@ -65,12 +67,12 @@ impl MemoryStore {
             clock,
             state: Mutex::new(State {
                 pools,
-                by_id: HashMap::new(),
+                by_id: BTreeMap::new(),
             }),
             revocations: Mutex::new(Vec::new()),
             tombstones: Mutex::new(Vec::new()),
-            sids: Mutex::new(HashMap::new()),
-            used: Mutex::new(HashMap::new()),
+            sids: Mutex::new(BTreeMap::new()),
+            used: Mutex::new(BTreeMap::new()),
         }
     }
 

@@ -2,7 +2,6 @@
 //! reload adds, `Retry-After` rounding, lazy pruning. What every store must
 //! do is the contract suite's (`tests/src/contract/`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +57,7 @@ fn assert_consistent(store: &MemoryStore) {
             assert_eq!(*key, s.identity);
             assert_eq!(state.by_id.get(&s.id), Some(&(index, s.identity)));
             assert_eq!(p.by_expiry.get(&(s.expires_ms(), s.id.clone())), Some(key));
-            assert!(p.by_subject[&s.subject_key].contains(key));
+            assert!(p.by_subject.contains(&(s.subject_key, *key)));
             per_bucket[s.bucket] += 1;
         }
         assert_eq!(
@@ -67,8 +66,7 @@ fn assert_consistent(store: &MemoryStore) {
             p.pool.name
         );
         assert_eq!(p.by_expiry.len(), p.sessions.len());
-        let indexed: usize = p.by_subject.values().map(HashSet::len).sum();
-        assert_eq!(indexed, p.sessions.len());
+        assert_eq!(p.by_subject.len(), p.sessions.len());
     }
     assert_eq!(state.by_id.len(), total);
 }
@@ -175,4 +173,43 @@ async fn lapsed_one_time_keys_count_as_unused_and_links_are_pruned_lazily() {
     );
     store.sweep().await.unwrap();
     assert_eq!(store.sids.lock().get("sid").map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_subjects_sessions_are_one_range_of_the_subject_index() {
+    // The subject index is one ordered set of (subject, identity): a
+    // subject's sessions must be exactly its range, whatever the subjects
+    // that sort next to it hold.
+    let clock = ManualClock::starting_at(T0);
+    let pools = Pools::new(vec![pool("p", 100)]);
+    let store = MemoryStore::new(&pools, Arc::new(clock));
+    let p = Arc::clone(pools.get("p").expect("pool p"));
+    let subjects = ["ann", "ben", "cat", "dan", "eve"];
+    for (n, subject) in subjects.iter().enumerate() {
+        for client in 0..=n {
+            let who = identity(subject, &format!("client-{client}"));
+            let request = AdmitRequest {
+                pool: &p,
+                identity: &who,
+                reserved: None,
+                sid: None,
+                token: None,
+            };
+            store.admit(&request).await.expect("admit");
+        }
+    }
+    assert_consistent(&store);
+    let state = store.state.lock();
+    let sessions = &state.pools[0];
+    for (n, subject) in subjects.iter().enumerate() {
+        let key = subject_key(ISSUER, subject);
+        let held = sessions.subject_sessions(&key);
+        assert_eq!(held.len(), n + 1, "{subject}");
+        assert!(held.iter().all(|s| s.subject == *subject), "{subject}");
+    }
+    assert!(
+        sessions
+            .subject_sessions(&subject_key(ISSUER, "nobody"))
+            .is_empty()
+    );
 }
