@@ -5,8 +5,9 @@
 //!    `Store::admit`, 64 in flight (store level: no HTTP, no token checks);
 //! 2. Redis memory per open session: `used_memory` before and after, divided
 //!    by the number of sessions, plus `MEMORY USAGE` of one session's keys;
-//! 3. Redis commands per request at steady state: 1,000 (dense) and 50,000
-//!    (sparse) open sessions called at random for a few seconds through
+//! 3. Redis commands per request at steady state: 1,000 open sessions called
+//!    as fast as they go for a few seconds (dense), and 50,000 each called
+//!    about every 1.5 s for 65 s (sparse), at random, through
 //!    `SessionStore::admit` with the lease cache on, with leases that live
 //!    one 1-second touch interval (as before `lease_revalidate`) and with
 //!    the defaults (30 s / 30 s), `INFO commandstats` before and after;
@@ -107,15 +108,15 @@ fn total_calls(commandstats: &str) -> u64 {
 }
 
 /// Opens `active` sessions through a store with the lease cache on, then
-/// calls them at random from 64 tasks for `seconds`: the admissions made and
-/// every command Redis ran meanwhile (script internals included; the `INFO`
-/// that reads them counts one).
+/// calls them at random from 64 tasks for `seconds`, as fast as they go or
+/// paced so that each session is called about once per `pace`: the
+/// admissions made and every command Redis ran meanwhile (script internals
+/// included; the `INFO` that reads them counts one).
 async fn steady_state(
     redis: &RedisServer,
     pools: &Pools,
     pool: &Arc<Pool>,
-    active: u64,
-    seconds: u64,
+    (active, pace, seconds): (u64, Option<Duration>, u64),
     touch_interval: Duration,
     lease_revalidate: Duration,
 ) -> anyhow::Result<(u64, u64)> {
@@ -127,16 +128,26 @@ async fn steady_state(
     redis.cli(&["CONFIG", "RESETSTAT"])?;
     let requests = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let workers = (0..64u64).map(|w| {
+    const WORKERS: u64 = 64;
+    // Each worker's share of the calls: one per `pace * WORKERS / active`.
+    let period = pace.map(|p| p * WORKERS as u32 / active as u32);
+    let workers = (0..WORKERS).map(|w| {
         let (store, requests, pool) =
             (Arc::clone(&cached), Arc::clone(&requests), Arc::clone(pool));
         tokio::spawn(async move {
-            let mut n = w;
+            let mut ticks = period.map(tokio::time::interval);
+            // xorshift64* over the whole u64 state, reduced per call: an LCG
+            // reduced modulo `active` as its own state falls into short
+            // cycles and calls a few sessions only.
+            let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (w + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             while Instant::now() < deadline {
-                n = (n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407))
-                    % active;
+                if let Some(ticks) = ticks.as_mut() {
+                    ticks.tick().await;
+                }
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let n = state.wrapping_mul(0x2545_f491_4f6c_dd1d) % active;
                 let identity = identity(n);
                 store
                     .admit(&AdmitRequest {
@@ -229,14 +240,17 @@ async fn main() -> anyhow::Result<()> {
     //    sparse one (50,000 sessions, each called every second or two), each
     //    with leases that live one touch interval of 1 s (the behaviour
     //    before `lease_revalidate`) and with today's defaults (30 s / 30 s).
-    for active in [1_000u64, 50_000] {
+    //    The sparse run paces its calls so that each session is called about
+    //    every 1.5 s, and lasts 65 s, so that every lease is touched at least
+    //    twice at the 30 s default.
+    let sparse = Some(Duration::from_millis(1500));
+    for (active, pace, seconds) in [(1_000u64, None, seconds), (50_000, sparse, 65)] {
         for (touch, revalidate) in [(1, 1), (30, 30)] {
             let (requests, calls) = steady_state(
                 &redis,
                 &pools,
                 &pool,
-                active,
-                seconds,
+                (active, pace, seconds),
                 Duration::from_secs(touch),
                 Duration::from_secs(revalidate),
             )
