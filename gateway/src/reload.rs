@@ -107,6 +107,7 @@ const RESTART_ONLY: &[(&str, Setting)] = &[
     ("server.admin_listen", |f| json(&f.server.admin_listen)),
     ("server.tls", |f| json(&f.server.tls)),
     ("server.threads", |f| json(&f.server.threads)),
+    ("server.work_stealing", |f| json(&f.server.work_stealing)),
     ("server.grace_period", |f| json(&f.server.grace_period)),
     ("server.shutdown_timeout", |f| {
         json(&f.server.shutdown_timeout)

@@ -46,6 +46,8 @@ pub struct ServerSection {
     pub admin_listen: String,
     pub tls: Option<TlsSection>,
     pub threads: Option<usize>,
+    /// Whether idle proxy threads take tasks queued on busy ones.
+    pub work_stealing: bool,
     pub grace_period: String,
     pub shutdown_timeout: String,
     pub realm: String,
@@ -61,6 +63,7 @@ impl Default for ServerSection {
             admin_listen: "127.0.0.1:9190".into(),
             tls: None,
             threads: None,
+            work_stealing: false,
             grace_period: "5s".into(),
             shutdown_timeout: "5s".into(),
             realm: "session-gateway".into(),

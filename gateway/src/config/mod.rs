@@ -114,6 +114,11 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// Whether the proxy threads share one work-stealing runtime (`true`) or
+    /// each run their own (`false`, the default: a request stays on the
+    /// thread that accepted it, which Pingora measures faster for
+    /// short requests).
+    pub work_stealing: bool,
     /// How long a stopping gateway keeps serving in-flight requests.
     pub grace_period: Duration,
     /// After the grace period, how long runtimes get to wind down.

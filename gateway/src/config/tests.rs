@@ -1143,6 +1143,13 @@ fn pool_idle_timeout_must_also_exceed_touch_interval() {
 }
 
 #[test]
+fn proxy_threads_do_not_steal_work_unless_told() {
+    assert!(!valid(MINIMAL).server.work_stealing);
+    let c = valid(&minimal_with("[server]\nwork_stealing = true"));
+    assert!(c.server.work_stealing);
+}
+
+#[test]
 fn an_unset_touch_interval_is_30s_or_a_quarter_of_the_shortest_idle_timeout() {
     assert_eq!(valid(MINIMAL).sessions.touch_interval, secs(30));
     assert_eq!(valid(MINIMAL).sessions.lease_revalidate, secs(30));

@@ -151,6 +151,11 @@ fn request_host(request: &RequestHeader) -> Result<Option<String>, HostError> {
 impl ProxyHttp for Gateway {
     type CTX = RequestContext;
 
+    /// No downstream modules: Pingora's default adds a response-compression
+    /// module (disabled) that every request would still pass through, and
+    /// the gateway compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestContext {
         RequestContext {
             started: Instant::now(),

@@ -73,6 +73,7 @@ pub(super) fn server(
         admin_listen,
         tls,
         threads,
+        work_stealing: s.work_stealing,
         grace_period: c.duration("server.grace_period", &s.grace_period)?,
         shutdown_timeout: c.duration("server.shutdown_timeout", &s.shutdown_timeout)?,
         realm: s.realm.clone(),
