@@ -44,17 +44,21 @@ impl SessionStore for RedisStore {
                         self.sid_links.insert((session.id.clone(), key), ());
                     }
                 }
-                if let Admission::Opened {
-                    replaced: Some(replaced),
-                    ..
-                } = &outcome.admission
-                {
-                    self.leases
-                        .forget(&replaced.session.pool, &replaced.session.identity);
-                }
-                for closed in &outcome.expired {
-                    self.leases
-                        .forget(&closed.session.pool, &closed.session.identity);
+                // Closed sessions lose their leases, except an expired one
+                // of this very identity: its lease is now the new session's.
+                let served = outcome.admission.session().map(|s| s.identity);
+                let replaced = match &outcome.admission {
+                    Admission::Opened {
+                        replaced: Some(replaced),
+                        ..
+                    } => Some(replaced),
+                    _ => None,
+                };
+                for closed in replaced.into_iter().chain(&outcome.expired) {
+                    if Some(closed.session.identity) != served {
+                        self.leases
+                            .forget(&closed.session.pool, &closed.session.identity);
+                    }
                 }
                 Ok(outcome)
             }
