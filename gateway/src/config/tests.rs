@@ -1671,6 +1671,34 @@ fn a_redis_client_certificate_needs_its_key_and_a_key_its_certificate() {
 }
 
 #[test]
+fn redis_keys_of_another_mode_are_refused_not_ignored() {
+    for (table, key, fragment) in [
+        (
+            "url = \"redis://10.0.0.7:6379\"\nurls = [\"redis://10.0.0.8:6379\"]",
+            "redis.urls",
+            "standalone mode uses `url`",
+        ),
+        (
+            "master_name = \"sessions\"",
+            "redis.master_name",
+            "only used with mode = \"sentinel\"",
+        ),
+        (
+            "mode = \"cluster\"\nurls = [\"redis://10.0.0.7:6379\"]\nurl = \"redis://10.0.0.9:6379\"",
+            "redis.url",
+            "list the nodes in `urls`",
+        ),
+        (
+            "mode = \"cluster\"\nurls = [\"redis://10.0.0.7:6379\"]\nmaster_name = \"x\"",
+            "redis.master_name",
+            "only used with mode = \"sentinel\"",
+        ),
+    ] {
+        refused(&redis_with(table), key, fragment);
+    }
+}
+
+#[test]
 fn redis_urls_must_agree_on_tls() {
     let dir = tls_files();
     redis_refused_in(

@@ -60,6 +60,24 @@ pub(super) fn redis(
             );
         }
     };
+    // A key of another mode would be silently ignored: say so instead.
+    let default_url = RedisSection::default().url;
+    let unused = match mode {
+        RedisMode::Standalone if !r.urls.is_empty() => {
+            Some(("redis.urls", "standalone mode uses `url`, one server"))
+        }
+        RedisMode::Standalone | RedisMode::Cluster if r.master_name.is_some() => {
+            Some(("redis.master_name", "is only used with mode = \"sentinel\""))
+        }
+        RedisMode::Cluster | RedisMode::Sentinel if r.url != default_url => Some((
+            "redis.url",
+            "is only used with mode = \"standalone\"; list the nodes in `urls`",
+        )),
+        _ => None,
+    };
+    if let Some((key, why)) = unused {
+        return c.fail(key, why);
+    }
     if mode != RedisMode::Sentinel && r.sentinel_password_env.is_some() {
         return c.fail(
             "redis.sentinel_password_env",
