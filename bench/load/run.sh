@@ -15,6 +15,8 @@
 #
 #   bash bench/load/run.sh                      # 1000 tokens (below the cache size)
 #   TOKENS=150000 bash bench/load/run.sh        # above tokens.cache_size (100000)
+#   TOKENS=50000 WARMUP=8s bash bench/load/run.sh  # sparse: each session every few seconds;
+#                                               # the warm-up before each round reaches every token
 #   TOUCH_INTERVAL=10s bash bench/load/run.sh   # gw-redis with another sessions.touch_interval
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +25,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 TOKENS=${TOKENS:-1000}
 ADMIT_DURATION=${ADMIT_DURATION:-5s}
+WARMUP=${WARMUP:-1s}
 
 need=()
 for tool in wrk nginx haproxy redis-server; do
@@ -193,9 +196,10 @@ redis_calls() { # all commands Redis ran (script-internal ones too), and the cal
 redis_all=0; redis_sent=0
 for round in $(seq 1 "$ROUNDS"); do
     for target in "${order[@]}"; do
-        # A second of traffic first: the gateways' leases lapse while other
-        # targets run, and steady state is what this measures.
-        taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d1s -s bench/load/tokens.lua \
+        # Traffic first: the gateways' leases lapse while other targets run
+        # (longer than sessions.lease_revalidate), and steady state is what
+        # this measures. With many tokens the warm-up must reach every one.
+        taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -s bench/load/tokens.lua \
             "${url[$target]}" -- "$work/tokens/tokens.txt" "${path[$target]:-/api/x}" >/dev/null
         [ "$target" = gw-redis ] && read -r all0 sent0 < <(redis_calls)
         before=$(cpu_ticks "${pid[$target]}")
