@@ -37,7 +37,7 @@
 # (22.5 s at the defaults) and re-confirms the lease. Two consequences:
 # * Between a Redis gateway's rounds the other targets run for longer than
 #   30 s, so its leases go stale; its unmeasured pre-round traffic
-#   (WARM_REDIS, default TOKENS/4000 s, at least 1 s) therefore makes a full
+#   (WARM_REDIS, default TOKENS/2500 s, at least 1 s) therefore makes a full
 #   pass over every token (one re-confirming `admit` each) before the measured
 #   window, and the script calls it sent during measured rounds are reported
 #   as a check (they should be ~0).
@@ -51,7 +51,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 TOKENS=${TOKENS:-1000}
 ADMIT_DURATION=${ADMIT_DURATION:-5s}
-WARM_REDIS=${WARM_REDIS:-$((TOKENS / 4000 > 1 ? TOKENS / 4000 : 1))s}
+WARM_REDIS=${WARM_REDIS:-$((TOKENS / 2500 > 1 ? TOKENS / 2500 : 1))s}
 STEADY_WARM=${STEADY_WARM:-15s}
 STEADY=${STEADY:-45s}
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -77,7 +77,9 @@ fi
 cargo build --release -q -p session-gateway -p session-gateway-bench
 work=$(mktemp -d)
 pids=()
+fast_stop=() # Pingora stops gracefully on SIGTERM (5 minutes by default), at once on SIGINT
 cleanup() {
+    for pid in "${fast_stop[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
@@ -180,8 +182,8 @@ declare -A pid
 taskset -c 1 "$NGINX" -c "$work/upstream.conf" & pids+=($!)
 taskset -c 1 "$NGINX" -c "$work/nginx.conf" & pids+=($!); pid[nginx]=$!
 taskset -c 1 "$HAPROXY" -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); pid[haproxy-rs256]=$!
-taskset -c 1 "$BIN/bare-pingora" 127.0.0.1:18086 127.0.0.1:18081 2>"$work/bare-pingora.log" & pids+=($!)
-pid[bare-pingora]=$!
+taskset -c 1 "$BIN/bare-pingora" 127.0.0.1:18086 127.0.0.1:18081 2>"$work/bare-pingora.log" &
+pid[bare-pingora]=$!; fast_stop+=($!)
 for port in 18379 18380; do
     taskset -c 1 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
 done
