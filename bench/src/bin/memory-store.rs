@@ -30,23 +30,13 @@ use std::time::{Duration, Instant};
 use session_gateway::clock::{Clock as _, ManualClock, SystemClock};
 use session_gateway::licensing::{Pool, Pools};
 use session_gateway::session::{
-    AdmitRequest, IdentityRule, MemoryStore, SessionFilter, SessionIdentity, SessionStore,
-    new_session_id,
+    AdmitRequest, MemoryStore, SessionFilter, SessionIdentity, SessionStore, new_session_id,
 };
+use session_gateway_e2e::contract;
 
 /// The identity of bench user `n` under the default rule.
-fn identity(n: u64) -> anyhow::Result<SessionIdentity> {
-    let rule = IdentityRule::new(vec![
-        vec!["iss".into()],
-        vec!["sub".into()],
-        vec!["client_id".into()],
-    ]);
-    let mut map = serde_json::Map::new();
-    map.insert("iss".into(), "https://idp.bench".into());
-    map.insert("sub".into(), format!("user-{n}").into());
-    map.insert("client_id".into(), "erp-web".into());
-    rule.derive(&session_gateway::auth::Claims::from_map(map))
-        .map_err(|e| anyhow::anyhow!("identity {n}: {e}"))
+fn identity(n: u64) -> SessionIdentity {
+    contract::caller(&format!("user-{n}"), "erp-web").identity
 }
 
 /// One admission's latencies, and how many sessions were open before it.
@@ -165,23 +155,14 @@ async fn main() -> anyhow::Result<()> {
     let tasks: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
 
     // The load benchmark's pool: a limit far above the sessions, no caps.
-    let pool = Arc::new(Pool {
-        name: "default".into(),
-        limit: 1_000_000,
-        rule: None,
-        subject_limit: None,
-        reserved: vec![],
-        idle_timeout: Duration::from_secs(1200),
-        absolute_timeout: Duration::from_secs(8 * 3600),
-    });
+    let pool = Arc::new(contract::pool("default", 1_000_000));
     let pools = Pools::new(vec![(*pool).clone()]);
     // A clock that stands still: nothing expires while this measures.
     let clock = ManualClock::starting_at(SystemClock.now_ms());
     let store = Arc::new(MemoryStore::new(&pools, Arc::new(clock.clone())));
     // Identities are derived up front (SHA-256 per claim set): the timings
     // are the store's alone.
-    let identities: Arc<Vec<SessionIdentity>> =
-        Arc::new((0..sessions).map(identity).collect::<anyhow::Result<_>>()?);
+    let identities: Arc<Vec<SessionIdentity>> = Arc::new((0..sessions).map(identity).collect());
     // Warm the session id generator (first use seeds its RNG).
     let _ = new_session_id();
 

@@ -21,31 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use session_gateway::auth::Claims;
 use session_gateway::clock::SystemClock;
 use session_gateway::config::RedisConfig;
 use session_gateway::licensing::{Pool, Pools};
-use session_gateway::session::{
-    AdmitRequest, IdentityRule, RedisStore, SessionIdentity, SessionStore,
-};
-use session_gateway_e2e::RedisServer;
+use session_gateway::session::{AdmitRequest, RedisStore, SessionIdentity, SessionStore};
+use session_gateway_e2e::{RedisServer, contract};
 
+/// The identity of bench user `n`.
 fn identity(n: u64) -> SessionIdentity {
-    let rule = IdentityRule::new(vec![
-        vec!["iss".into()],
-        vec!["sub".into()],
-        vec!["client_id".into()],
-    ]);
-    let claims = serde_json_map(n);
-    rule.derive(&claims).expect("identity")
-}
-
-fn serde_json_map(n: u64) -> Claims {
-    let mut map = serde_json::Map::new();
-    map.insert("iss".into(), "https://idp.bench".into());
-    map.insert("sub".into(), format!("user-{n}").into());
-    map.insert("client_id".into(), "erp-web".into());
-    Claims::from_map(map)
+    contract::caller(&format!("user-{n}"), "erp-web").identity
 }
 
 /// Opens `sessions` sessions (64 in flight) with identities from `first`
@@ -177,15 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
 
     let redis = RedisServer::start()?;
-    let pool = Arc::new(Pool {
-        name: "bench".into(),
-        limit: u32::MAX / 2,
-        rule: None,
-        subject_limit: None,
-        reserved: vec![],
-        idle_timeout: Duration::from_secs(1200),
-        absolute_timeout: Duration::from_secs(8 * 3600),
-    });
+    let pool = Arc::new(contract::pool("bench", u32::MAX / 2));
     let pools = Pools::new(vec![(*pool).clone()]);
 
     // 1. Admissions per second (the lease cache off: every call is a script).
