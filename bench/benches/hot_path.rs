@@ -222,13 +222,7 @@ fn admit(c: &mut Criterion) {
     let mut group = c.benchmark_group("admit");
     group.throughput(Throughput::Elements(1));
     let memory = MemoryStore::new(&pools, Arc::new(SystemClock));
-    let reuse = AdmitRequest {
-        pool: &pool,
-        identity: &identity,
-        reserved: None,
-        sid: None,
-        token: None,
-    };
+    let reuse = AdmitRequest::of(&pool, &identity);
     group.bench_function("memory/reuse", |b| {
         b.iter(|| setup.runtime.block_on(memory.admit(&reuse)).is_ok())
     });
@@ -253,13 +247,7 @@ fn admit(c: &mut Criterion) {
     group.bench_function("redis/open", |b| {
         b.iter(|| {
             let identity = fresh_identity(opened.fetch_add(1, Ordering::Relaxed));
-            let request = AdmitRequest {
-                pool: &pool,
-                identity: &identity,
-                reserved: None,
-                sid: None,
-                token: None,
-            };
+            let request = AdmitRequest::of(&pool, &identity);
             setup.runtime.block_on(store.admit(&request)).is_ok()
         })
     });

@@ -134,13 +134,7 @@ async fn fleet() -> Result<Fleet, String> {
 
 impl Fleet {
     fn request(&self, who: usize) -> AdmitRequest<'_> {
-        AdmitRequest {
-            pool: &self.pool,
-            identity: &self.callers[who].identity,
-            reserved: None,
-            sid: None,
-            token: None,
-        }
+        AdmitRequest::of(&self.pool, &self.callers[who].identity)
     }
 
     /// Waits until no instance would serve `who` from a lease.

@@ -195,13 +195,7 @@ impl TwoInstances {
     }
 
     fn alice(&self) -> AdmitRequest<'_> {
-        AdmitRequest {
-            pool: &self.pool,
-            identity: &ALICE.identity,
-            reserved: None,
-            sid: None,
-            token: None,
-        }
+        AdmitRequest::of(&self.pool, &ALICE.identity)
     }
 
     /// B's next call for alice must go to Redis and open a new session.
@@ -286,13 +280,7 @@ async fn one_touch_call_slides_a_batch_and_reports_closed_sessions() -> anyhow::
     let mut sessions = Vec::new();
     for user in ["alice", "bob", "carol"] {
         let who = caller(user, "erp-web");
-        let request = AdmitRequest {
-            pool: &p,
-            identity: &who.identity,
-            reserved: None,
-            sid: None,
-            token: None,
-        };
+        let request = AdmitRequest::of(&p, &who.identity);
         let admitted = store.admit(&request).await?.admission;
         sessions.push(admitted.session().cloned().expect("a seat is free"));
     }
@@ -345,13 +333,7 @@ async fn busy_sessions_share_touch_calls() -> anyhow::Result<()> {
         .collect();
     let admit_all = || async {
         for who in &callers {
-            let request = AdmitRequest {
-                pool: &p,
-                identity: &who.identity,
-                reserved: None,
-                sid: None,
-                token: None,
-            };
+            let request = AdmitRequest::of(&p, &who.identity);
             store.admit(&request).await?;
         }
         anyhow::Ok(())

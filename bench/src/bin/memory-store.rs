@@ -76,13 +76,7 @@ async fn run(
                     return anyhow::Ok(samples);
                 }
                 let identity = &identities[pick(i, n)];
-                let request = AdmitRequest {
-                    pool: &pool,
-                    identity,
-                    reserved: None,
-                    sid: None,
-                    token: None,
-                };
+                let request = AdmitRequest::of(&pool, identity);
                 let called = Instant::now();
                 let outcome = store.admit(&request).await?;
                 let done = Instant::now();
@@ -215,13 +209,7 @@ async fn main() -> anyhow::Result<()> {
     let usage_expired = started.elapsed();
     let started = Instant::now();
     let outcome = store
-        .admit(&AdmitRequest {
-            pool: &pool,
-            identity: &identities[0],
-            reserved: None,
-            sid: None,
-            token: None,
-        })
+        .admit(&AdmitRequest::of(&pool, &identities[0]))
         .await?;
     println!(
         "all {sessions} expired: usage() {:.2} ms (in_use {in_use}), next admission {:.2} ms (closed {} expired)",

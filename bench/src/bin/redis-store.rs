@@ -51,13 +51,7 @@ async fn admissions_per_second(
                     return anyhow::Ok(());
                 }
                 let identity = identity(n);
-                let request = AdmitRequest {
-                    pool: &pool,
-                    identity: &identity,
-                    reserved: None,
-                    sid: None,
-                    token: None,
-                };
+                let request = AdmitRequest::of(&pool, &identity);
                 let outcome = store.admit(&request).await?;
                 anyhow::ensure!(outcome.admission.session().is_some(), "refused");
             }
@@ -133,15 +127,7 @@ async fn steady_state(
                 state ^= state >> 27;
                 let n = state.wrapping_mul(0x2545_f491_4f6c_dd1d) % active;
                 let identity = identity(n);
-                store
-                    .admit(&AdmitRequest {
-                        pool: &pool,
-                        identity: &identity,
-                        reserved: None,
-                        sid: None,
-                        token: None,
-                    })
-                    .await?;
+                store.admit(&AdmitRequest::of(&pool, &identity)).await?;
                 requests.fetch_add(1, Ordering::Relaxed);
             }
             anyhow::Ok(())

@@ -37,6 +37,21 @@ pub struct AdmitRequest<'a> {
     pub token: Option<PresentedToken<'a>>,
 }
 
+impl<'a> AdmitRequest<'a> {
+    /// A request of `identity` for a shared seat of `pool` that names no
+    /// identity provider session and presents no token to check against
+    /// revocations: what the store tests and benchmarks ask.
+    pub fn of(pool: &'a Arc<Pool>, identity: &'a SessionIdentity) -> Self {
+        Self {
+            pool,
+            identity,
+            reserved: None,
+            sid: None,
+            token: None,
+        }
+    }
+}
+
 /// What an admission checks of the presented token against revocations.
 #[derive(Debug, Clone, Copy)]
 pub struct PresentedToken<'a> {

@@ -794,13 +794,7 @@ pub async fn concurrent_admissions_never_exceed_the_limit(factory: &dyn StoreFac
         let pool = Arc::clone(&pool);
         let who = caller(&format!("user-{n}"), "erp-web");
         tasks.spawn(async move {
-            let request = AdmitRequest {
-                pool: &pool,
-                identity: &who.identity,
-                reserved: None,
-                sid: None,
-                token: None,
-            };
+            let request = AdmitRequest::of(&pool, &who.identity);
             store.admit(&request).await.expect("admit")
         });
     }
@@ -845,13 +839,7 @@ pub async fn concurrent_same_identity_shares_one_session(factory: &dyn StoreFact
         let pool = Arc::clone(&pool);
         let identity = who.identity.clone();
         tasks.spawn(async move {
-            let request = AdmitRequest {
-                pool: &pool,
-                identity: &identity,
-                reserved: None,
-                sid: None,
-                token: None,
-            };
+            let request = AdmitRequest::of(&pool, &identity);
             store.admit(&request).await.expect("admit")
         });
     }

@@ -84,13 +84,7 @@ async fn indexes_stay_consistent_through_every_operation() {
         .collect();
     for (round, who) in people.iter().cycle().take(12).enumerate() {
         let pool = if round % 3 == 0 { &b } else { &a };
-        let request = AdmitRequest {
-            pool,
-            identity: who,
-            reserved: None,
-            sid: None,
-            token: None,
-        };
+        let request = AdmitRequest::of(pool, who);
         store.admit(&request).await.expect("admit");
         assert_consistent(&store);
         clock.advance(Duration::from_secs(7 * 60));
@@ -120,13 +114,7 @@ async fn a_pool_missing_from_the_configuration_is_counted_from_zero() {
     let store = MemoryStore::new(&Pools::new(vec![pool("known", 1)]), Arc::new(clock));
     let late = Arc::new(pool("late", 1));
     let who = identity("ann", "web");
-    let request = AdmitRequest {
-        pool: &late,
-        identity: &who,
-        reserved: None,
-        sid: None,
-        token: None,
-    };
+    let request = AdmitRequest::of(&late, &who);
     let outcome = store.admit(&request).await.expect("admit");
     assert!(matches!(outcome.admission, Admission::Opened { .. }));
     let usage = store.usage().await.expect("usage");
@@ -188,13 +176,7 @@ async fn a_subjects_sessions_are_one_range_of_the_subject_index() {
     for (n, subject) in subjects.iter().enumerate() {
         for client in 0..=n {
             let who = identity(subject, &format!("client-{client}"));
-            let request = AdmitRequest {
-                pool: &p,
-                identity: &who,
-                reserved: None,
-                sid: None,
-                token: None,
-            };
+            let request = AdmitRequest::of(&p, &who);
             store.admit(&request).await.expect("admit");
         }
     }
