@@ -41,11 +41,7 @@ impl Access {
     /// Audits and counts a session the store refused to open.
     pub(super) fn record_refused(&self, pool: &str, identity: &SessionIdentity, refusal: &Refusal) {
         audit::admission_refused(pool, identity, refusal);
-        let reason = match refusal {
-            Refusal::PoolFull { .. } => "pool_full",
-            Refusal::SubjectLimit { .. } => "subject_limit",
-            Refusal::Revoked => "revoked",
-        };
+        let reason = refusal.as_str();
         self.trail(vec![
             ("event", "session_refused".into()),
             ("pool", pool.to_string()),

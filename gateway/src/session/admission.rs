@@ -102,6 +102,17 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// The stable name used in logs, metrics and the audit trail.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::PoolFull { .. } => "pool_full",
+            Refusal::SubjectLimit { .. } => "subject_limit",
+            Refusal::Revoked => "revoked",
+        }
+    }
+}
+
 /// The decision of one admission.
 // A short-lived value on the stack of one request; boxing the larger
 // variant would cost an allocation on every new session instead.

@@ -45,11 +45,7 @@ pub fn tunnel_closed(session: &Session, reason: &str) {
 
 /// A new session was refused.
 pub fn admission_refused(pool: &str, identity: &SessionIdentity, refusal: &Refusal) {
-    let reason = match refusal {
-        Refusal::PoolFull { .. } => "pool_full",
-        Refusal::SubjectLimit { .. } => "subject_limit",
-        Refusal::Revoked => "revoked",
-    };
+    let reason = refusal.as_str();
     tracing::info!(
         target: "audit",
         event = "session_refused",
