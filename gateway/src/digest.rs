@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 /// A 32-byte digest used as a store key; shown as lowercase hex.
@@ -46,6 +48,26 @@ impl Digest32 {
         }
         Some(Digest32(out))
     }
+
+    /// Base64url without padding: 43 characters, the Redis store's compact
+    /// spelling.
+    pub fn to_base64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Parses [`Digest32::to_base64`]'s spelling.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        if text.len() != 43 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        Some(Digest32(bytes.try_into().ok()?))
+    }
+
+    /// Either spelling: 64 hex digits or 43 base64url characters.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::from_hex(text).or_else(|| Self::from_base64(text))
+    }
 }
 
 impl fmt::Debug for Digest32 {
@@ -57,5 +79,21 @@ impl fmt::Debug for Digest32 {
 impl fmt::Display for Digest32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_spellings_round_trip() {
+        let d = Digest32::of_parts("t", [b"x".as_slice()]);
+        assert_eq!(d.to_base64().len(), 43);
+        assert_eq!(Digest32::from_base64(&d.to_base64()), Some(d));
+        assert_eq!(Digest32::parse(&d.to_base64()), Some(d));
+        assert_eq!(Digest32::parse(&d.to_hex()), Some(d));
+        assert_eq!(Digest32::parse(&d.to_base64()[1..]), None);
+        assert_eq!(Digest32::from_base64("!".repeat(43).as_str()), None);
     }
 }

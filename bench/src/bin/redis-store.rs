@@ -3,8 +3,10 @@
 //!
 //! 1. admissions per second: distinct identities opening sessions through
 //!    `Store::admit`, 64 in flight (store level: no HTTP, no token checks);
+//!    with each admission's latency (percentiles) and this process's RSS;
 //! 2. Redis memory per open session: `used_memory` before and after, divided
-//!    by the number of sessions, plus `MEMORY USAGE` of one session's keys;
+//!    by the number of sessions, plus `MEMORY USAGE` of the pool's session
+//!    hash and seat set (layout 2 keeps no key per session);
 //! 3. Redis commands per request at steady state: 1,000 open sessions called
 //!    as fast as they go for a few seconds (dense), and 50,000 each called
 //!    about every 1.5 s for 65 s (sparse), at random, through
@@ -40,27 +42,64 @@ async fn admissions_per_second(
     first: u64,
     sessions: u64,
 ) -> anyhow::Result<f64> {
+    Ok(admissions(store, pool, first, sessions).await?.0)
+}
+
+/// Opens `sessions` sessions (64 in flight) with identities from `first`
+/// on; admissions per second and each admission's latency, sorted.
+async fn admissions(
+    store: &Arc<RedisStore>,
+    pool: &Arc<Pool>,
+    first: u64,
+    sessions: u64,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
     let next = Arc::new(AtomicU64::new(first));
     let started = Instant::now();
     let workers = (0..64).map(|_| {
         let (store, next, pool) = (Arc::clone(store), Arc::clone(&next), Arc::clone(pool));
         tokio::spawn(async move {
+            let mut latencies = Vec::new();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= first + sessions {
-                    return anyhow::Ok(());
+                    return anyhow::Ok(latencies);
                 }
                 let identity = identity(n);
                 let request = AdmitRequest::of(&pool, &identity);
+                let asked = Instant::now();
                 let outcome = store.admit(&request).await?;
+                latencies.push(asked.elapsed());
                 anyhow::ensure!(outcome.admission.session().is_some(), "refused");
             }
         })
     });
+    let mut latencies = Vec::with_capacity(sessions as usize);
     for worker in futures_util::future::join_all(workers).await {
-        worker??;
+        latencies.extend(worker??);
     }
-    Ok(sessions as f64 / started.elapsed().as_secs_f64())
+    latencies.sort_unstable();
+    Ok((sessions as f64 / started.elapsed().as_secs_f64(), latencies))
+}
+
+/// The `q` quantile of sorted latencies, in ms.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return 0.0;
+    };
+    sorted[((last as f64) * q).round() as usize].as_secs_f64() * 1000.0
+}
+
+/// This process's resident set size in MiB (Linux).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn config(url: String, touch_interval: Duration) -> RedisConfig {
@@ -158,43 +197,48 @@ async fn main() -> anyhow::Result<()> {
     )?;
     store.ping().await?;
     let before = info_number(&redis.cli(&["INFO", "memory"])?, "used_memory");
-    let rate = admissions_per_second(&store, &pool, 0, sessions).await?;
+    let rss_before = rss_mib();
+    let (rate, latencies) = admissions(&store, &pool, 0, sessions).await?;
     let elapsed = Duration::from_secs_f64(sessions as f64 / rate);
     let after = info_number(&redis.cli(&["INFO", "memory"])?, "used_memory");
     println!(
-        "admissions: {sessions} new sessions in {:.2} s = {:.0} admissions/s (64 in flight, store level)",
+        "admissions: {sessions} new sessions in {:.2} s = {:.0} admissions/s (64 in flight, store level); \
+         latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         elapsed.as_secs_f64(),
-        rate
+        rate,
+        quantile_ms(&latencies, 0.5),
+        quantile_ms(&latencies, 0.9),
+        quantile_ms(&latencies, 0.99),
+        quantile_ms(&latencies, 0.999),
+        quantile_ms(&latencies, 1.0),
+    );
+    println!(
+        "process RSS: {:.0} MiB before, {:.0} MiB with {sessions} leases cached",
+        rss_before,
+        rss_mib()
     );
 
-    // 2. Memory per open session.
+    // 2. Memory per open session: the whole of Redis's growth, and the two
+    //    keys that hold a pool's sessions (layout 2: no key per session).
     let usage = store.usage().await?;
-    let sample = store
-        .list(&Default::default())
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no session"))?;
-    let hash = redis.cli(&[
-        "MEMORY",
-        "USAGE",
-        &format!("{{bench:bench}}:s:{}", sample.identity.to_hex()),
-    ])?;
-    let id_key = redis.cli(&[
-        "MEMORY",
-        "USAGE",
-        &format!("{{bench:bench}}:i:{}", sample.id),
-    ])?;
-    let subject = redis.cli(&[
-        "MEMORY",
-        "USAGE",
-        &format!("{{bench:bench}}:u:{}", sample.subject_key.to_hex()),
-    ])?;
+    let open = f64::from(usage[0].in_use.max(1));
+    let key_usage = |key: &str| -> anyhow::Result<u64> {
+        Ok(redis
+            .cli(&["MEMORY", "USAGE", key, "SAMPLES", "0"])?
+            .trim()
+            .parse()
+            .unwrap_or(0))
+    };
+    let sessions_hash = key_usage("{bench:bench}:s")?;
+    let seats = key_usage("{bench:bench}:b:0")?;
     println!(
-        "memory: {} open sessions, used_memory +{} bytes = {:.0} bytes/session; MEMORY USAGE session hash {hash} B, id key {id_key} B, subject set {subject} B",
+        "memory: {} open sessions, used_memory +{} bytes = {:.0} bytes/session; MEMORY USAGE: session hash {:.0} B/session, seat set {:.0} B/session, keys in Redis {}",
         usage[0].in_use,
         after.saturating_sub(before),
-        after.saturating_sub(before) as f64 / f64::from(usage[0].in_use.max(1)),
+        after.saturating_sub(before) as f64 / open,
+        sessions_hash as f64 / open,
+        seats as f64 / open,
+        redis.cli(&["DBSIZE"])?.trim(),
     );
 
     // 3. Commands per request at steady state with the lease cache on: a

@@ -41,7 +41,7 @@ pub const PREFIX: &str = "/admin/v1";
 pub const DEFAULT_LIMIT: usize = 100;
 /// The largest `limit` of `GET /sessions`.
 pub const MAX_LIMIT: usize = 1000;
-/// The longest session id looked up (ids are 32 hex digits).
+/// The longest session id looked up (ids are 32 to 38 characters).
 const MAX_SESSION_ID: usize = 64;
 
 /// `GET /sessions`: one page of open sessions, oldest first.
@@ -436,7 +436,11 @@ fn json<T: Serialize>(value: &T) -> Response {
 /// alphanumeric) is not found without asking the store.
 fn session_id(path: Result<Path<String>, PathRejection>) -> Result<String, AdminError> {
     let Path(id) = path.map_err(|e| AdminError::bad_parameter("id", e.body_text()))?;
-    if id.is_empty() || id.len() > MAX_SESSION_ID || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+    if id.is_empty()
+        || id.len() > MAX_SESSION_ID
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         let shown: String = id.chars().take(MAX_SESSION_ID).collect();
         return Err(AdminError::SessionNotFound(shown));

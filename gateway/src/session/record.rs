@@ -11,7 +11,10 @@ use super::identity::{IdentityKey, SubjectKey};
 use crate::clock::UnixMillis;
 use crate::licensing::Bucket;
 
-/// The random, unguessable id of a session (32 lowercase hex digits).
+/// The random, unguessable id of a session: 32 lowercase hex digits from the
+/// memory store, 38 base64url characters from the Redis store (the
+/// identity's slot and 96 random bits), or 32 hex digits for sessions an
+/// earlier Redis store opened.
 pub type SessionId = String;
 
 /// One open session: one seat of one pool held by one session identity.

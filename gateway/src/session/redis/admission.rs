@@ -7,8 +7,9 @@ use std::time::Duration;
 use redis::Value;
 
 use super::decode::{array, closed_list, int, protocol, session_of, text};
+use super::layout;
 use super::{LINGER, MAX_LUA_INT, RedisStore, millis, whole_seconds};
-use crate::licensing::SubjectLimitPolicy;
+use crate::licensing::{Pool, SubjectLimitPolicy};
 use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, Refusal,
     SessionId, StoreError,
@@ -31,17 +32,19 @@ impl RedisStore {
     /// used it since, or mark the id so that a late run opens nothing. The
     /// guarantee: a seat taken by an admission whose caller got 503 is held
     /// only until this succeeds, unless the client called again and uses it.
-    pub(super) fn abandon_later(&self, tag: String, pool: String, proposed: SessionId) {
+    pub(super) fn abandon_later(&self, tag: String, pool: &Pool, proposed: SessionId) {
         let Some(me) = self.me.upgrade() else { return };
+        let (pool, idle) = (pool.name.clone(), pool.idle_timeout);
         self.driver.spawn(async move {
             let mut delay = ABANDON_RETRY_START;
             for _ in 0..ABANDON_ATTEMPTS {
-                let keys = [format!("{tag}:i:{proposed}"), format!("{tag}:ab:{proposed}")];
+                let keys = [format!("{tag}:s"), format!("{tag}:ab:{proposed}")];
                 let args = [
                     me.now_arg(),
                     tag.clone(),
                     proposed.clone(),
                     millis(ABANDON_MARK).to_string(),
+                    millis(idle).to_string(),
                 ];
                 match me.run(&me.scripts.abandon, &keys, &args).await {
                     Ok(Value::Nil) => return,
@@ -81,7 +84,7 @@ impl RedisStore {
     ) -> Result<AdmitOutcome, StoreError> {
         let pool = request.pool;
         let tag = self.tag(&pool.name);
-        let identity = request.identity.key.to_hex();
+        let identity = request.identity.key.to_base64();
         let (subject_max, policy) = match pool.subject_limit {
             Some(limit) => (
                 limit.max,
@@ -92,7 +95,7 @@ impl RedisStore {
             ),
             None => (0, "deny"),
         };
-        let proposed = crate::session::new_session_id();
+        let proposed = layout::new_session_id(&request.identity.key);
         let mut args = vec![
             self.now_arg(),
             tag.clone(),
@@ -101,7 +104,7 @@ impl RedisStore {
             request.identity.issuer.clone(),
             request.identity.subject.clone(),
             request.identity.client.clone().unwrap_or_default(),
-            request.identity.subject_key.to_hex(),
+            layout::slot(&request.identity.subject_key),
             millis(pool.idle_timeout).to_string(),
             millis(pool.absolute_timeout).to_string(),
             millis(LINGER).to_string(),
@@ -113,11 +116,13 @@ impl RedisStore {
                 .token
                 .and_then(|t| t.issued_ms)
                 .map_or_else(|| "-1".to_string(), |ms| ms.min(MAX_LUA_INT).to_string()),
+            request.identity.key.to_hex(),
+            request.identity.subject_key.to_hex(),
         ];
         args.extend(Self::bucket_args(pool));
         let token_key = request.token.map_or("", |t| t.key);
         let mut keys = vec![
-            format!("{tag}:s:{identity}"),
+            format!("{tag}:s"),
             format!("{tag}:rt:{token_key}"),
             format!("{tag}:rs:{}", request.identity.subject_key.to_hex()),
         ];
@@ -131,7 +136,7 @@ impl RedisStore {
             Err(error @ StoreError::Unavailable(_)) => {
                 // The caller is told 503, but Redis may run (or have run)
                 // the admission: release what it opens.
-                self.abandon_later(tag, pool.name.clone(), proposed);
+                self.abandon_later(tag, pool, proposed);
                 return Err(error);
             }
             Err(error) => return Err(error),
@@ -186,7 +191,7 @@ impl RedisStore {
             // Not acknowledged by enough replicas: a failover could lose
             // it, so the caller is not told it holds a seat, and the seat
             // is released again.
-            self.abandon_later(tag, pool.name.clone(), session.id.clone());
+            self.abandon_later(tag, pool, session.id.clone());
             return Err(StoreError::Unavailable(
                 "the new session did not reach enough replicas in time".into(),
             ));

@@ -4,10 +4,11 @@
 use redis::Value;
 
 use crate::clock::UnixMillis;
-use crate::session::identity::Digest32;
+use crate::session::identity::{Digest32, subject_key};
 use crate::session::{CloseReason, ClosedSession, Session, StoreError};
 
-/// A session as the scripts return it: 11 fields, plus a close reason.
+/// A session as the scripts return it: 11 fields, plus a close reason
+/// (`lua/common.lua`, WIRE).
 pub(super) type Fields = Vec<String>;
 
 pub(super) fn store_error(e: &redis::RedisError) -> StoreError {
@@ -68,21 +69,24 @@ pub(super) fn session_of(
     if fields.len() < 11 {
         return Err(protocol("session reply has too few fields"));
     }
-    let digest = |s: &str| Digest32::from_hex(s).ok_or_else(|| protocol("bad digest in session"));
+    let identity =
+        Digest32::parse(&fields[1]).ok_or_else(|| protocol("bad identity in session"))?;
     let number = |s: &str| {
         s.parse::<UnixMillis>()
             .map_err(|_| protocol("bad time in session"))
     };
     let session = Session {
         id: fields[0].clone(),
-        identity: digest(&fields[1])?,
+        identity,
         bucket: fields[2]
             .parse()
             .map_err(|_| protocol("bad bucket in session"))?,
         issuer: fields[3].clone(),
         subject: fields[4].clone(),
         client: (!fields[5].is_empty()).then(|| fields[5].clone()),
-        subject_key: digest(&fields[6])?,
+        // Layout 2 stores only the subject key's slot: the key follows from
+        // issuer and subject, as at the admission.
+        subject_key: subject_key(&fields[3], &fields[4]),
         created_ms: number(&fields[7])?,
         last_seen_ms: number(&fields[8])?,
         idle_expires_ms: number(&fields[9])?,

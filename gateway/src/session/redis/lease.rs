@@ -63,12 +63,13 @@ pub struct LeaseDrop {
 }
 
 impl LeaseDrop {
-    /// Parses a revocation message (`<pool> <identity hex>`).
+    /// Parses a revocation message (`<pool> <identity>`, the identity in
+    /// base64url, or in hex from sessions of store layout 1).
     pub fn parse(message: &str) -> Option<Self> {
         let (pool, identity) = message.split_once(' ')?;
         Some(Self {
             pool: pool.to_string(),
-            identity: crate::session::identity::Digest32::from_hex(identity)?,
+            identity: crate::session::identity::Digest32::parse(identity)?,
         })
     }
 }
@@ -528,6 +529,9 @@ mod tests {
         let r = LeaseDrop::parse(&format!("pool {}", id.to_hex())).unwrap();
         assert_eq!(r.pool, "pool");
         assert_eq!(r.identity, id);
+        let r = LeaseDrop::parse(&format!("pool {}", id.to_base64())).unwrap();
+        assert_eq!(r.identity, id);
         assert!(LeaseDrop::parse("nonsense").is_none());
+        assert!(LeaseDrop::parse(&format!("pool {}", &id.to_base64()[..42])).is_none());
     }
 }

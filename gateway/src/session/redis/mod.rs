@@ -36,6 +36,7 @@ mod connect;
 mod decode;
 mod driver;
 mod health;
+mod layout;
 mod lease;
 mod logout_ledger;
 mod replication;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redis::{Script, Value};
 
-use super::decode::{array, closed_list, int, protocol, session_of};
+use super::decode::{array, closed_list, int, protocol, session_of, text};
 use super::{RedisStore, StorePools};
+use super::{layout, millis};
 use crate::licensing::{Pool, Pools};
 use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, PoolUsage,
@@ -83,12 +84,18 @@ impl SessionStore for RedisStore {
         identity: &IdentityKey,
     ) -> Result<Option<Session>, StoreError> {
         let tag = self.tag(pool);
-        let identity = identity.to_hex();
+        let idle = self.pool(pool)?.idle_timeout;
         let value = self
             .run(
                 &self.scripts.find,
-                &[format!("{tag}:s:{identity}")],
-                &[self.now_arg(), tag, identity],
+                &[format!("{tag}:s")],
+                &[
+                    self.now_arg(),
+                    tag,
+                    identity.to_base64(),
+                    identity.to_hex(),
+                    millis(idle).to_string(),
+                ],
             )
             .await?;
         Ok(session_of(pool, &value)?.map(|(s, _)| s))
@@ -101,8 +108,13 @@ impl SessionStore for RedisStore {
             let value = self
                 .run(
                     &self.scripts.get,
-                    &[format!("{tag}:i:{id}")],
-                    &[self.now_arg(), tag, id.to_string()],
+                    &[format!("{tag}:s"), format!("{tag}:i:{id}")],
+                    &[
+                        self.now_arg(),
+                        tag,
+                        id.to_string(),
+                        millis(pool.idle_timeout).to_string(),
+                    ],
                 )
                 .await?;
             if let Some((session, _)) = session_of(&pool.name, &value)? {
@@ -132,21 +144,14 @@ impl SessionStore for RedisStore {
         let mut closed = Vec::new();
         let pools = self.pools.load_full();
         for pool in pools.every.iter() {
-            let tag = self.tag(&pool.name);
-            let value = match self
-                .run(
-                    &self.scripts.close_subject,
-                    &[format!("{tag}:u:{}", subject.to_hex())],
-                    &[self.now_arg(), tag, reason.as_str().to_string()],
-                )
-                .await
-            {
-                Ok(value) => value,
+            match self.close_subject_in(pool, subject, reason).await {
+                Ok(found) => {
+                    for c in found {
+                        self.leases.forget(&c.session.pool, &c.session.identity);
+                        closed.push(ClosedSession { reason, ..c });
+                    }
+                }
                 Err(error) => return partial(closed, error),
-            };
-            for c in closed_list(&pool.name, &value)? {
-                self.leases.forget(&c.session.pool, &c.session.identity);
-                closed.push(ClosedSession { reason, ..c });
             }
         }
         if !closed.is_empty() {
@@ -242,7 +247,12 @@ impl RedisStore {
         self.run(
             script,
             &[format!("{tag}:b:0")],
-            &[self.now_arg(), tag, pool.bucket_count().to_string()],
+            &[
+                self.now_arg(),
+                tag,
+                pool.bucket_count().to_string(),
+                millis(pool.idle_timeout).to_string(),
+            ],
         )
         .await
     }
@@ -260,12 +270,13 @@ impl RedisStore {
             let value = self
                 .run(
                     &self.scripts.close,
-                    &[format!("{tag}:i:{id}")],
+                    &[format!("{tag}:s"), format!("{tag}:i:{id}")],
                     &[
                         self.now_arg(),
                         tag,
                         id.to_string(),
                         reason.as_str().to_string(),
+                        millis(pool.idle_timeout).to_string(),
                     ],
                 )
                 .await?;
@@ -275,6 +286,48 @@ impl RedisStore {
             }
         }
         Ok(None)
+    }
+}
+
+impl RedisStore {
+    /// Closes a subject's sessions in one pool, a page of the pool's
+    /// sessions per script call (`lua/close_subject.lua`). Sessions closed
+    /// by earlier pages are reported even when a later page fails.
+    async fn close_subject_in(
+        &self,
+        pool: &Pool,
+        subject: &SubjectKey,
+        reason: CloseReason,
+    ) -> Result<Vec<ClosedSession>, StoreError> {
+        let tag = self.tag(&pool.name);
+        let keys = [format!("{tag}:s"), format!("{tag}:u:{}", subject.to_hex())];
+        let slot = layout::slot(subject);
+        let idle = millis(pool.idle_timeout).to_string();
+        let mut closed = Vec::new();
+        let mut cursor = "0".to_string();
+        loop {
+            let args = [
+                self.now_arg(),
+                tag.clone(),
+                reason.as_str().to_string(),
+                slot.clone(),
+                cursor.clone(),
+                idle.clone(),
+            ];
+            let value = match self.run(&self.scripts.close_subject, &keys, &args).await {
+                Ok(value) => value,
+                Err(error) => return partial(closed, error),
+            };
+            let reply = array(&value)?;
+            let (Some(next), Some(found)) = (reply.first(), reply.get(1)) else {
+                return Err(protocol("close_subject reply has the wrong shape"));
+            };
+            closed.extend(closed_list(&pool.name, found)?);
+            cursor = text(next)?;
+            if cursor == "0" {
+                return Ok(closed);
+            }
+        }
     }
 }
 

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use super::decode::{array, protocol, session_of};
+use super::decode::{array, int, protocol};
 use super::{RedisStore, millis};
 use crate::session::{Session, StoreError};
 
 /// Most touches one script call carries, so one call never holds Redis for
-/// long (each touch is four commands).
+/// long (each touch is two commands).
 const TOUCH_BATCH: usize = 256;
 
 /// How long a due touch waits for others: an eighth of `touch_interval`, at
@@ -80,30 +80,47 @@ impl RedisStore {
             ));
         }
         let tag = self.tag(&pool.name);
-        let mut args = Vec::with_capacity(3 + 2 * sessions.len());
-        args.extend([
-            self.now_arg(),
-            tag.clone(),
-            millis(pool.idle_timeout).to_string(),
-        ]);
+        let idle = millis(pool.idle_timeout);
+        let mut args = Vec::with_capacity(3 + 4 * sessions.len());
+        args.extend([self.now_arg(), tag.clone(), idle.to_string()]);
         for session in sessions {
-            args.push(session.identity.to_hex());
+            args.push(store_identity(session));
             args.push(session.id.clone());
+            args.push(session.bucket.to_string());
+            args.push(session.absolute_expires_ms.to_string());
         }
         let value = self
-            .run(
-                &self.scripts.touch,
-                &[format!("{tag}:s:{}", first.identity.to_hex())],
-                &args,
-            )
+            .run(&self.scripts.touch, &[format!("{tag}:s")], &args)
             .await?;
-        let answers = array(&value)?;
+        let reply = array(&value)?;
+        let (Some(now), Some(answers)) = (reply.first(), reply.get(1)) else {
+            return Err(protocol("touch reply has the wrong shape"));
+        };
+        let now = u64::try_from(int(now)?).map_err(|_| protocol("touch reply time"))?;
+        let answers = array(answers)?;
         if answers.len() != sessions.len() {
             return Err(protocol("touch reply does not match the batch"));
         }
-        answers
+        sessions
             .iter()
-            .map(|a| session_of(&pool.name, a).map(|found| found.map(|(s, _)| s)))
+            .zip(answers)
+            .map(|(sent, answer)| {
+                Ok((int(answer)? == 1).then(|| Session {
+                    last_seen_ms: now,
+                    idle_expires_ms: now.saturating_add(idle),
+                    ..sent.clone()
+                }))
+            })
             .collect()
+    }
+}
+
+/// A session's identity as the store spells it: hex for sessions of layout
+/// 1 (32-digit ids), base64url otherwise.
+pub(super) fn store_identity(session: &Session) -> String {
+    if session.id.len() == 32 {
+        session.identity.to_hex()
+    } else {
+        session.identity.to_base64()
     }
 }

@@ -2,7 +2,7 @@
 -- the subject's cap) allows, or refuse. Expired sessions of the pool are
 -- closed first, and returned so they are audited exactly once.
 --
--- KEYS[1]  T:s:<identity> (declares the pool's slot)
+-- KEYS[1]  T:s (declares the pool's slot)
 -- KEYS[2]  T:rt:<token key>: the lapse ms of the token's revocation
 -- KEYS[3]  T:rs:<subject key>: `<not-before ms>:<lapse ms>` of the subject's
 -- KEYS[4]  T:sid:<sid key>, when the token names an identity provider session:
@@ -10,13 +10,14 @@
 --          logout); a token of a new login may reuse an older session
 -- KEYS[5]  T:rt:sid:<sid key>, with KEYS[4]: the lapse ms of the identity
 --          provider session's revocation
--- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 identity   4 new session id
---          5 issuer   6 subject   7 client   8 subject key
+-- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 identity (base64url)
+--          4 new session id   5 issuer   6 subject   7 client   8 subject slot
 --          9 idle ms   10 absolute ms   11 linger ms
 --          12 reserved bucket (0 = none)   13 per-subject max (0 = none)
 --          14 subject policy ('deny' | 'replace')
 --          15 check revocations ('1' | '0')   16 token issued at ms (-1 = unknown)
---          17 bucket count n   18 .. 17+n  capacity of bucket 0 .. n-1
+--          17 identity hex, 18 subject key hex (the layout 1 names)
+--          19 bucket count n   20 .. 19+n  capacity of bucket 0 .. n-1
 -- Returns  { kind, session, replaced, in_use or count, retry ms, closed }
 --          kind = 'reused' | 'opened' | 'full' | 'subject' | 'revoked' | 'abandoned'
 --          retry ms is -1 when no seat the caller could use frees by time
@@ -28,10 +29,10 @@ local now = now_ms(ARGV[1])
 local tag, identity = ARGV[2], ARGV[3]
 local idle, absolute, linger = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
-local n = tonumber(ARGV[17])
+local n = tonumber(ARGV[19])
 local caps = {}
 for b = 0, n - 1 do
-    caps[b] = tonumber(ARGV[18 + b])
+    caps[b] = tonumber(ARGV[20 + b])
 end
 
 if ARGV[15] == '1' then
@@ -53,7 +54,7 @@ if ARGV[15] == '1' then
 end
 
 local closed = {}
-purge(tag, n, now, closed)
+purge(tag, n, now, idle, closed)
 
 local function link(session)
     if KEYS[4] then
@@ -62,11 +63,9 @@ local function link(session)
     end
 end
 
-local s = load_alive(tag, identity, now)
+local s = find_alive(tag, identity, ARGV[17], now, idle)
 if s then
-    s[9] = tostring(now)
-    s[10] = tostring(now + idle)
-    slide(tag, s)
+    slide(tag, s, now, idle)
     link(s)
     return {'reused', s, {}, 0, 0, closed}
 end
@@ -95,30 +94,45 @@ end
 
 local replaced = {}
 if subject_max > 0 then
-    local ukey = tag .. ':u:' .. ARGV[8]
-    -- The subject's live sessions, least recently used first; entries whose
-    -- session is gone (expired keys) are dropped on the way.
+    -- The subject's live sessions of both layouts, least recently used
+    -- first; index entries whose session is gone are dropped on the way.
     local members = {}
-    for _, m in ipairs(redis.call('ZRANGE', ukey, 0, -1)) do
-        if load_alive(tag, m, now) then
+    local ukey = tag .. ':u:' .. ARGV[8]
+    for _, id in ipairs(redis.call('SMEMBERS', ukey)) do
+        local m = load_id(tag, id, idle)
+        if alive(m, now) then
             table.insert(members, m)
-        elseif not load(tag, m) then
-            redis.call('ZREM', ukey, m)
+        elseif not m then
+            redis.call('SREM', ukey, id)
         end
     end
+    local legacy = tag .. ':u:' .. ARGV[18]
+    for _, hex in ipairs(redis.call('ZRANGE', legacy, 0, -1)) do
+        local m = legacy_load(tag, hex)
+        if alive(m, now) then
+            table.insert(members, m)
+        elseif not m then
+            redis.call('ZREM', legacy, hex)
+        end
+    end
+    table.sort(members, function(a, b)
+        if a[9] ~= b[9] then
+            return tonumber(a[9]) < tonumber(b[9])
+        end
+        return a[1] < b[1]
+    end)
     if #members >= subject_max then
         if policy ~= 'replace' then
             local earliest = nil
             for _, m in ipairs(members) do
-                local v = load(tag, m)
-                if v and (not earliest or expires(v) < earliest) then
-                    earliest = expires(v)
+                if not earliest or expires(m) < earliest then
+                    earliest = expires(m)
                 end
             end
             return {'subject', {}, {}, #members, earliest and (earliest - now) or -1, closed}
         end
-        -- Least recently used first (scores are last-seen times).
-        local victim = load(tag, members[1])
+        -- The least recently used one makes room.
+        local victim = members[1]
         if victim then
             local vb = tonumber(victim[3])
             -- A bucket no longer configured (a reserved group removed) holds
@@ -160,6 +174,6 @@ end
 
 s = {ARGV[4], identity, tostring(bucket), ARGV[5], ARGV[6], ARGV[7], ARGV[8],
      tostring(now), tostring(now), tostring(now + idle), tostring(now + absolute)}
-persist(tag, s, now, linger)
+persist(tag, s, now, linger, subject_max > 0)
 link(s)
 return {'opened', s, replaced, 0, 0, closed}

@@ -1,20 +1,48 @@
 -- Shared helpers, prepended to every script of the Redis store.
 --
--- Data model of one pool, all keys under one hash tag T = "{<prefix>:<pool>}"
--- so a pool lives in one Cluster slot:
---   T:b:<bucket>       ZSET  member = identity, score = expiry in ms (the seats)
---   T:s:<identity>     HASH  the session's fields (see FIELDS)
---   T:i:<session id>   STRING identity of a session id
---   T:u:<subject key>  ZSET  member = identity, score = last seen (per-subject caps, LRU)
+-- Data model of one pool (layout 2), all keys under one hash tag
+-- T = "{<prefix>:<pool>}" so a pool lives in one Cluster slot:
+--   T:s                HASH  field = the identity's slot: the first 22 characters
+--                            of the identity key in base64url (132 bits);
+--                            value = the session, packed with cmsgpack (PACKED)
+--   T:b:<bucket>       ZSET  member = session id, score = expiry in ms (the seats)
+--   T:u:<subject slot> SET   ids of a subject's sessions, only in pools that cap
+--                            sessions per subject (the slot of the subject key)
 --   T:sid:<sid key>    SET   ids of the sessions opened under an identity provider
 --                            session (back-channel logout), until their absolute expiry
--- Every key carries an expiry (its sessions' expiry plus a linger time), so
--- nothing outlives the sessions it describes even if no script runs again.
+-- A session id of layout 2 is the identity's slot followed by 16 random
+-- base64url characters, so an id names its own hash field. The seat's score
+-- is the session's expiry, min(idle end, absolute end): sliding the idle timer
+-- is one ZADD, and the packed value is written once, at the admission. The
+-- idle end is the score unless the absolute end comes first, and the last use
+-- is the idle end minus the pool's idle timeout.
 --
--- A session is alive while now < min(idle_exp, abs_exp).
+-- Layout 1 (up to 0.x) wrote a HASH of 11 fields per session (T:s:<identity
+-- hex>), an id key (T:i:<id>), identity hex members in the same seat ZSETs
+-- and a ZSET per subject (T:u:<subject hex>). Sessions written so are still
+-- reused, slid, listed, closed and purged in place until they end (the
+-- `legacy_*` helpers), so a rolling upgrade keeps every open session and
+-- its seat; nothing writes layout 1 any more. Layout 1 members and ids are
+-- told apart by length: 64 hex characters and 32 hex characters.
+--
+-- Every key carries an expiry (its sessions' absolute expiry plus a linger
+-- time), so nothing outlives the sessions it describes by more than that
+-- even if no script runs again.
+--
+-- Scripts pass sessions to the gateway as 11 fields (WIRE), identity as its
+-- text in the store (base64url, or hex for layout 1):
+--   id, identity, bucket, issuer, subject, client, subject slot, created,
+--   last seen, idle end, absolute end
+-- and a 12th field with the close reason when a session closed.
+--
+-- PACKED = cmsgpack array {id, identity tail (characters 23..43), bucket,
+--          issuer, subject, client, subject slot, created ms, absolute end ms,
+--          [last use ms, written only once the idle end passes the absolute
+--          end, when the score can no longer carry it]}
 
-local FIELDS = {'id', 'identity', 'bucket', 'issuer', 'subject', 'client',
-                'subject_key', 'created', 'last_seen', 'idle_exp', 'abs_exp'}
+local LEGACY_FIELDS = {'id', 'identity', 'bucket', 'issuer', 'subject', 'client',
+                       'subject_key', 'created', 'last_seen', 'idle_exp', 'abs_exp'}
+local SLOT = 22
 
 -- The time: the caller's explicit time (tests) or the Redis server's clock,
 -- so gateway instances may drift without changing who holds a seat.
@@ -31,20 +59,8 @@ local function expires(s)
     return math.min(tonumber(s[10]), tonumber(s[11]))
 end
 
-local function load(tag, identity)
-    local s = redis.call('HMGET', tag .. ':s:' .. identity, unpack(FIELDS))
-    if not s[1] then
-        return nil
-    end
-    return s
-end
-
-local function load_alive(tag, identity, now)
-    local s = load(tag, identity)
-    if s and expires(s) > now then
-        return s
-    end
-    return nil
+local function is_legacy(s)
+    return #s[2] == 64
 end
 
 -- Key lifetimes are relative (PEXPIRE, not PEXPIREAT): the script's `now`
@@ -56,40 +72,152 @@ local function extend(key, ttl)
     end
 end
 
--- Writes a session and its seat. Key lifetimes run to the session's
--- absolute expiry plus the linger time, not to its idle expiry: sliding the
--- idle timer (`slide`, by the lease cache's touches) then never has to
--- extend a key's lifetime. Keys of a session that idles out are deleted by
--- the purge/sweeper; the lifetimes only bound what is left if no script
--- ever runs again.
-local function persist(tag, s, now, linger)
-    local ttl = tonumber(s[11]) - now + linger
-    local skey = tag .. ':s:' .. s[2]
-    redis.call('HSET', skey, 'id', s[1], 'identity', s[2], 'bucket', s[3], 'issuer', s[4],
-        'subject', s[5], 'client', s[6], 'subject_key', s[7], 'created', s[8],
-        'last_seen', s[9], 'idle_exp', s[10], 'abs_exp', s[11])
-    redis.call('PEXPIRE', skey, ttl)
-    redis.call('SET', tag .. ':i:' .. s[1], s[2], 'PX', ttl)
-    local bkey = tag .. ':b:' .. s[3]
-    redis.call('ZADD', bkey, expires(s), s[2])
-    extend(bkey, ttl)
-    local ukey = tag .. ':u:' .. s[7]
-    redis.call('ZADD', ukey, tonumber(s[9]), s[2])
-    extend(ukey, ttl)
+-- Layout 2 -----------------------------------------------------------------
+
+-- The session of a packed value whose seat has score `score`, in WIRE form.
+-- The score is the idle end unless the absolute end came first; then the
+-- value itself keeps the last use (PACKED's 10th field, see `slide`).
+local function unpacked(slot, raw, score, idle)
+    local v = cmsgpack.unpack(raw)
+    local absolute = v[9]
+    local idle_end, last_seen = score, score - idle
+    if score >= absolute then
+        last_seen = v[10] or (absolute - idle)
+        idle_end = last_seen + idle
+    end
+    last_seen = math.max(v[8], last_seen)
+    return {v[1], slot .. v[2], tostring(v[3]), v[4], v[5], v[6], v[7], tostring(v[8]),
+            tostring(last_seen), tostring(idle_end), tostring(absolute)}
 end
 
--- Records a new last use (s[9]) and idle expiry (s[10]) of a session that
--- `persist` wrote: three writes, no lifetime to extend.
-local function slide(tag, s)
-    redis.call('HSET', tag .. ':s:' .. s[2], 'last_seen', s[9], 'idle_exp', s[10])
-    redis.call('ZADD', tag .. ':b:' .. s[3], expires(s), s[2])
-    redis.call('ZADD', tag .. ':u:' .. s[7], tonumber(s[9]), s[2])
+-- The session in slot `slot` (open or expired but not yet purged), or nil.
+-- A value whose seat is gone is no session.
+local function load_slot(tag, slot, idle)
+    local raw = redis.call('HGET', tag .. ':s', slot)
+    if not raw then
+        return nil
+    end
+    local v = cmsgpack.unpack(raw)
+    local score = redis.call('ZSCORE', tag .. ':b:' .. v[3], v[1])
+    if not score then
+        return nil
+    end
+    return unpacked(slot, raw, tonumber(score), idle)
+end
+
+-- The session with layout 2 id `id`, or nil.
+local function load_id(tag, id, idle)
+    local s = load_slot(tag, string.sub(id, 1, SLOT), idle)
+    if s and s[1] == id then
+        return s
+    end
+    return nil
+end
+
+-- Layout 1 -----------------------------------------------------------------
+
+local function legacy_load(tag, identity)
+    local s = redis.call('HMGET', tag .. ':s:' .. identity, unpack(LEGACY_FIELDS))
+    if not s[1] then
+        return nil
+    end
+    return s
+end
+
+local function legacy_load_id(tag, id)
+    local identity = redis.call('GET', tag .. ':i:' .. id)
+    if not identity then
+        return nil
+    end
+    local s = legacy_load(tag, identity)
+    if s and s[1] == id then
+        return s
+    end
+    return nil
+end
+
+-- Both ----------------------------------------------------------------------
+
+local function alive(s, now)
+    if s and expires(s) > now then
+        return s
+    end
+    return nil
+end
+
+-- The open session of an identity (`key` = its base64url text, `hex` = its
+-- layout 1 name), or nil.
+-- Two identities sharing a slot (132 bits) would be a SHA-256 collision: the
+-- script fails rather than mix them up.
+local function find_alive(tag, key, hex, now, idle)
+    local s = alive(load_slot(tag, string.sub(key, 1, SLOT), idle), now)
+    if s and s[2] ~= key then
+        error('two identities share the slot ' .. string.sub(key, 1, SLOT))
+    end
+    return s or alive(legacy_load(tag, hex), now)
+end
+
+-- The session (open or not yet purged) of an id of either layout, or nil.
+local function load_any_id(tag, id, idle)
+    if #id == 32 then
+        return legacy_load_id(tag, id)
+    end
+    return load_id(tag, id, idle)
+end
+
+-- Writes a new session (WIRE `s`) and its seat. Key lifetimes run to the
+-- absolute end plus the linger time, so sliding never extends one. Keys of a
+-- session that idles out are deleted by the purge/sweeper; the lifetimes only
+-- bound what is left if no script ever runs again.
+local function pack(s, last_seen)
+    return cmsgpack.pack({s[1], string.sub(s[2], SLOT + 1), tonumber(s[3]), s[4], s[5], s[6], s[7],
+        tonumber(s[8]), tonumber(s[11]), last_seen})
+end
+
+local function persist(tag, s, now, linger, capped)
+    local ttl = tonumber(s[11]) - now + linger
+    local skey = tag .. ':s'
+    redis.call('HSET', skey, string.sub(s[2], 1, SLOT), pack(s, nil))
+    extend(skey, ttl)
+    local bkey = tag .. ':b:' .. s[3]
+    redis.call('ZADD', bkey, expires(s), s[1])
+    extend(bkey, ttl)
+    if capped then
+        local ukey = tag .. ':u:' .. s[7]
+        redis.call('SADD', ukey, s[1])
+        extend(ukey, ttl)
+    end
+end
+
+-- Slides the idle timer of an open session to now + idle (bounded by its
+-- absolute end) and updates `s` to match: one ZADD in layout 2, plus one HSET
+-- in the session's last idle period, where the score stops at the absolute
+-- end and the value keeps the last use instead.
+local function slide(tag, s, now, idle)
+    s[9] = tostring(now)
+    s[10] = tostring(now + idle)
+    if is_legacy(s) then
+        redis.call('HSET', tag .. ':s:' .. s[2], 'last_seen', s[9], 'idle_exp', s[10])
+        redis.call('ZADD', tag .. ':b:' .. s[3], expires(s), s[2])
+        redis.call('ZADD', tag .. ':u:' .. s[7], tonumber(s[9]), s[2])
+    else
+        redis.call('ZADD', tag .. ':b:' .. s[3], expires(s), s[1])
+        if now + idle >= tonumber(s[11]) then
+            redis.call('HSET', tag .. ':s', string.sub(s[2], 1, SLOT), pack(s, now))
+        end
+    end
 end
 
 local function remove(tag, s)
-    redis.call('DEL', tag .. ':s:' .. s[2], tag .. ':i:' .. s[1])
-    redis.call('ZREM', tag .. ':b:' .. s[3], s[2])
-    redis.call('ZREM', tag .. ':u:' .. s[7], s[2])
+    if is_legacy(s) then
+        redis.call('DEL', tag .. ':s:' .. s[2], tag .. ':i:' .. s[1])
+        redis.call('ZREM', tag .. ':b:' .. s[3], s[2])
+        redis.call('ZREM', tag .. ':u:' .. s[7], s[2])
+    else
+        redis.call('HDEL', tag .. ':s', string.sub(s[2], 1, SLOT))
+        redis.call('ZREM', tag .. ':b:' .. s[3], s[1])
+        redis.call('SREM', tag .. ':u:' .. s[7], s[1])
+    end
 end
 
 -- Tells every instance to drop its cached lease of a closed session
@@ -109,12 +237,17 @@ end
 -- Closes every session of the pool that has expired by `now` and appends
 -- it, with its reason as a 12th field, to `out`. Bounded per call so one
 -- script never blocks Redis for long; the rest goes on the next call.
-local function purge(tag, buckets, now, out)
+local function purge(tag, buckets, now, idle, out)
     for b = 0, buckets - 1 do
         local key = tag .. ':b:' .. b
         local members = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 500)
         for _, m in ipairs(members) do
-            local s = load(tag, m)
+            local s
+            if #m == 64 then
+                s = legacy_load(tag, m)
+            else
+                s = load_id(tag, m, idle)
+            end
             if s and expires(s) <= now then
                 remove(tag, s)
                 s[12] = expiry_reason(s)

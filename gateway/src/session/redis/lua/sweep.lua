@@ -2,8 +2,8 @@
 -- counts and `closed (idle)` audit events are true without traffic.
 --
 -- KEYS[1]  T:b:0 (declares the pool's slot)
--- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 bucket count n
+-- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 bucket count n   4 idle ms
 -- Returns  the closed sessions, each with its reason as 12th field.
 local out = {}
-purge(ARGV[2], tonumber(ARGV[3]), now_ms(ARGV[1]), out)
+purge(ARGV[2], tonumber(ARGV[3]), now_ms(ARGV[1]), tonumber(ARGV[4]), out)
 return out
