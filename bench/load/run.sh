@@ -12,6 +12,8 @@
 #   gw-redis   session-gateway, Redis store                :18085 (redis-server :18379)
 #   gw-redis-ws   the same with [server] work_stealing = true
 #                                                          :18087 (redis-server :18380)
+#   gw-redis-lto  gw-redis built with the `production` profile (fat LTO, one
+#              codegen unit), only with LTO=1             :18088 (redis-server :18381)
 # wrk runs on core 0 (-t1), every server on core 1. First each gateway gets
 # a first-call phase (every request a new user: admissions per second), then
 # a warm-up that runs until every token's session is open, then ROUNDS rounds
@@ -27,6 +29,7 @@
 #                                               # still verified from the cache (100,000)
 #   TOKENS=150000 bash bench/load/run.sh        # above tokens.cache_size (100000)
 #   TOUCH_INTERVAL=10s bash bench/load/run.sh   # gw-redis with another sessions.touch_interval
+#   LTO=1 bash bench/load/run.sh                # also gw-redis-lto (builds the production profile)
 #
 # Leases (Redis store) live until the session's idle/absolute end, a close on
 # the channel or sessions.lease_revalidate (30 s) after Redis last confirmed
@@ -66,12 +69,14 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-busy=$(ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ':(1808[1-7]|1809[4-7]|18379|18380)$' || true)
+busy=$(ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ':(1808[1-8]|1809[4-8]|1837[9]|1838[01])$' || true)
 if [ -n "$busy" ]; then
     echo "bench: ports in use, stop what listens there first: $(echo $busy)" >&2
     exit 1
 fi
 cargo build --release -q -p session-gateway -p session-gateway-bench
+LTO=${LTO:-0}
+[ "$LTO" = 1 ] && cargo build --profile production -q -p session-gateway
 work=$(mktemp -d)
 pids=()
 fast_stop=() # Pingora stops gracefully on SIGTERM (5 minutes by default), at once on SIGINT
@@ -174,6 +179,7 @@ touch="${TOUCH_INTERVAL:+touch_interval = \"$TOUCH_INTERVAL\"}"
 gateway_config 18084 18094 memory 18379 > "$work/gw-memory.toml"
 gateway_config 18085 18095 redis 18379 "$touch" > "$work/gw-redis.toml"
 gateway_config 18087 18097 redis 18380 "$touch" "work_stealing = true" > "$work/gw-redis-ws.toml"
+gateway_config 18088 18098 redis 18381 "$touch" > "$work/gw-redis-lto.toml"
 
 declare -A pid
 taskset -c 1 "$NGINX" -c "$work/upstream.conf" & pids+=($!)
@@ -181,7 +187,7 @@ taskset -c 1 "$NGINX" -c "$work/nginx.conf" & pids+=($!); pid[nginx]=$!
 taskset -c 1 "$HAPROXY" -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); pid[haproxy-rs256]=$!
 taskset -c 1 "$BIN/bare-pingora" 127.0.0.1:18086 127.0.0.1:18081 2>"$work/bare-pingora.log" &
 pid[bare-pingora]=$!; fast_stop+=($!)
-for port in 18379 18380; do
+for port in 18379 18380 18381; do
     taskset -c 1 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
 done
 sleep 0.5 # redis and nginx bind within milliseconds; the gateways below wait on /readyz
@@ -191,7 +197,14 @@ for gw in gw-redis gw-redis-ws; do
     taskset -c 1 "$BIN/session-gateway" run --config "$work/$gw.toml" 2>"$work/$gw.log" & pids+=($!)
     pid[$gw]=$!
 done
-for admin in 18094 18095 18097; do
+admins=(18094 18095 18097)
+if [ "$LTO" = 1 ]; then
+    taskset -c 1 "${CARGO_TARGET_DIR:-target}/production/session-gateway" run --config "$work/gw-redis-lto.toml" \
+        2>"$work/gw-redis-lto.log" & pids+=($!)
+    pid[gw-redis-lto]=$!
+    admins+=(18098)
+fi
+for admin in "${admins[@]}"; do
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
 done
 for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18086/ && break; sleep 0.1; done
@@ -204,13 +217,18 @@ declare -A url=(
     [bare-pingora]=http://127.0.0.1:18086
     [gw-redis]=http://127.0.0.1:18085
     [gw-redis-ws]=http://127.0.0.1:18087
+    [gw-redis-lto]=http://127.0.0.1:18088
 )
 declare -A path=([gw-public]=/pub/x)
-declare -A admin=([gw-memory]=18094 [gw-redis]=18095 [gw-redis-ws]=18097)
-declare -A redis_port=([gw-redis]=18379 [gw-redis-ws]=18380)
-declare -A warm=([gw-redis]=$WARM_REDIS [gw-redis-ws]=$WARM_REDIS)
+declare -A admin=([gw-memory]=18094 [gw-redis]=18095 [gw-redis-ws]=18097 [gw-redis-lto]=18098)
+declare -A redis_port=([gw-redis]=18379 [gw-redis-ws]=18380 [gw-redis-lto]=18381)
+declare -A warm=([gw-redis]=$WARM_REDIS [gw-redis-ws]=$WARM_REDIS [gw-redis-lto]=$WARM_REDIS)
 gateways=(gw-memory gw-redis gw-redis-ws)
 order=(nginx haproxy-rs256 bare-pingora gw-public gw-memory gw-redis gw-redis-ws)
+redis_gateways=(gw-redis gw-redis-ws)
+if [ "$LTO" = 1 ]; then
+    gateways+=(gw-redis-lto); order+=(gw-redis-lto); redis_gateways+=(gw-redis-lto)
+fi
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 metric() { # admin-port name: the sum of a metric's samples
@@ -272,7 +290,7 @@ for round in $(seq 1 "$ROUNDS"); do
         measure "$target" "$DURATION" "$round"
     done
 done
-for target in gw-redis gw-redis-ws; do # steady state: one continuous load, two touch cycles measured
+for target in "${redis_gateways[@]}"; do # steady state: one continuous load, two touch cycles measured
     taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"$STEADY_WARM" -s bench/load/tokens.lua \
         "${url[$target]}" -- "$work/tokens/tokens.txt" >/dev/null
     measure "$target" "$STEADY" steady
@@ -305,13 +323,15 @@ med = {t: [statistics.median(r[i] for r in v) for i in range(3)] + [sum(r[3] for
 print(f"{tokens} tokens, {conns} connections, {duration} x {rounds} rounds (medians)")
 print(f"{'target':15} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11} {'vs pingora':>11} "
       f"{'vs public':>10} {'p99/nginx':>10} {'cpu us/req':>11} {'non-2xx':>8}")
-for t in ("nginx", "haproxy-rs256", "bare-pingora", "gw-public", "gw-memory", "gw-redis", "gw-redis-ws"):
+for t in ("nginx", "haproxy-rs256", "bare-pingora", "gw-public", "gw-memory", "gw-redis", "gw-redis-ws", "gw-redis-lto"):
     if t not in med:
         continue
     r, p50, p99, bad, us = med[t]
     print(f"{t:15} {r:9.0f} {p50:8.2f} {p99:8.2f} {r/med['nginx'][0]:9.2f} {r/med['haproxy-rs256'][0]:11.2f} "
           f"{r/med['bare-pingora'][0]:11.2f} {r/med['gw-public'][0]:10.2f} {p99/med['nginx'][2]:10.2f} {us:11.0f} {bad:8d}")
-for t in ("gw-redis", "gw-redis-ws"):
+for t in ("gw-redis", "gw-redis-ws", "gw-redis-lto"):
+    if t not in rows:
+        continue
     calls = sum(r[7] for r in rows.get(t, []))
     requests = sum(r[4] for r in rows.get(t, []))
     print(f"{t} during the rounds: {calls} script calls sent for {requests} requests "

@@ -29,7 +29,7 @@ pub mod redis;
 pub mod relay;
 
 pub use oidc::{Browser, LogoutCatcher, OidcProvider, ProviderOptions, Tokens};
-pub use redis::{RedisServer, store_config};
+pub use redis::{REDIS_SESSION_ID_LEN, RedisServer, store_config};
 pub use session_gateway::devkit::{Backend, BackendHandle, Issuer, IssuerHandle, TokenRequest};
 
 /// How long a test may wait for any one condition before it fails.

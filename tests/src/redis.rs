@@ -482,6 +482,10 @@ impl Drop for RedisSentinel {
     }
 }
 
+/// The length of the session ids the Redis store opens (store layout 2:
+/// the identity's 22-character slot and 16 random characters).
+pub const REDIS_SESSION_ID_LEN: usize = 38;
+
 /// A Redis store configuration for in-process store tests: one standalone
 /// server, keys under `key_prefix`, the lease cache off (every call reaches
 /// the scripts; set `touch_interval` to turn it on), no grace, no `WAIT`.

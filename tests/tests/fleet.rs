@@ -3,7 +3,9 @@
 //! instance is reused on another, expiry is seen everywhere, and a Redis
 //! restart is survived without restarting the gateways.
 
-use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, TokenRequest, eventually};
+use session_gateway_e2e::{
+    ConfigDoc, Devkit, Gateway, REDIS_SESSION_ID_LEN, RedisServer, TokenRequest, eventually,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -75,7 +77,7 @@ async fn a_session_follows_its_identity_across_instances() -> anyhow::Result<()>
     let first = a.get("/api/x", &token).await?;
     assert_eq!(first.status, 200);
     let id = first.forwarded_header("x-session-id").unwrap_or_default();
-    assert_eq!(id.len(), 32);
+    assert_eq!(id.len(), REDIS_SESSION_ID_LEN);
 
     // Another instance, a refreshed token: the same session, one seat.
     let refreshed = kit.mint(&TokenRequest::new("alice").expires_in(600));
@@ -236,7 +238,7 @@ async fn a_long_lived_lease_ends_as_soon_as_another_instance_closes_its_session(
         Ok((now != id).then_some(now))
     })
     .await?;
-    assert_eq!(reopened.len(), 32);
+    assert_eq!(reopened.len(), REDIS_SESSION_ID_LEN);
     assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "1", "one seat");
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! the presented token is refused until it expires, and a new token of the
 //! same identity opens a new session — on one instance and across a fleet.
 
-use session_gateway_e2e::{Devkit, Gateway, RedisServer, TokenRequest, eventually};
+use session_gateway_e2e::{
+    Devkit, Gateway, REDIS_SESSION_ID_LEN, RedisServer, TokenRequest, eventually,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -86,7 +88,7 @@ async fn a_new_token_after_logout_opens_a_new_session_across_the_fleet() -> anyh
     let new_id = reopened
         .forwarded_header("x-session-id")
         .unwrap_or_default();
-    assert_eq!(new_id.len(), 32);
+    assert_eq!(new_id.len(), REDIS_SESSION_ID_LEN);
     assert_ne!(new_id, id);
     Ok(())
 }

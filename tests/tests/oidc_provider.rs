@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use session_gateway_e2e::oidc::{BATCH_SECRET, jwt_parts};
 use session_gateway_e2e::{
     Await, Backend, BackendHandle, ConfigDoc, Gateway, LogoutCatcher, OidcProvider,
-    ProviderOptions, RedisServer, eventually, free_port,
+    ProviderOptions, REDIS_SESSION_ID_LEN, RedisServer, eventually, free_port,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
@@ -314,7 +314,7 @@ async fn a_redis_fleet_shares_the_session_and_the_logout() -> anyhow::Result<()>
     let on_a = a.get("/api/orders", alice.access_token()?).await?;
     assert_eq!(on_a.status, 200, "{:?}\n{}", on_a.json(), a.logs());
     let id = on_a.forwarded_header("x-session-id").unwrap_or_default();
-    assert_eq!(id.len(), 32);
+    assert_eq!(id.len(), REDIS_SESSION_ID_LEN);
 
     // The refreshed token on the other instance: the same session, one seat.
     let refreshed = op.refresh(alice.refresh_token()?).await?;

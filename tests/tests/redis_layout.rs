@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_gateway::clock::ManualClock;
+use session_gateway::clock::{Clock, ManualClock};
 use session_gateway::licensing::{Pool, Pools, SubjectLimitPolicy};
 use session_gateway::session::{
     Admission, AdmitRequest, CloseReason, RedisStore, SessionFilter, SessionStore,
@@ -160,6 +160,30 @@ async fn a_touch_in_the_last_idle_period_keeps_the_last_use() -> anyhow::Result<
     let touched = f.store.touch_many(std::slice::from_ref(&session)).await?;
     assert!(touched[0].is_none());
     assert_eq!(f.store.usage().await?[0].in_use, 0);
+    Ok(())
+}
+
+/// One touch call reads and slides a batch with one command each; a seat
+/// that expired (the sweeper has not closed it yet) stays expired.
+#[tokio::test]
+async fn a_touch_batch_slides_the_open_and_leaves_the_expired() -> anyhow::Result<()> {
+    let f = Fixture::new(pool("p", 5))?;
+    let mut opened = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let Admission::Opened { session, .. } = f.admit(&caller(name, "erp-web")).await? else {
+            anyhow::bail!("not opened");
+        };
+        opened.push(session);
+        f.clock.advance(Duration::from_secs(60));
+    }
+    // Alice idled out half a minute ago; Bob and Carol are still open.
+    f.clock.advance(IDLE - Duration::from_secs(150));
+    let touched = f.store.touch_many(&opened).await?;
+    let slid: Vec<bool> = touched.iter().map(Option::is_some).collect();
+    assert_eq!(slid, [false, true, true]);
+    assert_eq!(f.store.usage().await?[0].in_use, 2);
+    let bob = f.store.get(&opened[1].id).await?.expect("open");
+    assert_eq!(bob.last_seen_ms, f.clock.now_ms());
     Ok(())
 }
 

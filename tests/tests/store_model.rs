@@ -628,8 +628,12 @@ struct Ids {
 
 impl Ids {
     fn record(&mut self, mid: usize, id: &str) -> Result<(), String> {
-        if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("session id {id:?} is not 32 hex digits"));
+        if !(32..=64).contains(&id.len())
+            || !id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        {
+            return Err(format!("session id {id:?} is not an opaque id"));
         }
         if let Some(other) = self.of_id.get(id) {
             return Err(format!("session id {id} reused: it was m{other}'s"));

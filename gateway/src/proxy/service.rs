@@ -451,14 +451,25 @@ impl ProxyHttp for Gateway {
             (None, None, None) => "forwarded",
         };
         let metrics = self.access.metrics();
-        metrics
-            .requests
-            .with_label_values(&[route_label, policy, outcome])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[route_label, policy])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        let meter = match (ctx.table.as_ref(), ctx.route) {
+            (Some(table), Some(index)) => table.meter(index, metrics),
+            _ => None,
+        };
+        let elapsed = ctx.started.elapsed().as_secs_f64();
+        match meter {
+            Some(meter) if outcome == "forwarded" => meter.forwarded.inc(),
+            _ => metrics
+                .requests
+                .with_label_values(&[route_label, policy, outcome])
+                .inc(),
+        }
+        match meter {
+            Some(meter) => meter.duration.observe(elapsed),
+            None => metrics
+                .request_duration
+                .with_label_values(&[route_label, policy])
+                .observe(elapsed),
+        }
         let principal_subject = ctx
             .principal
             .as_ref()

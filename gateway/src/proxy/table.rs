@@ -5,14 +5,16 @@
 //! reload swaps atomically: a request keeps the table it was routed by, the
 //! next request sees the new one.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use pingora_prometheus::prometheus::{Histogram, IntCounter};
 
 use super::denial::Wording;
 use super::routes::Router;
 use super::upstreams::Upstream;
 use crate::config::{Config, IdentityHeaderNames, RouteConfig};
+use crate::telemetry::Metrics;
 
 /// One configuration's routing.
 #[derive(Debug)]
@@ -27,6 +29,19 @@ pub struct RouteTable {
     pub headers: IdentityHeaderNames,
     /// How refusals are worded (realm, statuses).
     pub wording: Wording,
+    /// The request metrics of each route, resolved at its first request.
+    meters: OnceLock<Vec<RouteMeter>>,
+}
+
+/// The two request metrics every forwarded request of a route updates,
+/// with their labels resolved once per table instead of on every request
+/// (a label lookup hashes the values and takes a lock).
+#[derive(Debug)]
+pub struct RouteMeter {
+    /// `session_gateway_requests_total{route, policy, outcome="forwarded"}`.
+    pub forwarded: IntCounter,
+    /// `session_gateway_request_duration_seconds{route, policy}`.
+    pub duration: Histogram,
 }
 
 impl RouteTable {
@@ -59,7 +74,31 @@ impl RouteTable {
             upstreams,
             headers,
             wording,
+            meters: OnceLock::new(),
         }
+    }
+
+    /// The metrics of route `index`, resolved in `metrics` for every route
+    /// of the table the first time one is asked for.
+    pub fn meter(&self, index: usize, metrics: &Metrics) -> Option<&RouteMeter> {
+        self.meters
+            .get_or_init(|| {
+                self.routes
+                    .iter()
+                    .map(|route| {
+                        let (name, policy) = (route.name.as_str(), route.policy.as_str());
+                        RouteMeter {
+                            forwarded: metrics.requests.with_label_values(&[
+                                name,
+                                policy,
+                                "forwarded",
+                            ]),
+                            duration: metrics.request_duration.with_label_values(&[name, policy]),
+                        }
+                    })
+                    .collect()
+            })
+            .get(index)
     }
 }
 

@@ -102,6 +102,8 @@ pub struct RedisStore {
     /// `redis.wait_replicas` and `redis.wait_timeout`.
     wait_replicas: u32,
     wait_timeout: Duration,
+    /// Whether `ping` found a Redis new enough for the scripts.
+    version_ok: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -193,6 +195,7 @@ impl RedisStore {
             revocation_listener: parking_lot::Mutex::new(None),
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
+            version_ok: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -37,6 +37,7 @@ pub(super) struct Scripts {
     pub(super) members: Script,
     pub(super) audit: Script,
     pub(super) ping: Script,
+    pub(super) server_info: Script,
 }
 
 impl Scripts {
@@ -65,6 +66,7 @@ impl Scripts {
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),
             audit: Script::new(include_str!("lua/audit.lua")),
             ping: Script::new("return redis.call('PING')"),
+            server_info: Script::new("return redis.call('INFO', 'server')"),
         }
     }
 }

@@ -212,6 +212,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.version_ok.load(std::sync::atomic::Ordering::Relaxed) {
+            let info = text(&self.run(&self.scripts.server_info, &[], &[]).await?)?;
+            supported_version(&info).map_err(StoreError::Protocol)?;
+            self.version_ok
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let value = self.run(&self.scripts.ping, &[], &[]).await?;
         match value {
             Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
@@ -331,6 +337,27 @@ impl RedisStore {
     }
 }
 
+/// The oldest Redis the scripts run on (`ZMSCORE` in the touch).
+const OLDEST_REDIS: (u32, u32) = (6, 2);
+
+/// Checks the `redis_version` of an `INFO server` reply.
+fn supported_version(info: &str) -> Result<(), String> {
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(str::trim)
+        .ok_or_else(|| "INFO server names no redis_version".to_string())?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < OLDEST_REDIS {
+        return Err(format!(
+            "Redis {version} is too old: the Redis store needs {}.{} or newer",
+            OLDEST_REDIS.0, OLDEST_REDIS.1
+        ));
+    }
+    Ok(())
+}
+
 /// Sessions already closed in earlier pools are gone from Redis: they must
 /// still be reported (audited) even when a later pool fails.
 fn partial(
@@ -342,5 +369,24 @@ fn partial(
     } else {
         tracing::warn!(%error, "store operation failed part-way; reporting what was closed");
         Ok(closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supported_version;
+
+    #[test]
+    fn redis_older_than_6_2_is_refused_with_its_version() {
+        assert!(supported_version("# Server\r\nredis_version:7.0.15\r\n").is_ok());
+        assert!(supported_version("redis_version:6.2.0\r\n").is_ok());
+        assert!(supported_version("redis_version:10.0.0\r\n").is_ok());
+        let old = supported_version("redis_version:6.0.16\r\n").unwrap_err();
+        assert_eq!(
+            old,
+            "Redis 6.0.16 is too old: the Redis store needs 6.2 or newer"
+        );
+        assert!(supported_version("redis_version:5.0.7").is_err());
+        assert!(supported_version("# Server").is_err());
     }
 }

@@ -8,7 +8,8 @@ use super::{RedisStore, millis};
 use crate::session::{Session, StoreError};
 
 /// Most touches one script call carries, so one call never holds Redis for
-/// long (each touch is two commands).
+/// long (layout 2 touches cost two commands per call and bucket, plus their
+/// members' share of the work).
 const TOUCH_BATCH: usize = 256;
 
 /// How long a due touch waits for others: an eighth of `touch_interval`, at
