@@ -275,7 +275,7 @@ fn request_metrics(c: &mut Criterion) {
         b.iter(|| {
             metrics
                 .requests
-                .with_label_values(&["api", "session", "forwarded"])
+                .with_label_values(&["api", "session", "forwarded", "2xx"])
                 .inc();
             metrics
                 .request_duration
@@ -285,7 +285,7 @@ fn request_metrics(c: &mut Criterion) {
     });
     let forwarded = metrics
         .requests
-        .with_label_values(&["api", "session", "forwarded"]);
+        .with_label_values(&["api", "session", "forwarded", "2xx"]);
     let duration = metrics
         .request_duration
         .with_label_values(&["api", "session"]);

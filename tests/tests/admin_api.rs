@@ -1210,3 +1210,107 @@ async fn a_deleted_revocation_reaches_every_instance_of_a_fleet() -> anyhow::Res
     .await?;
     Ok(())
 }
+
+/// `GET /admin/v1/audit` reads the trail newest first, filtered, and oldest
+/// first after an event; `admin audit` prints it as JSON lines and, with
+/// `--follow`, keeps printing new events.
+#[tokio::test]
+async fn the_audit_trail_is_read_filtered_followed_and_printed_by_the_command() -> anyhow::Result<()>
+{
+    let kit = Devkit::start().await?;
+    let gw = AdminGateway::start(kit.config()).await?;
+    let id = call(&gw, &kit.token("alice")).await?;
+    assert_eq!(
+        admin(&gw, Method::DELETE, &format!("/admin/v1/sessions/{id}"))
+            .await?
+            .status,
+        200
+    );
+
+    let r = admin(&gw, Method::GET, "/admin/v1/audit").await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let body = r.json();
+    let events = body["events"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds, ["session_closed", "session_opened"], "newest first");
+    let closed = &events[0];
+    assert_eq!(closed["reason"], "admin");
+    assert_eq!(closed["session_id"], id.as_str());
+    assert_eq!(closed["subject"], "alice");
+    assert_eq!(closed["pool"], "default");
+    assert!(
+        closed["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{closed}"
+    );
+    assert_eq!(body["next_cursor"], Value::Null);
+
+    let r = admin(&gw, Method::GET, "/admin/v1/audit?event=session_opened").await?;
+    assert_eq!(r.json()["events"].as_array().map(Vec::len), Some(1));
+    let opened_id = events[1]["id"].as_str().unwrap_or("");
+    let r = admin(
+        &gw,
+        Method::GET,
+        &format!("/admin/v1/audit?after={opened_id}"),
+    )
+    .await?;
+    let body = r.json();
+    assert_eq!(body["events"][0]["event"], "session_closed");
+    assert_eq!(body["next_cursor"], events[0]["id"]);
+
+    let r = admin(&gw, Method::GET, "/admin/v1/audit?after=yesterday").await?;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("after")),
+        "{:?}",
+        r.json()
+    );
+
+    // The command: the latest events as JSON lines, oldest first.
+    let url = format!("http://{}", gw.admin);
+    let out = cli(
+        &["admin", "--url", &url, "audit", "--limit", "10"],
+        Some(TOKEN),
+    )
+    .await?;
+    assert!(out.ok, "{}", out.stderr);
+    let printed: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let kinds: Vec<&str> = printed.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds, ["session_opened", "session_closed"]);
+
+    // --follow prints what happens after it started, until it is stopped.
+    let mut follower = tokio::process::Command::new(BIN)
+        .args(["admin", "--url", &url, "audit", "--limit", "1", "--follow"])
+        .env("SESSION_GATEWAY_ADMIN_TOKEN", TOKEN)
+        .env_remove("SESSION_GATEWAY_ADMIN_URL")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = follower
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    assert_eq!(next_json(&mut lines).await?["event"], "session_closed");
+    call(&gw, &kit.token("bob")).await?;
+    let followed = next_json(&mut lines).await?;
+    assert_eq!(followed["event"], "session_opened");
+    assert_eq!(followed["subject"], "bob");
+    follower.kill().await?;
+    Ok(())
+}
+
+/// The next line a child prints, as JSON (bounded in time).
+async fn next_json<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> anyhow::Result<Value> {
+    let line = tokio::time::timeout(session_gateway_e2e::DEADLINE, lines.next_line())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("the command ended"))?;
+    Ok(serde_json::from_str(&line)?)
+}

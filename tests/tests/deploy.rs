@@ -484,6 +484,23 @@ fn the_metric_name_checker_accepts_registered_names_only() -> anyhow::Result<()>
     Ok(())
 }
 
+/// The PrometheusRule of the k8s manifests carries exactly the groups of
+/// alerts.yml, so both ways of loading the rules alert alike.
+#[test]
+fn the_prometheus_rule_carries_the_alert_rules() -> anyhow::Result<()> {
+    let rule = yaml(&deploy("k8s/prometheusrule.yaml"))?;
+    ensure!(
+        text_at(&rule, &["kind"]) == Some("PrometheusRule"),
+        "prometheusrule.yaml is not a PrometheusRule"
+    );
+    let alerts = yaml(&deploy("prometheus/alerts.yml"))?;
+    ensure!(
+        at(&rule, &["spec", "groups"])? == at(&alerts, &["groups"])?,
+        "deploy/k8s/prometheusrule.yaml's spec.groups differ from deploy/prometheus/alerts.yml's groups"
+    );
+    Ok(())
+}
+
 #[test]
 fn alert_rules_use_only_registered_metrics() -> anyhow::Result<()> {
     let registered = registered_metrics()?;

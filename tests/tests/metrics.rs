@@ -54,15 +54,15 @@ async fn metrics_count_requests_tokens_sessions_and_seats() -> anyhow::Result<()
         assert_eq!(value(&text, series), Some(wanted), "{series} in:\n{text}");
     };
     expect(
-        "session_gateway_requests_total{outcome=\"forwarded\",policy=\"session\",route=\"api\"}",
+        "session_gateway_requests_total{outcome=\"forwarded\",policy=\"session\",route=\"api\",status=\"2xx\"}",
         2.0,
     );
     expect(
-        "session_gateway_requests_total{outcome=\"license_unavailable\",policy=\"session\",route=\"api\"}",
+        "session_gateway_requests_total{outcome=\"license_unavailable\",policy=\"session\",route=\"api\",status=\"4xx\"}",
         1.0,
     );
     expect(
-        "session_gateway_requests_total{outcome=\"not_found\",policy=\"-\",route=\"-\"}",
+        "session_gateway_requests_total{outcome=\"not_found\",policy=\"-\",route=\"-\",status=\"4xx\"}",
         1.0,
     );
     expect(
@@ -96,5 +96,47 @@ async fn metrics_count_requests_tokens_sessions_and_seats() -> anyhow::Result<()
     );
     assert!(age.is_some_and(|a| a >= 0.0), "key age {age:?}");
     assert!(text.contains("session_gateway_request_duration_seconds_bucket"));
+    Ok(())
+}
+
+/// `session_gateway_seats_peak` keeps the highest level since the previous
+/// scrape, however briefly it was held, and starts again from the current
+/// level.
+#[tokio::test]
+async fn the_seat_peak_keeps_what_happened_between_two_scrapes() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = Gateway::start(BIN, &kit.config()).await?;
+    let scrape = || async {
+        let text = gw
+            .client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let read = |series: &str| value(&text, series);
+        anyhow::Ok((
+            read("session_gateway_seats_in_use{pool=\"default\"}"),
+            read("session_gateway_seats_peak{pool=\"default\"}"),
+        ))
+    };
+    assert_eq!(scrape().await?, (Some(0.0), Some(0.0)));
+    let tokens: Vec<String> = ["alice", "bob", "carol"].map(|u| kit.token(u)).to_vec();
+    for token in &tokens {
+        assert_eq!(gw.get("/api/x", token).await?.status, 200);
+    }
+    for token in &tokens[1..] {
+        assert_eq!(gw.logout(token).await?.status, 200);
+    }
+    assert_eq!(
+        scrape().await?,
+        (Some(1.0), Some(3.0)),
+        "three were held in between"
+    );
+    assert_eq!(
+        scrape().await?,
+        (Some(1.0), Some(1.0)),
+        "and the next scrape starts afresh"
+    );
     Ok(())
 }

@@ -9,9 +9,9 @@ use session_gateway::clock::ManualClock;
 use session_gateway::config::RedisConfig;
 use session_gateway::licensing::Pools;
 use session_gateway::session::{
-    AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, IdentityKey, LogoutLedger,
-    PoolUsage, RedisStore, Revocation, RevocationStore, Session, SessionFilter, SessionStore,
-    Store, StoreError, SubjectKey,
+    AdmitOutcome, AdmitRequest, AuditEvent, AuditPage, AuditQuery, AuditSink, CloseReason,
+    ClosedSession, IdentityKey, LogoutLedger, PoolUsage, RedisStore, Revocation, RevocationStore,
+    Session, SessionFilter, SessionStore, Store, StoreError, SubjectKey,
 };
 use session_gateway_e2e::RedisServer;
 use session_gateway_e2e::contract::StoreFuture;
@@ -116,8 +116,15 @@ impl LogoutLedger for StoreWithServer {
     }
 }
 
-// Like before the split, the wrapper keeps no audit trail of its own.
-impl AuditSink for StoreWithServer {}
+#[async_trait]
+impl AuditSink for StoreWithServer {
+    fn queue_audit(&self, event: AuditEvent) {
+        self.store.queue_audit(event);
+    }
+    async fn read_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.store.read_audit(query).await
+    }
+}
 
 mod contract {
     session_gateway_e2e::store_contract_tests!(super::redis_factory);

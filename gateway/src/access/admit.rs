@@ -60,7 +60,11 @@ impl Access {
                 issued_ms,
             }),
         };
-        let AdmitOutcome { admission, expired } = self
+        let AdmitOutcome {
+            admission,
+            expired,
+            seats_held,
+        } = self
             .timed("admit", self.store.admit(&request))
             .await
             .map_err(|e| {
@@ -80,6 +84,9 @@ impl Access {
                     self.record_closed(replaced);
                 }
                 self.record_opened(&session);
+                if let Some(held) = seats_held {
+                    self.metrics.observe_seats_held(&session.pool, held);
+                }
                 Ok(Seated {
                     session,
                     opened: true,

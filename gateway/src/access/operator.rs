@@ -1,15 +1,24 @@
 //! What an operator does to sessions and seats through the admin API: look
-//! at open sessions, close them (reason `admin`), read each pool's seat use.
+//! at open sessions, close them (reason `admin`), read each pool's seat use
+//! and the audit trail.
 //! Every close is recorded like any other ([`super::record`]).
 
 use super::Access;
 use crate::session::identity::subject_key;
-use crate::session::{CloseReason, ClosedSession, PoolUsage, Session, SessionFilter, StoreError};
+use crate::session::{
+    AuditPage, AuditQuery, CloseReason, ClosedSession, PoolUsage, Session, SessionFilter,
+    StoreError,
+};
 
 impl Access {
     /// Open sessions matching a filter, oldest first.
     pub async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         self.timed("list", self.store.list(filter)).await
+    }
+
+    /// A page of the store's audit trail.
+    pub async fn audit_trail(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.timed("read_audit", self.store.read_audit(query)).await
     }
 
     /// An open session by id.

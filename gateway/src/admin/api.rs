@@ -15,6 +15,7 @@
 //! | `GET /revocations` | [`Revocations`] |
 //! | `POST /revocations` | [`RevocationRecorded`] (201) |
 //! | `DELETE /revocations/{id}` | [`DeletedRevocations`] |
+//! | `GET /audit?after=&before=&pool=&subject=&event=&limit=` | [`super::audit::AuditList`] |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -171,8 +172,8 @@ pub struct DeletedRevocations {
 }
 
 /// What the handlers share.
-struct Api {
-    access: Arc<Access>,
+pub(super) struct Api {
+    pub(super) access: Arc<Access>,
     gate: AdminGate,
 }
 
@@ -186,6 +187,7 @@ pub fn router(access: Arc<Access>, gate: AdminGate) -> Router {
         .route("/licenses", get(licenses))
         .route("/revocations", get(list_revocations).post(revoke))
         .route("/revocations/{id}", delete(delete_revocation))
+        .route("/audit", get(super::audit::read))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(Arc::clone(&api), admit))
@@ -428,7 +430,7 @@ async fn method_not_allowed(method: Method) -> AdminError {
 }
 
 /// A 200 JSON answer that no cache keeps.
-fn json<T: Serialize>(value: &T) -> Response {
+pub(super) fn json<T: Serialize>(value: &T) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(value)).into_response()
 }
 
@@ -533,7 +535,10 @@ impl ListQuery {
 
 /// The parameters of a query string: each known at most once, none empty,
 /// no unknown ones (a misspelt filter must not silently widen a list).
-fn params(query: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, AdminError> {
+pub(super) fn params(
+    query: Option<&str>,
+    known: &[&str],
+) -> Result<BTreeMap<String, String>, AdminError> {
     let mut out = BTreeMap::new();
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if !known.contains(&name.as_ref()) {

@@ -12,6 +12,7 @@ use super::api::{
     ClosedSessions, DeletedRevocations, Licenses, MAX_LIMIT, PREFIX, RevocationRecorded,
     Revocations, SessionList,
 };
+use super::audit::AuditList;
 use crate::config::Secret;
 use crate::session::SessionView;
 
@@ -148,6 +149,25 @@ impl AdminClient {
             url.query_pairs_mut().append_pair("issuer", issuer);
         }
         self.call(reqwest::Method::DELETE, url).await
+    }
+
+    /// One page of the audit trail (`GET /audit`): `filters` are
+    /// (parameter, value) pairs (`pool`, `subject`, `event`, and `after` or
+    /// `before` with an event id).
+    pub async fn audit(
+        &self,
+        filters: &[(&str, &str)],
+        limit: usize,
+    ) -> Result<AuditList, ClientError> {
+        let mut url = self.url(&["audit"]);
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in filters {
+                query.append_pair(name, value);
+            }
+            query.append_pair("limit", &limit.clamp(1, MAX_LIMIT).to_string());
+        }
+        self.call(reqwest::Method::GET, url).await
     }
 
     /// Seat use per pool.

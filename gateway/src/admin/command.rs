@@ -9,6 +9,7 @@
 //! session-gateway admin … revoke --subject <sub> [--issuer I] [--not-before <time>]
 //! session-gateway admin … revocations list
 //! session-gateway admin … revocations delete <id>
+//! session-gateway admin … audit [--pool P] [--subject S] [--event E] [--limit N] [--follow]
 //! ```
 //!
 //! Tables by default, the API's JSON with `--json`. Tables go to stdout and
@@ -112,6 +113,26 @@ pub enum AdminCommand {
         #[arg(long, requires = "subject")]
         not_before: Option<String>,
     },
+    /// Print the audit trail as JSON lines, oldest of the last `--limit`
+    /// events first; with `--follow`, keep printing new events as they come.
+    Audit {
+        /// Only events of this pool.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Only events of this subject (the token's `sub`).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only events of this kind (`session_opened`, `session_closed`,
+        /// `session_refused`, `token_revoked`, `subject_revoked`, …).
+        #[arg(long)]
+        event: Option<String>,
+        /// How many of the latest events to print first.
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = limit, allow_negative_numbers = true)]
+        limit: usize,
+        /// Keep running and print new events (polls once a second).
+        #[arg(long)]
+        follow: bool,
+    },
     /// List or delete the revocations in force.
     Revocations {
         /// What to do with them.
@@ -167,8 +188,86 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the admin client")?;
+    if let AdminCommand::Audit {
+        pool,
+        subject,
+        event,
+        limit,
+        follow,
+    } = &args.command
+    {
+        let filters: Vec<(&str, &str)> = [("pool", pool), ("subject", subject), ("event", event)]
+            .into_iter()
+            .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+            .collect();
+        return runtime.block_on(audit(&client, &filters, *limit, *follow));
+    }
     let output = runtime.block_on(execute(&client, &args.command, args.json))?;
     output.emit()
+}
+
+/// How often `audit --follow` asks for new events.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `admin audit`: the latest `limit` events as JSON lines, oldest first,
+/// then (with `follow`) every new one until interrupted.
+async fn audit(
+    client: &AdminClient,
+    filters: &[(&str, &str)],
+    limit: usize,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let mut latest = Vec::new();
+    let mut before: Option<String> = None;
+    let mut newest_seen: Option<String> = None;
+    while latest.len() < limit {
+        let mut page_filters = filters.to_vec();
+        if let Some(before) = &before {
+            page_filters.push(("before", before));
+        }
+        let page = client.audit(&page_filters, limit - latest.len()).await?;
+        if newest_seen.is_none() {
+            newest_seen = page.events.first().map(|e| e.id.clone());
+        }
+        latest.extend(page.events);
+        match page.next_cursor {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    latest.reverse();
+    if !print_lines(&latest)? || !follow {
+        return Ok(());
+    }
+    // Events older than everything shown are not new: start from the newest
+    // shown, or from the beginning of the trail when it was empty.
+    let mut after = newest_seen.unwrap_or_else(|| "0-0".to_string());
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let mut page_filters = filters.to_vec();
+        page_filters.push(("after", &after));
+        let page = client.audit(&page_filters, super::api::MAX_LIMIT).await?;
+        if !print_lines(&page.events)? {
+            return Ok(());
+        }
+        if let Some(next) = page.next_cursor {
+            after = next;
+        }
+    }
+}
+
+/// Prints events one JSON object per line, flushed at once (a follower is
+/// often piped into another tool); `false` once the reader has gone.
+fn print_lines(events: &[super::audit::AuditEntry]) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    for event in events {
+        let line = serde_json::to_string(event).context("encoding an audit event")?;
+        match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(false),
+            other => other.context("writing to stdout")?,
+        }
+    }
+    Ok(true)
 }
 
 /// What one operation prints.
@@ -268,6 +367,7 @@ async fn execute(
         AdminCommand::Revocations {
             command: RevocationsCommand::Delete { id },
         } => render(&client.delete_revocation(id).await?),
+        AdminCommand::Audit { .. } => anyhow::bail!("audit prints as it reads"),
     }
 }
 

@@ -19,6 +19,7 @@
 //! side: the `session-gateway admin` command line over the admin API.
 
 pub mod api;
+pub mod audit;
 pub mod client;
 pub mod command;
 pub mod error;
@@ -170,14 +171,21 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         }
     }
     let now = access.verifier().clock().now_ms();
+    // Issuers a reload removed disappear, like the pools above.
+    metrics.jwks_key_age.reset();
+    metrics.jwks_keys_loaded.reset();
     for issuer in access.verifier().issuers() {
-        let age = issuer.keys().map_or(-1, |k| {
-            i64::try_from(now.saturating_sub(k.loaded_ms) / 1000).unwrap_or(i64::MAX)
-        });
+        let name = [issuer.config().issuer.as_str()];
+        let keys = issuer.keys();
         metrics
-            .jwks_key_age
-            .with_label_values(&[issuer.config().issuer.as_str()])
-            .set(age);
+            .jwks_keys_loaded
+            .with_label_values(&name)
+            .set(i64::from(keys.is_some()));
+        // No age for keys that never loaded: a sentinel would read as a time.
+        if let Some(keys) = keys {
+            let age = i64::try_from(now.saturating_sub(keys.loaded_ms) / 1000).unwrap_or(i64::MAX);
+            metrics.jwks_key_age.with_label_values(&name).set(age);
+        }
     }
     match metrics.render() {
         Ok((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),

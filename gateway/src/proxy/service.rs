@@ -456,11 +456,17 @@ impl ProxyHttp for Gateway {
             _ => None,
         };
         let elapsed = ctx.started.elapsed().as_secs_f64();
+        let class = super::table::status_class(status);
         match meter {
-            Some(meter) if outcome == "forwarded" => meter.forwarded.inc(),
+            Some(meter) if outcome == "forwarded" => meter.forwarded[class].inc(),
             _ => metrics
                 .requests
-                .with_label_values(&[route_label, policy, outcome])
+                .with_label_values(&[
+                    route_label,
+                    policy,
+                    outcome,
+                    super::table::STATUS_CLASSES[class],
+                ])
                 .inc(),
         }
         match meter {

@@ -38,8 +38,9 @@ pub struct RouteTable {
 /// (a label lookup hashes the values and takes a lock).
 #[derive(Debug)]
 pub struct RouteMeter {
-    /// `session_gateway_requests_total{route, policy, outcome="forwarded"}`.
-    pub forwarded: IntCounter,
+    /// `session_gateway_requests_total{route, policy, outcome="forwarded",
+    /// status}`, one per status class ([`STATUS_CLASSES`]).
+    pub forwarded: [IntCounter; 6],
     /// `session_gateway_request_duration_seconds{route, policy}`.
     pub duration: Histogram,
 }
@@ -88,17 +89,32 @@ impl RouteTable {
                     .map(|route| {
                         let (name, policy) = (route.name.as_str(), route.policy.as_str());
                         RouteMeter {
-                            forwarded: metrics.requests.with_label_values(&[
-                                name,
-                                policy,
-                                "forwarded",
-                            ]),
+                            forwarded: STATUS_CLASSES.map(|class| {
+                                metrics.requests.with_label_values(&[
+                                    name,
+                                    policy,
+                                    "forwarded",
+                                    class,
+                                ])
+                            }),
                             duration: metrics.request_duration.with_label_values(&[name, policy]),
                         }
                     })
                     .collect()
             })
             .get(index)
+    }
+}
+
+/// The `status` label of the request metrics: the response's status class,
+/// or `none` when no response went out (index 0).
+pub const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index in [`STATUS_CLASSES`] of a status code (0 for none).
+pub fn status_class(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100),
+        _ => 0,
     }
 }
 

@@ -151,4 +151,7 @@ pub struct AdmitOutcome {
     pub admission: Admission,
     /// Sessions closed by time while admitting.
     pub expired: Vec<ClosedSession>,
+    /// With a new session: the seats its pool held right after it opened
+    /// (the whole fleet's with the Redis store), for the high-water mark.
+    pub seats_held: Option<u32>,
 }

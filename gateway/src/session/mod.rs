@@ -29,7 +29,7 @@ pub mod store;
 
 pub use admission::{Admission, AdmitOutcome, AdmitRequest, IdpSession, PresentedToken, Refusal};
 pub use identity::{IdentityKey, IdentityRule, SessionIdentity, SubjectKey, sid_key};
-pub use memory::MemoryStore;
+pub use memory::{MEMORY_AUDIT_CAP, MemoryStore};
 pub use record::{CloseReason, ClosedSession, Session, SessionId, SessionView, new_session_id};
 pub use redis::RedisStore;
 pub use revocation::{
@@ -37,6 +37,7 @@ pub use revocation::{
     SUBJECT_REVOCATION_TTL_MS, SubjectName,
 };
 pub use store::{
-    AuditEvent, AuditSink, LogoutLedger, PoolUsage, RevocationStore, SessionFilter, SessionStore,
+    AUDIT_SCAN_LIMIT, AuditCursor, AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditSink,
+    LogoutLedger, PageBuilder, PoolUsage, RevocationStore, SessionFilter, SessionStore,
     SharedStore, Store, StoreError,
 };

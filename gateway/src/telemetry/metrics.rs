@@ -23,7 +23,8 @@ use crate::session::PoolUsage;
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Requests by route, policy and outcome (`forwarded` or an error code).
+    /// Requests by route, policy, outcome (`forwarded` or an error code)
+    /// and status class (`2xx` … `5xx`, or `none` when no response went out).
     pub requests: IntCounterVec,
     /// Request duration by route and policy, seconds.
     pub request_duration: HistogramVec,
@@ -61,14 +62,25 @@ pub struct Metrics {
     pub seats_limit: IntGaugeVec,
     /// Reserved seats, per pool.
     pub seats_reserved: IntGaugeVec,
+    /// `session_gateway_seats_peak{pool}`: the most seats held since the
+    /// previous scrape (see [`Metrics::observe_seats_held`]).
+    pub seats_peak: IntGaugeVec,
+    /// The most seats each pool held at this instance's admissions since
+    /// the last scrape (shared by the clones of this set).
+    peaks: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<String, u32>>>,
     /// Store call latency by operation, seconds.
     pub store_duration: HistogramVec,
     /// Store call failures by operation.
     pub store_errors: IntCounterVec,
     /// JWKS loads by issuer and result (`ok`, `error`).
     pub jwks_refreshes: IntCounterVec,
-    /// Age of the keys in use, per issuer, seconds (-1: never loaded).
+    /// Age of the keys in use, per issuer, seconds; absent for an issuer
+    /// whose keys never loaded.
     pub jwks_key_age: IntGaugeVec,
+    /// Whether an issuer's keys are loaded (1) or not (0).
+    pub jwks_keys_loaded: IntGaugeVec,
+    /// `session_gateway_build_info{version}`: always 1.
+    pub build_info: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,6 +104,13 @@ impl Metrics {
     /// registry created here.
     pub fn new() -> Self {
         let registry = Registry::new();
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds, … of this process (Linux; nothing elsewhere).
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c =
                 IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
@@ -122,8 +141,9 @@ impl Metrics {
         Self {
             requests: counter(
                 "session_gateway_requests_total",
-                "Requests by route, policy and outcome (forwarded or the error code).",
-                &["route", "policy", "outcome"],
+                "Requests by route, policy, outcome (forwarded or the error code) and status class \
+                 (2xx, 3xx, 4xx, 5xx, or none when no response went out).",
+                &["route", "policy", "outcome", "status"],
             ),
             request_duration: histogram(
                 "session_gateway_request_duration_seconds",
@@ -206,6 +226,14 @@ impl Metrics {
                 "Seats reserved for named groups, per pool.",
                 &["pool"],
             ),
+            seats_peak: gauge(
+                "session_gateway_seats_peak",
+                "Most seats held since the previous scrape, per pool: at least seats_in_use, \
+                 and the level after any admission of this instance in between (max over \
+                 instances: the fleet's peak).",
+                &["pool"],
+            ),
+            peaks: Default::default(),
             store_duration: histogram(
                 "session_gateway_store_operation_duration_seconds",
                 "Session store calls, by operation.",
@@ -223,9 +251,23 @@ impl Metrics {
             ),
             jwks_key_age: gauge(
                 "session_gateway_jwks_key_age_seconds",
-                "Age of the signing keys in use, per issuer (-1 when never loaded).",
+                "Age of the signing keys in use, per issuer (absent while they never loaded).",
                 &["issuer"],
             ),
+            jwks_keys_loaded: gauge(
+                "session_gateway_jwks_keys_loaded",
+                "1 when the issuer's signing keys are loaded, 0 when they never loaded.",
+                &["issuer"],
+            ),
+            build_info: {
+                let info = gauge(
+                    "session_gateway_build_info",
+                    "The running build: always 1, its version as a label.",
+                    &["version"],
+                );
+                info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+                info
+            },
             registry,
         }
     }
@@ -240,12 +282,30 @@ impl Metrics {
         }
     }
 
+    /// Notes the seats a pool held right after a session opened here. The
+    /// store counted them at that moment (fleet-wide with Redis), so the
+    /// highest level between two scrapes is never missed: every new peak
+    /// is reached at some instance's admission.
+    pub fn observe_seats_held(&self, pool: &str, held: u32) {
+        let mut peaks = self.peaks.lock();
+        match peaks.get_mut(pool) {
+            Some(peak) => *peak = (*peak).max(held),
+            None => {
+                peaks.insert(pool.to_string(), held);
+            }
+        }
+    }
+
     /// Sets the seat gauges from the store's usage: exactly the pools in
-    /// `usage` (a pool a reload removed disappears), and `store_up` 1.
+    /// `usage` (a pool a reload removed disappears), and `store_up` 1. The
+    /// peak of each pool is the highest level noted since the previous call,
+    /// or the current one, and starts again from the current one.
     pub fn set_usage(&self, usage: &[PoolUsage]) {
         self.seats_in_use.reset();
         self.seats_limit.reset();
         self.seats_reserved.reset();
+        self.seats_peak.reset();
+        let mut peaks = std::mem::take(&mut *self.peaks.lock());
         self.store_up.with_label_values(&[] as &[&str]).set(1);
         for pool in usage {
             let name = [pool.pool.as_str()];
@@ -258,6 +318,10 @@ impl Metrics {
             self.seats_reserved
                 .with_label_values(&name)
                 .set(i64::from(pool.reserved));
+            let peak = peaks.remove(&pool.pool).unwrap_or(0).max(pool.in_use);
+            self.seats_peak
+                .with_label_values(&name)
+                .set(i64::from(peak));
         }
     }
 
@@ -267,6 +331,8 @@ impl Metrics {
     /// stay.
     pub fn set_store_unreachable(&self) {
         self.seats_in_use.reset();
+        // The peaks noted meanwhile wait for the next reading.
+        self.seats_peak.reset();
         self.store_up.with_label_values(&[] as &[&str]).set(0);
     }
 
@@ -291,11 +357,44 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
+    fn usage(pool: &str, in_use: u32) -> PoolUsage {
+        PoolUsage {
+            pool: pool.into(),
+            limit: 10,
+            reserved: 0,
+            in_use,
+        }
+    }
+
+    fn peak(m: &Metrics, pool: &str) -> i64 {
+        m.seats_peak.with_label_values(&[pool]).get()
+    }
+
+    #[test]
+    fn the_peak_keeps_the_highest_level_between_two_readings() {
+        let m = Metrics::new();
+        m.observe_seats_held("a", 4);
+        m.observe_seats_held("a", 7);
+        m.observe_seats_held("a", 5);
+        m.observe_seats_held("b", 2);
+        m.set_usage(&[usage("a", 3), usage("b", 6)]);
+        assert_eq!(peak(&m, "a"), 7, "the level after an admission in between");
+        assert_eq!(peak(&m, "b"), 6, "never below the current level");
+        // The next reading starts again from the levels then.
+        m.set_usage(&[usage("a", 3), usage("b", 6)]);
+        assert_eq!(peak(&m, "a"), 3);
+        // A failed reading keeps what was noted for the next one.
+        m.observe_seats_held("a", 9);
+        m.set_store_unreachable();
+        m.set_usage(&[usage("a", 1), usage("b", 0)]);
+        assert_eq!(peak(&m, "a"), 9);
+    }
+
     #[test]
     fn renders_registered_metrics_with_labels() {
         let m = Metrics::new();
         m.requests
-            .with_label_values(&["api", "session", "forwarded"])
+            .with_label_values(&["api", "session", "forwarded", "2xx"])
             .inc();
         m.set_usage(&[PoolUsage {
             pool: "default".into(),
@@ -306,7 +405,10 @@ mod tests {
         let (content_type, body) = m.render().unwrap();
         let text = String::from_utf8(body).unwrap();
         assert!(content_type.starts_with("text/plain"));
-        assert!(text.contains("session_gateway_requests_total{outcome=\"forwarded\",policy=\"session\",route=\"api\"} 1"));
+        assert!(text.contains("session_gateway_requests_total{outcome=\"forwarded\",policy=\"session\",route=\"api\",status=\"2xx\"} 1"));
+        assert!(text.contains("session_gateway_build_info{version=\""));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"));
         assert!(text.contains("session_gateway_seats_in_use{pool=\"default\"} 3"));
         assert!(text.contains("session_gateway_seats_limit{pool=\"default\"} 10"));
     }

@@ -402,6 +402,7 @@ macro_rules! store_contract_tests {
             admissions_refuse_revoked_tokens,
             sid_links_and_one_time_ids_lapse,
             queued_audit_events_change_no_session,
+            audit_events_read_back_newest_first_paged_filtered_and_followed,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,

@@ -21,7 +21,10 @@
 //! ones (`close`, `close_subject`) treat them as absent but leave them in
 //! place, so their `idle` / `absolute` close is never lost from the audit.
 
+mod audit;
 mod pools;
+
+pub use audit::MEMORY_AUDIT_CAP;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,9 +33,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Admission, AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, IdentityKey,
-    LogoutLedger, PoolUsage, Refusal, Revocation, RevocationStore, Session, SessionFilter,
-    SessionId, SessionStore, StoreError, SubjectKey,
+    Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, LogoutLedger,
+    PoolUsage, Refusal, Revocation, RevocationStore, Session, SessionFilter, SessionId,
+    SessionStore, StoreError, SubjectKey,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::licensing::Pools;
@@ -54,6 +57,8 @@ pub struct MemoryStore {
     sids: Mutex<BTreeMap<String, Vec<(SessionId, UnixMillis)>>>,
     /// One-time token ids seen, with their lapse.
     used: Mutex<BTreeMap<String, UnixMillis>>,
+    /// The most recent audit events.
+    audit: Mutex<audit::AuditRing>,
 }
 
 impl MemoryStore {
@@ -73,6 +78,7 @@ impl MemoryStore {
             tombstones: Mutex::new(Vec::new()),
             sids: Mutex::new(BTreeMap::new()),
             used: Mutex::new(BTreeMap::new()),
+            audit: Mutex::new(audit::AuditRing::default()),
         }
     }
 
@@ -101,6 +107,7 @@ impl SessionStore for MemoryStore {
                 return Ok(AdmitOutcome {
                     admission: Admission::Refused(Refusal::Revoked),
                     expired: Vec::new(),
+                    seats_held: None,
                 });
             }
         }
@@ -321,7 +328,6 @@ impl LogoutLedger for MemoryStore {
 }
 
 // The memory store keeps no trail of its own: its audit trail is the log.
-impl AuditSink for MemoryStore {}
 
 #[cfg(test)]
 mod tests;

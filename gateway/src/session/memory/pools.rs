@@ -84,7 +84,13 @@ impl State {
             self.by_id
                 .insert(session.id.clone(), (index, session.identity));
         }
-        AdmitOutcome { admission, expired }
+        let seats_held =
+            matches!(admission, Admission::Opened { .. }).then(|| self.pools[index].in_use_at(now));
+        AdmitOutcome {
+            admission,
+            expired,
+            seats_held,
+        }
     }
 
     /// An open session by id, with its pool position.

@@ -196,6 +196,11 @@ impl RedisStore {
                 "the new session did not reach enough replicas in time".into(),
             ));
         }
-        Ok(AdmitOutcome { admission, expired })
+        let seats_held = matches!(admission, Admission::Opened { .. }).then_some(count);
+        Ok(AdmitOutcome {
+            admission,
+            expired,
+            seats_held,
+        })
     }
 }

@@ -4,8 +4,14 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+use redis::Value;
+
 use super::RedisStore;
-use crate::session::{AuditEvent, AuditSink};
+use super::decode::{array, protocol, text};
+use crate::session::{
+    AuditCursor, AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditSink, PageBuilder, StoreError,
+};
 
 /// About how many audit events the stream keeps (`XADD … MAXLEN ~`).
 const AUDIT_STREAM_CAP: u64 = 100_000;
@@ -16,6 +22,9 @@ const AUDIT_BATCH: usize = 256;
 /// Most audit events waiting for the stream; more are dropped (the log has
 /// them) rather than held while Redis is away.
 const AUDIT_QUEUE_CAP: usize = 50_000;
+
+/// How many stream entries one read asks Redis for.
+const AUDIT_READ_CHUNK: usize = 500;
 
 /// How long the first queued audit event waits for others to share its
 /// script call: at thousands of new sessions a second, tens of events.
@@ -62,7 +71,42 @@ impl RedisStore {
     }
 }
 
+#[async_trait]
 impl AuditSink for RedisStore {
+    async fn read_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let key = format!("{{{}}}:audit", self.prefix);
+        let mut page = PageBuilder::new(query);
+        // Exclusive bounds (`(id`): each chunk starts after the last entry
+        // of the one before.
+        let (script, mut from) = match (query.after, query.before) {
+            (Some(after), _) => (&self.scripts.audit_oldest, format!("({after}")),
+            (None, Some(before)) => (&self.scripts.audit_newest, format!("({before}")),
+            (None, None) => (&self.scripts.audit_newest, "+".to_string()),
+        };
+        loop {
+            let value = self
+                .run(
+                    script,
+                    std::slice::from_ref(&key),
+                    &[from, AUDIT_READ_CHUNK.to_string()],
+                )
+                .await?;
+            let entries = array(&value)?;
+            let mut last = None;
+            for entry in entries {
+                let record = stream_entry(entry)?;
+                last = Some(record.id);
+                if !page.offer(record) {
+                    return Ok(page.finish());
+                }
+            }
+            match last {
+                Some(last) if entries.len() == AUDIT_READ_CHUNK => from = format!("({last}"),
+                _ => return Ok(page.finish()),
+            }
+        }
+    }
+
     fn queue_audit(&self, event: AuditEvent) {
         let start = {
             let mut queue = self.pending_audit.lock();
@@ -83,4 +127,22 @@ impl AuditSink for RedisStore {
             self.pending_audit.lock().flushing = false;
         }
     }
+}
+
+/// One entry of an `XRANGE` / `XREVRANGE` reply: `[id, [field, value, …]]`.
+fn stream_entry(entry: &Value) -> Result<AuditRecord, StoreError> {
+    let parts = array(entry)?;
+    let (Some(id), Some(fields)) = (parts.first(), parts.get(1)) else {
+        return Err(protocol("audit stream entry"));
+    };
+    let id = AuditCursor::parse(&text(id)?).ok_or_else(|| protocol("audit stream id"))?;
+    let flat = array(fields)?;
+    let fields = flat
+        .chunks(2)
+        .map(|pair| match pair {
+            [name, value] => Ok((text(name)?, text(value)?)),
+            _ => Err(protocol("audit stream fields")),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AuditRecord { id, fields })
 }

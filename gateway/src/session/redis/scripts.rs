@@ -38,6 +38,8 @@ pub(super) struct Scripts {
     pub(super) audit: Script,
     pub(super) ping: Script,
     pub(super) server_info: Script,
+    pub(super) audit_newest: Script,
+    pub(super) audit_oldest: Script,
 }
 
 impl Scripts {
@@ -67,6 +69,14 @@ impl Scripts {
             audit: Script::new(include_str!("lua/audit.lua")),
             ping: Script::new("return redis.call('PING')"),
             server_info: Script::new("return redis.call('INFO', 'server')"),
+            // KEYS[1] the audit stream; ARGV 1 the exclusive bound (`(<id>`)
+            // or `+` / `-`, 2 how many entries.
+            audit_newest: Script::new(
+                "return redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])",
+            ),
+            audit_oldest: Script::new(
+                "return redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])",
+            ),
         }
     }
 }

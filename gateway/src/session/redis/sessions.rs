@@ -33,6 +33,7 @@ impl SessionStore for RedisStore {
             return Ok(AdmitOutcome {
                 admission: Admission::Reused(lease.session),
                 expired: Vec::new(),
+                seats_held: None,
             });
         }
         let epoch = self.leases.epoch();
@@ -72,6 +73,7 @@ impl SessionStore for RedisStore {
                 Some(session) => Ok(AdmitOutcome {
                     admission: Admission::Reused(session),
                     expired: Vec::new(),
+                    seats_held: None,
                 }),
                 None => Err(error),
             },

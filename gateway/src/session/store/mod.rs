@@ -18,7 +18,10 @@ mod sessions;
 
 use std::sync::Arc;
 
-pub use audit::{AuditEvent, AuditSink};
+pub use audit::{
+    AUDIT_SCAN_LIMIT, AuditCursor, AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditSink,
+    PageBuilder,
+};
 pub use logout_ledger::LogoutLedger;
 pub use revocations::RevocationStore;
 pub use sessions::{PoolUsage, SessionFilter, SessionStore};

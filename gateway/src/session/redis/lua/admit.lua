@@ -18,7 +18,9 @@
 --          15 check revocations ('1' | '0')   16 token issued at ms (-1 = unknown)
 --          17 identity hex, 18 subject key hex (the layout 1 names)
 --          19 bucket count n   20 .. 19+n  capacity of bucket 0 .. n-1
--- Returns  { kind, session, replaced, in_use or count, retry ms, closed }
+-- Returns  { kind, session, replaced, in_use or count, retry ms, closed }:
+--          in_use is the pool's seats held after a new session opened, and
+--          before a 'full' refusal
 --          kind = 'reused' | 'opened' | 'full' | 'subject' | 'revoked' | 'abandoned'
 --          retry ms is -1 when no seat the caller could use frees by time
 --
@@ -176,4 +178,8 @@ s = {ARGV[4], identity, tostring(bucket), ARGV[5], ARGV[6], ARGV[7], ARGV[8],
      tostring(now), tostring(now), tostring(now + idle), tostring(now + absolute)}
 persist(tag, s, now, linger, subject_max > 0)
 link(s)
-return {'opened', s, replaced, 0, 0, closed}
+local held = 1
+for b = 0, n - 1 do
+    held = held + used[b]
+end
+return {'opened', s, replaced, held, 0, closed}
