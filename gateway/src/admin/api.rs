@@ -503,19 +503,7 @@ impl ListQuery {
                 format!("no pool named `{pool}`; pools: {}", names.join(", ")),
             ));
         }
-        let limit = match params.remove("limit") {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    AdminError::bad_parameter(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    )
-                })?,
-        };
+        let limit = page_limit(params.remove("limit"), DEFAULT_LIMIT)?;
         let cursor = match params.remove("cursor") {
             None => None,
             Some(text) => Some(Cursor::decode(&text).ok_or_else(|| {
@@ -530,6 +518,23 @@ impl ListQuery {
             limit,
             cursor,
         })
+    }
+}
+
+/// A page's `limit` parameter: 1 to [`MAX_LIMIT`], `default` when absent.
+pub(super) fn page_limit(text: Option<String>, default: usize) -> Result<usize, AdminError> {
+    match text {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                AdminError::bad_parameter(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            }),
     }
 }
 

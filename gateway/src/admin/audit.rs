@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::api::{Api, MAX_LIMIT, json, params};
+use super::api::{Api, json, page_limit, params};
 use super::error::AdminError;
 use crate::session::{AuditCursor, AuditQuery, AuditRecord};
 
@@ -92,19 +92,7 @@ fn parse(query: Option<&str>) -> Result<AuditQuery, AdminError> {
             "give `after` (oldest first) or `before` (newest first), not both",
         ));
     }
-    let limit = match params.remove("limit") {
-        None => DEFAULT_AUDIT_LIMIT,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                AdminError::bad_parameter(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
+    let limit = page_limit(params.remove("limit"), DEFAULT_AUDIT_LIMIT)?;
     Ok(AuditQuery {
         after,
         before,

@@ -234,6 +234,15 @@ local function expiry_reason(s)
     return 'idle'
 end
 
+-- The session of a seat member: a layout 2 session id, or a layout 1
+-- identity (64 hex characters).
+local function load_member(tag, member, idle)
+    if #member == 64 then
+        return legacy_load(tag, member)
+    end
+    return load_id(tag, member, idle)
+end
+
 -- Closes every session of the pool that has expired by `now` and appends
 -- it, with its reason as a 12th field, to `out`. Bounded per call so one
 -- script never blocks Redis for long; the rest goes on the next call.
@@ -242,12 +251,7 @@ local function purge(tag, buckets, now, idle, out)
         local key = tag .. ':b:' .. b
         local members = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 500)
         for _, m in ipairs(members) do
-            local s
-            if #m == 64 then
-                s = legacy_load(tag, m)
-            else
-                s = load_id(tag, m, idle)
-            end
+            local s = load_member(tag, m, idle)
             if s and expires(s) <= now then
                 remove(tag, s)
                 s[12] = expiry_reason(s)

@@ -7,12 +7,7 @@ local now, tag, idle = now_ms(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 local out = {}
 for b = 0, tonumber(ARGV[3]) - 1 do
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', tag .. ':b:' .. b, '(' .. now, '+inf')) do
-        local s
-        if #m == 64 then
-            s = legacy_load(tag, m)
-        else
-            s = load_id(tag, m, idle)
-        end
+        local s = load_member(tag, m, idle)
         if alive(s, now) then
             table.insert(out, s)
         end
