@@ -364,6 +364,36 @@ pub struct RouteSection {
     pub authorization_env: Option<String>,
     #[serde(default = "default_upgrades")]
     pub upgrades: String,
+    #[serde(default)]
+    pub cors: Option<CorsSection>,
+}
+
+/// `[routes.cors]`: the route answers CORS preflights itself and marks the
+/// responses browsers may read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    pub allow_origins: Vec<String>,
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default = "default_cors_max_age")]
+    pub max_age: String,
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "HEAD", "POST"].map(String::from).to_vec()
+}
+fn default_cors_headers() -> Vec<String> {
+    ["authorization", "content-type"].map(String::from).to_vec()
+}
+fn default_cors_max_age() -> String {
+    "10m".into()
 }
 
 fn default_upgrades() -> String {

@@ -449,6 +449,34 @@ pub struct RouteConfig {
     pub authorization: UpstreamAuthorization,
     /// Whether protocol upgrades (WebSocket) may pass.
     pub upgrades: UpgradePolicy,
+    /// The route's CORS policy; `None`: the gateway answers no preflight
+    /// and adds no CORS header (the default).
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[routes.cors]`: which cross-origin callers a browser may let read the
+/// route's responses. The gateway answers a preflight (`OPTIONS` with
+/// `Origin` and `Access-Control-Request-Method`) itself, without a token and
+/// without opening a session, and adds `Access-Control-Allow-Origin` to the
+/// responses of allowed origins, its own problems included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Allowed origins (`scheme://host[:port]`, lowercase); empty with
+    /// `any_origin`.
+    pub allow_origins: Vec<String>,
+    /// `allow_origins = ["*"]`: any origin (never with credentials).
+    pub any_origin: bool,
+    /// Methods a preflight may ask for, uppercase.
+    pub allow_methods: Vec<http::Method>,
+    /// Request headers a preflight may ask for, lowercase.
+    pub allow_headers: Vec<http::HeaderName>,
+    /// Response headers scripts may read besides the safelisted ones.
+    pub expose_headers: Vec<http::HeaderName>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Duration,
+    /// Whether credentialed requests (cookies, client certificates) may be
+    /// read (`Access-Control-Allow-Credentials: true`).
+    pub allow_credentials: bool,
 }
 
 /// Whether a route lets a request upgrade its connection (RFC 9110 §7.8).

@@ -2201,3 +2201,69 @@ fn routes_refuse_upgrades_unless_told() {
         "use \"refuse\" or \"allow\"",
     );
 }
+
+// ---------------------------------------------------------------- cors
+
+#[test]
+fn cors_is_off_unless_a_route_sets_a_policy() {
+    assert_eq!(valid(MINIMAL).routes[0].cors, None);
+    let config = valid(&replace_route(
+        "cors = { allow_origins = [\"https://ERP.example.com\"], max_age = \"5m\" }",
+    ));
+    let cors = config.routes[0].cors.as_ref().expect("a policy");
+    assert_eq!(cors.allow_origins, ["https://erp.example.com"]);
+    assert!(!cors.any_origin);
+    assert_eq!(
+        cors.allow_methods,
+        [http::Method::GET, http::Method::HEAD, http::Method::POST]
+    );
+    assert_eq!(cors.allow_headers.len(), 2);
+    assert_eq!(cors.max_age, std::time::Duration::from_secs(300));
+}
+
+#[test]
+fn cors_policies_are_checked_by_key() {
+    for (policy, key, fragment) in [
+        (
+            "allow_origins = []",
+            "routes[0].cors.allow_origins",
+            "at least one origin",
+        ),
+        (
+            "allow_origins = [\"https://erp.example.com/\"]",
+            "routes[0].cors.allow_origins[0]",
+            "is not an origin",
+        ),
+        (
+            "allow_origins = [\"*\", \"https://a.example\"]",
+            "routes[0].cors.allow_origins",
+            "alone",
+        ),
+        (
+            "allow_origins = [\"*\"], allow_credentials = true",
+            "routes[0].cors.allow_credentials",
+            "list the origins",
+        ),
+        (
+            "allow_origins = [\"https://a.example\"], allow_methods = [\"GE T\"]",
+            "routes[0].cors.allow_methods[0]",
+            "not an HTTP method",
+        ),
+        (
+            "allow_origins = [\"https://a.example\"], allow_headers = [\"bad header\"]",
+            "routes[0].cors.allow_headers[0]",
+            "not a header name",
+        ),
+        (
+            "allow_origins = [\"https://a.example\"], max_age = \"2d\"",
+            "routes[0].cors.max_age",
+            "24h or less",
+        ),
+    ] {
+        refused(
+            &replace_route(&format!("cors = {{ {policy} }}")),
+            key,
+            fragment,
+        );
+    }
+}

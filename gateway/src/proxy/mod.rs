@@ -18,6 +18,7 @@
 //! The access decision itself is [`crate::access`]; this module maps its
 //! outcomes to HTTP and Pingora calls and nothing else.
 
+pub mod cors;
 pub mod denial;
 pub mod endpoints;
 pub mod headers;

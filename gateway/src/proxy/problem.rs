@@ -45,6 +45,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The route does not allow protocol upgrades (403).
     UpgradeRefused,
+    /// A CORS preflight the route's policy does not allow (403).
+    CorsRefused,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::NoSession => "no_session",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UpgradeRefused => "upgrade_refused",
+            ErrorCode::CorsRefused => "cors_refused",
         }
     }
 
@@ -86,6 +89,7 @@ impl ErrorCode {
             ErrorCode::NoSession => "No session",
             ErrorCode::MethodNotAllowed => "Method not allowed",
             ErrorCode::UpgradeRefused => "Upgrade refused",
+            ErrorCode::CorsRefused => "Cross-origin request refused",
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Problem {
     pub retry_after: Option<u64>,
     /// `Allow`, for 405.
     pub allow: Option<&'static str>,
+    /// Further headers (the CORS headers of an allowed origin).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Problem {
@@ -122,7 +128,7 @@ impl Problem {
             ErrorCode::NotFound | ErrorCode::NoSession => 404,
             ErrorCode::BadRequest => 400,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::UpgradeRefused => 403,
+            ErrorCode::UpgradeRefused | ErrorCode::CorsRefused => 403,
         };
         Self {
             status,
@@ -132,6 +138,7 @@ impl Problem {
             www_authenticate: None,
             retry_after: None,
             allow: None,
+            headers: Vec::new(),
         }
     }
 

@@ -31,6 +31,9 @@ pub(super) async fn respond(
         if let Some(allow) = problem.allow {
             header.insert_header(http::header::ALLOW, allow)?;
         }
+        for (name, value) in &problem.headers {
+            header.append_header(name.clone(), value.clone())?;
+        }
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -42,6 +45,18 @@ pub(super) async fn respond(
             .await?;
     }
     Ok(())
+}
+
+/// Answers an allowed CORS preflight: 204, no body, the policy's headers.
+pub(super) async fn respond_preflight(
+    session: &mut HttpSession,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(204, Some(headers.len()))?;
+    for (name, value) in headers {
+        header.append_header(name.clone(), value.clone())?;
+    }
+    session.write_response_header(Box::new(header), true).await
 }
 
 pub(super) async fn respond_problem(

@@ -269,6 +269,7 @@ mod tests {
             required_scopes: vec![],
             authorization: UpstreamAuthorization::Pass,
             upgrades: UpgradePolicy::Refuse,
+            cors: None,
         }
     }
 

@@ -11,11 +11,12 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session as HttpSession};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use super::cors::{self, CorsDecision, CorsHeaders};
 use super::denial::{self, Wording};
 use super::headers::{self, IdentityHeaders};
 use super::host::{self, HostError, HostFields};
 use super::problem::{ErrorCode, Problem};
-use super::respond::{respond, respond_problem};
+use super::respond::{respond, respond_preflight, respond_problem};
 use super::routes::{GatewayEndpoint, Resolution};
 use super::table::{LiveTable, RouteTable};
 use super::tunnel::Tunnel;
@@ -48,6 +49,9 @@ pub struct RequestContext {
     connect_attempts: usize,
     /// The gateway endpoint answered, if the request was for one.
     endpoint: Option<&'static str>,
+    /// The CORS headers of an allowed cross-origin request, for whichever
+    /// response it gets.
+    cors: Option<CorsHeaders>,
 }
 
 impl RequestContext {
@@ -168,6 +172,7 @@ impl ProxyHttp for Gateway {
             tunnel: None,
             connect_attempts: 0,
             endpoint: None,
+            cors: None,
         }
     }
 
@@ -222,25 +227,49 @@ impl ProxyHttp for Gateway {
             Ok(Resolution::Route(index)) => {
                 ctx.route = Some(index);
                 let request = session.req_header();
-                match table.routes.get(index) {
-                    // Before the access decision: a refused upgrade opens no session.
-                    Some(route)
-                        if route.upgrades == UpgradePolicy::Refuse && wants_upgrade(request) =>
-                    {
-                        Err(Problem::new(
-                            ErrorCode::UpgradeRefused,
-                            "this route does not allow protocol upgrades",
-                        ))
+                let cors = table
+                    .routes
+                    .get(index)
+                    .and_then(|route| route.cors.as_ref())
+                    .map_or(CorsDecision::NotCors, |policy| {
+                        cors::decide(policy, request)
+                    });
+                match (table.routes.get(index), cors) {
+                    (None, _) => Err(Problem::new(ErrorCode::NotFound, "no route")),
+                    // Before the token check: asking opens no session.
+                    (Some(_), CorsDecision::Preflight(headers)) => {
+                        ctx.endpoint = Some("cors_preflight");
+                        respond_preflight(session, &headers).await?;
+                        return Ok(true);
                     }
-                    Some(route) => self.decide(route, request, &table.wording, ctx).await,
-                    None => Err(Problem::new(ErrorCode::NotFound, "no route")),
+                    (Some(_), CorsDecision::Refused(reason)) => {
+                        Err(Problem::new(ErrorCode::CorsRefused, reason))
+                    }
+                    (Some(route), decision) => {
+                        if let CorsDecision::Allowed(headers) = decision {
+                            ctx.cors = Some(headers);
+                        }
+                        // Before the access decision: a refused upgrade opens no session.
+                        if route.upgrades == UpgradePolicy::Refuse && wants_upgrade(request) {
+                            Err(Problem::new(
+                                ErrorCode::UpgradeRefused,
+                                "this route does not allow protocol upgrades",
+                            ))
+                        } else {
+                            self.decide(route, request, &table.wording, ctx).await
+                        }
+                    }
                 }
             }
         };
         match outcome {
             Ok(()) => Ok(false),
-            Err(problem) => {
+            Err(mut problem) => {
                 ctx.refusal = Some(problem.code);
+                // A script of an allowed origin may read the refusal too.
+                if let Some(headers) = &ctx.cors {
+                    problem.headers.extend(headers.iter().cloned());
+                }
                 respond_problem(session, &problem).await?;
                 Ok(true)
             }
@@ -322,6 +351,9 @@ impl ProxyHttp for Gateway {
             && let Some(seated) = &ctx.session
         {
             ctx.tunnel = Some(Tunnel::open(seated.clone(), &self.access));
+        }
+        if let Some(headers) = &ctx.cors {
+            cors::mark_response(response, headers)?;
         }
         Ok(())
     }

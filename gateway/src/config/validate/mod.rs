@@ -10,6 +10,7 @@
 //! section shares.
 
 mod admin;
+mod cors;
 mod headers;
 mod issuers;
 mod logging;

@@ -139,6 +139,11 @@ pub(super) fn route(
             );
         }
     };
+    let cors = r
+        .cors
+        .as_ref()
+        .map(|section| super::cors::cors(c, &format!("{key}.cors"), section))
+        .transpose()?;
     Ok(RouteConfig {
         name: r.name.clone(),
         host,
@@ -148,5 +153,6 @@ pub(super) fn route(
         required_scopes: r.required_scopes.clone(),
         authorization,
         upgrades,
+        cors,
     })
 }
