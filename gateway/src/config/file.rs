@@ -54,6 +54,11 @@ pub struct ServerSection {
     pub gateway_prefix: String,
     /// Whether `/readyz` fails while the session store is unreachable.
     pub readiness_requires_store: bool,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` / `Forwarded`
+    /// entries, `X-Forwarded-Proto` and request id are believed.
+    pub trusted_proxies: Vec<String>,
+    /// The request id header, kept from a trusted proxy or generated.
+    pub request_id_header: String,
 }
 
 impl Default for ServerSection {
@@ -69,6 +74,8 @@ impl Default for ServerSection {
             realm: "session-gateway".into(),
             gateway_prefix: "/.gateway".into(),
             readiness_requires_store: false,
+            trusted_proxies: Vec::new(),
+            request_id_header: "x-request-id".into(),
         }
     }
 }

@@ -130,6 +130,10 @@ pub struct ServerConfig {
     /// Whether `/readyz` fails while the session store is unreachable
     /// (otherwise the outage is reported as `degraded`).
     pub readiness_requires_store: bool,
+    /// `server.trusted_proxies`: the peers whose forwarding headers count.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `server.request_id_header` (lowercase).
+    pub request_id_header: http::HeaderName,
 }
 
 /// Certificate and key files.

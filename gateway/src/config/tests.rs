@@ -2267,3 +2267,35 @@ fn cors_policies_are_checked_by_key() {
         );
     }
 }
+
+// ---------------------------------------------------------------- forwarding
+
+#[test]
+fn trusted_proxies_take_addresses_and_cidrs_and_name_a_bad_one() {
+    let config = valid(&minimal_with(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\nrequest_id_header = \"X-Correlation-Id\"",
+    ));
+    let trusted: Vec<String> = config
+        .server
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(trusted, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+    assert_eq!(config.server.request_id_header.as_str(), "x-correlation-id");
+    assert!(valid(MINIMAL).server.trusted_proxies.is_empty());
+    assert_eq!(
+        valid(MINIMAL).server.request_id_header.as_str(),
+        "x-request-id"
+    );
+    refused(
+        &minimal_with("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.internal\"]"),
+        "server.trusted_proxies[1]",
+        "is not an address or CIDR",
+    );
+    refused(
+        &minimal_with("[server]\nrequest_id_header = \"bad header\""),
+        "server.request_id_header",
+        "not a header name",
+    );
+}

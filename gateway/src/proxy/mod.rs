@@ -21,6 +21,7 @@
 pub mod cors;
 pub mod denial;
 pub mod endpoints;
+pub mod forwarded;
 pub mod headers;
 pub mod host;
 pub mod probe;

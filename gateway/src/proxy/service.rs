@@ -13,6 +13,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use super::cors::{self, CorsDecision, CorsHeaders};
 use super::denial::{self, Wording};
+use super::forwarded::Origin;
 use super::headers::{self, IdentityHeaders};
 use super::host::{self, HostError, HostFields};
 use super::problem::{ErrorCode, Problem};
@@ -52,6 +53,8 @@ pub struct RequestContext {
     /// The CORS headers of an allowed cross-origin request, for whichever
     /// response it gets.
     cors: Option<CorsHeaders>,
+    /// The client behind any trusted proxies, and the request id.
+    origin: Option<Origin>,
 }
 
 impl RequestContext {
@@ -173,6 +176,7 @@ impl ProxyHttp for Gateway {
             connect_attempts: 0,
             endpoint: None,
             cors: None,
+            origin: None,
         }
     }
 
@@ -181,8 +185,16 @@ impl ProxyHttp for Gateway {
         session: &mut HttpSession,
         ctx: &mut RequestContext,
     ) -> pingora::Result<bool> {
-        let request = session.req_header();
         let table = self.table.load_full();
+        ctx.origin = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|peer| {
+                table
+                    .forwarding
+                    .origin(peer.ip(), &session.req_header().headers)
+            });
+        let request = session.req_header();
         ctx.table = Some(Arc::clone(&table));
         // The host is checked before routing: a malformed one must not
         // fall through to a host-less catch-all route.
@@ -237,8 +249,9 @@ impl ProxyHttp for Gateway {
                 match (table.routes.get(index), cors) {
                     (None, _) => Err(Problem::new(ErrorCode::NotFound, "no route")),
                     // Before the token check: asking opens no session.
-                    (Some(_), CorsDecision::Preflight(headers)) => {
+                    (Some(_), CorsDecision::Preflight(mut headers)) => {
                         ctx.endpoint = Some("cors_preflight");
+                        headers.extend(request_id(&table, ctx));
                         respond_preflight(session, &headers).await?;
                         return Ok(true);
                     }
@@ -270,6 +283,7 @@ impl ProxyHttp for Gateway {
                 if let Some(headers) = &ctx.cors {
                     problem.headers.extend(headers.iter().cloned());
                 }
+                problem.headers.extend(request_id(&table, ctx));
                 respond_problem(session, &problem).await?;
                 Ok(true)
             }
@@ -336,6 +350,14 @@ impl ProxyHttp for Gateway {
             &identity,
             &route.authorization,
         );
+        // What the client said about its own address never reaches the
+        // backend; the chain the gateway believes does.
+        if let Some(origin) = &ctx.origin {
+            for (name, value) in origin.upstream_headers(&table.forwarding) {
+                upstream_request.remove_header(&name);
+                upstream_request.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -354,6 +376,11 @@ impl ProxyHttp for Gateway {
         }
         if let Some(headers) = &ctx.cors {
             cors::mark_response(response, headers)?;
+        }
+        if let Some(table) = &ctx.table
+            && let Some((name, value)) = request_id(table, ctx)
+        {
+            response.insert_header(name, value)?;
         }
         Ok(())
     }
@@ -519,6 +546,12 @@ impl ProxyHttp for Gateway {
             path = request.uri.path(),
             route,
             status,
+            client = ctx.origin.as_ref().map_or_else(String::new, |o| o.client.to_string()),
+            request_id = ctx
+                .origin
+                .as_ref()
+                .and_then(|o| o.request_id.to_str().ok())
+                .unwrap_or(""),
             latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             session_id = ctx.session.as_ref().map_or("", |s| s.id.as_str()),
             pool = ctx.session.as_ref().map_or("", |s| s.pool.as_str()),
@@ -529,4 +562,17 @@ impl ProxyHttp for Gateway {
             "request"
         );
     }
+}
+
+/// The request id header for a response: the id the request was given.
+fn request_id(
+    table: &RouteTable,
+    ctx: &RequestContext,
+) -> Option<(http::HeaderName, http::HeaderValue)> {
+    ctx.origin.as_ref().map(|origin| {
+        (
+            table.forwarding.request_id_header.clone(),
+            origin.request_id.clone(),
+        )
+    })
 }

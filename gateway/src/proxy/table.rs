@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use pingora_prometheus::prometheus::{Histogram, IntCounter};
 
 use super::denial::Wording;
+use super::forwarded::Forwarding;
 use super::routes::Router;
 use super::upstreams::Upstream;
 use crate::config::{Config, IdentityHeaderNames, RouteConfig};
@@ -29,6 +30,8 @@ pub struct RouteTable {
     pub headers: IdentityHeaderNames,
     /// How refusals are worded (realm, statuses).
     pub wording: Wording,
+    /// Trusted proxies and the request id header.
+    pub forwarding: Forwarding,
     /// The request metrics of each route, resolved at its first request.
     meters: OnceLock<Vec<RouteMeter>>,
 }
@@ -49,7 +52,7 @@ impl RouteTable {
     /// The table of a validated configuration over its built upstream
     /// groups (in the configuration's order).
     pub fn of_config(config: &Config, upstreams: Vec<Arc<Upstream>>) -> Self {
-        Self::new(
+        let mut table = Self::new(
             config.routes.clone(),
             &config.server.gateway_prefix,
             upstreams,
@@ -58,7 +61,13 @@ impl RouteTable {
                 realm: config.server.realm.clone(),
                 license_unavailable_status: config.sessions.license_unavailable_status,
             },
-        )
+        );
+        table.forwarding = Forwarding {
+            trusted: config.server.trusted_proxies.clone(),
+            request_id_header: config.server.request_id_header.clone(),
+            tls: config.server.tls.is_some(),
+        };
+        table
     }
 
     /// A table over validated routes and their built upstream groups.
@@ -75,6 +84,7 @@ impl RouteTable {
             upstreams,
             headers,
             wording,
+            forwarding: Forwarding::default(),
             meters: OnceLock::new(),
         }
     }

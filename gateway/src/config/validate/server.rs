@@ -68,6 +68,30 @@ pub(super) fn server(
             Some(files)
         }
     };
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let text = text.trim();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .or_else(|_| {
+                    c.fail(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("`{text}` is not an address or CIDR (\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\")"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request_id_header =
+        http::HeaderName::from_bytes(s.request_id_header.trim().to_ascii_lowercase().as_bytes())
+            .or_else(|_| {
+                c.fail(
+                    "server.request_id_header",
+                    format!("`{}` is not a header name", s.request_id_header),
+                )
+            })?;
     Ok(ServerConfig {
         listen,
         admin_listen,
@@ -79,6 +103,8 @@ pub(super) fn server(
         realm: s.realm.clone(),
         gateway_prefix: prefix.to_string(),
         readiness_requires_store: s.readiness_requires_store,
+        trusted_proxies,
+        request_id_header,
     })
 }
 
