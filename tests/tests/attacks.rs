@@ -946,11 +946,14 @@ async fn smuggling_shapes_never_reach_the_backend() -> anyhow::Result<()> {
             assert_eq!(backend.requests(), before.requests, "{case}: forwarded");
             let leaked = backend.bytes_received() - before.bytes;
             // The head as the gateway forwards it: the client's, plus the
-            // forwarding headers it writes (the request id is 32 digits).
+            // forwarding and trace headers it writes (a 32-digit request id,
+            // a new trace).
             let forwarding = format!(
                 "x-forwarded-for: 127.0.0.1\r\nforwarded: for=127.0.0.1;proto=http\r\n\
-                 x-forwarded-proto: http\r\nx-request-id: {}\r\n",
-                "0".repeat(32)
+                 x-forwarded-proto: http\r\nx-request-id: {}\r\ntraceparent: 00-{}-{}-00\r\n",
+                "0".repeat(32),
+                "0".repeat(32),
+                "0".repeat(16)
             );
             let upstream_head = (head.len() + forwarding.len()) as u64;
             assert!(

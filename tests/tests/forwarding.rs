@@ -122,3 +122,56 @@ async fn a_refusal_carries_the_request_id() -> anyhow::Result<()> {
     assert!(r.header("x-request-id").is_some_and(|id| id.len() == 32));
     Ok(())
 }
+
+/// A caller's `traceparent` is continued: the backend gets the same trace
+/// with the gateway's span as parent, and the access log and the audit line
+/// of the session it opened carry the trace id. Without one, a trace starts.
+#[tokio::test]
+async fn a_traceparent_is_continued_to_the_backend_and_into_the_log() -> anyhow::Result<()> {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let kit = Devkit::start().await?;
+    let gw = Gateway::start(BIN, &kit.config()).await?;
+    let r = call(
+        &gw,
+        &kit.token("alice"),
+        &[("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01"))],
+    )
+    .await?;
+    let sent = r.forwarded_header("traceparent").unwrap_or_default();
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", TRACE, "01"),
+        "{sent}"
+    );
+    assert_eq!(parts[2].len(), 16);
+    assert_ne!(parts[2], "00f067aa0ba902b7", "the gateway's own span");
+
+    let lines = gw
+        .eventually("the access and audit lines of the request", || async {
+            let logs = gw.logs();
+            let with_trace: Vec<String> = logs
+                .lines()
+                .filter(|l| l.contains(TRACE))
+                .map(str::to_string)
+                .collect();
+            let access = with_trace
+                .iter()
+                .any(|l| l.contains("\"target\":\"access\""));
+            let audit = with_trace.iter().any(|l| l.contains("session_opened"));
+            Ok((access && audit).then_some(with_trace))
+        })
+        .await?;
+    assert!(lines.iter().all(|l| l.contains(parts[2])), "{lines:?}");
+
+    // No traceparent: a new, unsampled trace.
+    let r = call(&gw, &kit.token("bob"), &[]).await?;
+    let started = r.forwarded_header("traceparent").unwrap_or_default();
+    assert!(
+        started.starts_with("00-") && started.ends_with("-00"),
+        "{started}"
+    );
+    assert!(!started.contains(TRACE));
+    Ok(())
+}

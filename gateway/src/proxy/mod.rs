@@ -30,6 +30,7 @@ pub mod respond;
 pub mod routes;
 pub mod service;
 pub mod table;
+pub mod trace;
 pub mod tunnel;
 pub mod upstreams;
 

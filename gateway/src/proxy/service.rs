@@ -10,6 +10,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session as HttpSession};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
+use tracing::Instrument;
 
 use super::cors::{self, CorsDecision, CorsHeaders};
 use super::denial::{self, Wording};
@@ -20,6 +21,7 @@ use super::problem::{ErrorCode, Problem};
 use super::respond::{respond, respond_preflight, respond_problem};
 use super::routes::{GatewayEndpoint, Resolution};
 use super::table::{LiveTable, RouteTable};
+use super::trace::{TRACEPARENT, TraceHop};
 use super::tunnel::Tunnel;
 use crate::access::Access;
 use crate::auth::Principal;
@@ -55,6 +57,10 @@ pub struct RequestContext {
     cors: Option<CorsHeaders>,
     /// The client behind any trusted proxies, and the request id.
     origin: Option<Origin>,
+    /// The gateway's hop of the request's trace.
+    trace: Option<TraceHop>,
+    /// The span the request's log lines are written in (its trace ids).
+    span: tracing::Span,
 }
 
 impl RequestContext {
@@ -177,6 +183,8 @@ impl ProxyHttp for Gateway {
             endpoint: None,
             cors: None,
             origin: None,
+            trace: None,
+            span: tracing::Span::none(),
         }
     }
 
@@ -194,6 +202,9 @@ impl ProxyHttp for Gateway {
                     .forwarding
                     .origin(peer.ip(), &session.req_header().headers)
             });
+        let hop = TraceHop::of(&session.req_header().headers);
+        ctx.span = tracing::info_span!("request", trace_id = %hop.trace_id, span_id = %hop.span_id);
+        ctx.trace = Some(hop);
         let request = session.req_header();
         ctx.table = Some(Arc::clone(&table));
         // The host is checked before routing: a malformed one must not
@@ -269,7 +280,10 @@ impl ProxyHttp for Gateway {
                                 "this route does not allow protocol upgrades",
                             ))
                         } else {
-                            self.decide(route, request, &table.wording, ctx).await
+                            let span = ctx.span.clone();
+                            self.decide(route, request, &table.wording, ctx)
+                                .instrument(span)
+                                .await
                         }
                     }
                 }
@@ -357,6 +371,9 @@ impl ProxyHttp for Gateway {
                 upstream_request.remove_header(&name);
                 upstream_request.insert_header(name, value)?;
             }
+        }
+        if let Some(hop) = &ctx.trace {
+            upstream_request.insert_header(TRACEPARENT, hop.traceparent())?;
         }
         Ok(())
     }
@@ -547,6 +564,8 @@ impl ProxyHttp for Gateway {
             route,
             status,
             client = ctx.origin.as_ref().map_or_else(String::new, |o| o.client.to_string()),
+            trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+            span_id = ctx.trace.as_ref().map_or("", |t| t.span_id.as_str()),
             request_id = ctx
                 .origin
                 .as_ref()

@@ -17,7 +17,10 @@ pub fn init(config: &LoggingConfig) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The request span's trace and span ids on every line written
+            // while a request is decided (proxy/trace.rs).
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
