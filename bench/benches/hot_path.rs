@@ -298,12 +298,42 @@ fn request_metrics(c: &mut Criterion) {
     group.finish();
 }
 
+/// What every request now pays before routing: its origin behind the
+/// trusted proxies (a request id included) and its trace hop.
+fn request_origin(c: &mut Criterion) {
+    use session_gateway::proxy::forwarded::Forwarding;
+    use session_gateway::proxy::trace::TraceHop;
+    let forwarding = Forwarding {
+        trusted: vec!["10.0.0.0/8".parse().expect("cidr")],
+        ..Forwarding::default()
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-forwarded-for",
+        http::HeaderValue::from_static("203.0.113.9, 10.1.1.1"),
+    );
+    headers.insert(
+        "traceparent",
+        http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    let peer: std::net::IpAddr = "10.2.2.2".parse().expect("ip");
+    let mut group = c.benchmark_group("request");
+    group.bench_function("origin_and_trace", |b| {
+        b.iter(|| {
+            let origin = forwarding.origin(peer, &headers);
+            let hop = TraceHop::of(&headers);
+            (origin.upstream_headers(&forwarding), hop.traceparent())
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = hot_path;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = verify, identity_and_routes, admit, request_metrics
+    targets = verify, identity_and_routes, admit, request_metrics, request_origin
 }
 criterion_main!(hot_path);

@@ -95,11 +95,15 @@ impl Forwarding {
             .get(&X_FORWARDED_PROTO)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .and_then(|v| match v.as_str() {
-                "https" => Some("https"),
-                "http" => Some("http"),
-                _ => None,
+            .map(str::trim)
+            .and_then(|v| {
+                if v.eq_ignore_ascii_case("https") {
+                    Some("https")
+                } else if v.eq_ignore_ascii_case("http") {
+                    Some("http")
+                } else {
+                    None
+                }
             })
             .unwrap_or(own_proto);
         let request_id = headers
@@ -121,30 +125,33 @@ impl Origin {
     /// sent: `X-Forwarded-For` (the chain), `Forwarded` (the same, RFC 7239,
     /// with the client's scheme), `X-Forwarded-Proto`, and the request id.
     pub fn upstream_headers(&self, forwarding: &Forwarding) -> Vec<(HeaderName, HeaderValue)> {
-        let xff: Vec<String> = self.chain.iter().map(ToString::to_string).collect();
-        let forwarded: Vec<String> = self
-            .chain
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| {
-                let node = match ip {
-                    IpAddr::V4(v4) => v4.to_string(),
-                    IpAddr::V6(v6) => format!("\"[{v6}]\""),
-                };
-                if i == 0 {
-                    format!("for={node};proto={}", self.proto)
-                } else {
-                    format!("for={node}")
-                }
-            })
-            .collect();
+        use std::fmt::Write as _;
+        // Written straight into two strings: this runs on every request.
+        let mut xff = String::with_capacity(self.chain.len() * 17);
+        let mut forwarded = String::with_capacity(self.chain.len() * 24 + 12);
+        for (i, ip) in self.chain.iter().enumerate() {
+            if i > 0 {
+                xff.push_str(", ");
+                forwarded.push_str(", ");
+            }
+            let _ = write!(xff, "{ip}");
+            let _ = match ip {
+                IpAddr::V4(v4) => write!(forwarded, "for={v4}"),
+                IpAddr::V6(v6) => write!(forwarded, "for=\"[{v6}]\""),
+            };
+            if i == 0 {
+                forwarded.push_str(";proto=");
+                forwarded.push_str(self.proto);
+            }
+        }
         let value = |text: String| {
             // Addresses, commas and `for=`/`proto=` only: always valid.
-            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+                .unwrap_or_else(|_| HeaderValue::from_static(""))
         };
         vec![
-            (X_FORWARDED_FOR, value(xff.join(", "))),
-            (header::FORWARDED, value(forwarded.join(", "))),
+            (X_FORWARDED_FOR, value(xff)),
+            (header::FORWARDED, value(forwarded)),
             (X_FORWARDED_PROTO, HeaderValue::from_static(self.proto)),
             (
                 forwarding.request_id_header.clone(),
@@ -165,16 +172,12 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// The entries of every `X-Forwarded-For` header, in order.
 fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .flat_map(|v| {
-            let text = v.to_str().unwrap_or("\u{0}");
-            text.split(',')
-                .map(|entry| address(entry.trim()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    let mut hops = Vec::with_capacity(4);
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        let text = value.to_str().unwrap_or("\u{0}");
+        hops.extend(text.split(',').map(|entry| address(entry.trim())));
+    }
+    hops
 }
 
 /// The `for=` of every element of every `Forwarded` header, in order; an
@@ -225,10 +228,22 @@ fn valid_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
 }
 
-/// A new request id: 32 hex digits (a random UUID).
+/// A new request id: 32 hex digits (128 random bits; unique, not secret).
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let id = hex(&fastrand::u128(..).to_le_bytes());
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Lowercase hex of `bytes`.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
 }
 
 #[cfg(test)]

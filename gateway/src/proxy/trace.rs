@@ -51,9 +51,19 @@ impl TraceHop {
 
     /// The `traceparent` for the backend: the gateway's span as the parent.
     pub fn traceparent(&self) -> HeaderValue {
-        let text = format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags);
+        let mut text = String::with_capacity(55);
+        for (i, part) in ["00", &self.trace_id, &self.span_id, &self.flags]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                text.push('-');
+            }
+            text.push_str(part);
+        }
         // Hex digits and dashes only: always a valid value.
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
@@ -85,17 +95,11 @@ fn parse(text: &str) -> Option<(String, String, String)> {
     })
 }
 
-/// `bytes` random bytes as lowercase hex, never all zero.
+/// `bytes` (at most 16) random bytes as lowercase hex, never all zero.
+/// Trace ids need to be unique, not secret (W3C Trace Context §6).
 fn random_hex(bytes: usize) -> String {
-    let random = uuid::Uuid::new_v4();
-    let mut hex: String = random.as_bytes()[..bytes]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if hex.bytes().all(|b| b == b'0') {
-        hex.replace_range(hex.len() - 1.., "1");
-    }
-    hex
+    let random = fastrand::u128(1..).to_le_bytes();
+    super::forwarded::hex(&random[..bytes.min(16)])
 }
 
 #[cfg(test)]
