@@ -31,7 +31,7 @@ local entries = page[2]
 for i = 1, #entries - 1, 2 do
     local v = cmsgpack.unpack(entries[i + 1])
     if v[7] == slot then
-        local s = alive(load_slot(tag, entries[i], idle), now)
+        local s = alive(seated(tag, entries[i], v, idle), now)
         if s then
             close(s)
         end

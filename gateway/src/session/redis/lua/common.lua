@@ -74,11 +74,10 @@ end
 
 -- Layout 2 -----------------------------------------------------------------
 
--- The session of a packed value whose seat has score `score`, in WIRE form.
--- The score is the idle end unless the absolute end came first; then the
--- value itself keeps the last use (PACKED's 10th field, see `slide`).
-local function unpacked(slot, raw, score, idle)
-    local v = cmsgpack.unpack(raw)
+-- The session of an unpacked value `v` whose seat has score `score`, in WIRE
+-- form. The score is the idle end unless the absolute end came first; then
+-- the value itself keeps the last use (PACKED's 10th field, see `slide`).
+local function unpacked(slot, v, score, idle)
     local absolute = v[9]
     local idle_end, last_seen = score, score - idle
     if score >= absolute then
@@ -90,19 +89,23 @@ local function unpacked(slot, raw, score, idle)
             tostring(last_seen), tostring(idle_end), tostring(absolute)}
 end
 
+-- The session of slot `slot` whose packed value, already read, unpacks to
+-- `v`; nil when its seat is gone (a value without a seat is no session).
+local function seated(tag, slot, v, idle)
+    local score = redis.call('ZSCORE', tag .. ':b:' .. v[3], v[1])
+    if not score then
+        return nil
+    end
+    return unpacked(slot, v, tonumber(score), idle)
+end
+
 -- The session in slot `slot` (open or expired but not yet purged), or nil.
--- A value whose seat is gone is no session.
 local function load_slot(tag, slot, idle)
     local raw = redis.call('HGET', tag .. ':s', slot)
     if not raw then
         return nil
     end
-    local v = cmsgpack.unpack(raw)
-    local score = redis.call('ZSCORE', tag .. ':b:' .. v[3], v[1])
-    if not score then
-        return nil
-    end
-    return unpacked(slot, raw, tonumber(score), idle)
+    return seated(tag, slot, cmsgpack.unpack(raw), idle)
 end
 
 -- The session with layout 2 id `id`, or nil.
