@@ -381,16 +381,21 @@ impl Gateway {
         Reply::read(r).await
     }
 
-    /// The value of one series of the instance's `/metrics`, e.g.
-    /// `session_gateway_tunnels_open{pool="default"}`; `None` when absent.
-    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
-        let text = self
+    /// One scrape of the instance's `/metrics`, as text.
+    pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(self
             .client()
             .get(self.admin_url("/metrics"))
             .send()
             .await?
             .text()
-            .await?;
+            .await?)
+    }
+
+    /// The value of one series of the instance's `/metrics`, e.g.
+    /// `session_gateway_tunnels_open{pool="default"}`; `None` when absent.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let text = self.metrics_text().await?;
         Ok(text
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))

@@ -114,13 +114,7 @@ async fn a_logout_survives_the_loss_of_redis_data() -> anyhow::Result<()> {
     let api = a.get("/api/x", &token).await?;
     assert_eq!(api.status, 401, "no new session for a logged-out token");
     assert_eq!(redis.cli(&["ZCARD", "{sg:default}:b:0"])?, "0");
-    let metrics = a
-        .client()
-        .get(a.admin_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = a.metrics_text().await?;
     assert!(
         metrics.contains("session_gateway_revocations_restored_total 1"),
         "{metrics}"

@@ -106,14 +106,9 @@ async fn metrics_count_requests_tokens_sessions_and_seats() -> anyhow::Result<()
 async fn the_seat_peak_keeps_what_happened_between_two_scrapes() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let gw = Gateway::start(BIN, &kit.config()).await?;
+    // Both series from one scrape: each scrape starts the peak afresh.
     let scrape = || async {
-        let text = gw
-            .client()
-            .get(gw.admin_url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = gw.metrics_text().await?;
         let read = |series: &str| value(&text, series);
         anyhow::Ok((
             read("session_gateway_seats_in_use{pool=\"default\"}"),

@@ -59,16 +59,6 @@ async fn readyz(gw: &Gateway) -> anyhow::Result<(u16, serde_json::Value)> {
     Ok((r.status().as_u16(), r.json().await?))
 }
 
-async fn metrics(gw: &Gateway) -> anyhow::Result<String> {
-    Ok(gw
-        .client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?)
-}
-
 /// A Redis outage made every instance answer `/readyz` 503, which takes the
 /// whole fleet out of a load balancer, token and public routes included;
 /// the seat gauge kept its last value as if it were true.
@@ -81,7 +71,7 @@ async fn a_store_outage_degrades_session_routes_but_keeps_the_instance_ready() -
     config.use_redis(redis.url());
     let gw = Gateway::start(BIN, &config).await?;
     assert_eq!(gw.get("/api/x", &kit.token("alice")).await?.status, 200);
-    let text = metrics(&gw).await?;
+    let text = gw.metrics_text().await?;
     assert!(
         text.contains("session_gateway_seats_in_use{pool=\"default\"} 1"),
         "{text}"
@@ -101,7 +91,7 @@ async fn a_store_outage_degrades_session_routes_but_keeps_the_instance_ready() -
     assert_eq!(token_route.status, 200, "token routes need no store");
     assert_eq!(gw.get_anonymous("/public/x").await?.status, 200);
 
-    let text = metrics(&gw).await?;
+    let text = gw.metrics_text().await?;
     assert!(
         !text.contains("session_gateway_seats_in_use{"),
         "no frozen seat count while the store is unreachable: {text}"
