@@ -84,7 +84,6 @@ impl RedisStore {
     ) -> Result<AdmitOutcome, StoreError> {
         let pool = request.pool;
         let tag = self.tag(&pool.name);
-        let identity = request.identity.key.to_base64();
         let (subject_max, policy) = match pool.subject_limit {
             Some(limit) => (
                 limit.max,
@@ -99,7 +98,7 @@ impl RedisStore {
         let mut args = vec![
             self.now_arg(),
             tag.clone(),
-            identity.clone(),
+            request.identity.key.to_base64(),
             proposed.clone(),
             request.identity.issuer.clone(),
             request.identity.subject.clone(),

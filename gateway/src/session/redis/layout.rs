@@ -5,8 +5,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::session::SessionId;
 use crate::session::identity::Digest32;
+use crate::session::{Session, SessionId};
 
 /// Characters of an identity's base64url spelling that name its slot in the
 /// pool's session hash (132 bits).
@@ -28,6 +28,16 @@ pub(super) fn new_session_id(identity: &Digest32) -> SessionId {
     let mut id = slot(identity);
     URL_SAFE_NO_PAD.encode_string(&random.as_bytes()[..ID_RANDOM_BYTES], &mut id);
     id
+}
+
+/// A session's identity as the store spells it: hex for sessions of layout
+/// 1 (their ids are 32 hex digits), base64url otherwise.
+pub(super) fn identity_text(session: &Session) -> String {
+    if session.id.len() == 32 {
+        session.identity.to_hex()
+    } else {
+        session.identity.to_base64()
+    }
 }
 
 #[cfg(test)]

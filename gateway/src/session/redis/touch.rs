@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::decode::{array, int, protocol};
+use super::layout;
 use super::{RedisStore, millis};
 use crate::session::{Session, StoreError};
 
@@ -85,7 +86,7 @@ impl RedisStore {
         let mut args = Vec::with_capacity(3 + 4 * sessions.len());
         args.extend([self.now_arg(), tag.clone(), idle.to_string()]);
         for session in sessions {
-            args.push(store_identity(session));
+            args.push(layout::identity_text(session));
             args.push(session.id.clone());
             args.push(session.bucket.to_string());
             args.push(session.absolute_expires_ms.to_string());
@@ -113,15 +114,5 @@ impl RedisStore {
                 }))
             })
             .collect()
-    }
-}
-
-/// A session's identity as the store spells it: hex for sessions of layout
-/// 1 (32-digit ids), base64url otherwise.
-pub(super) fn store_identity(session: &Session) -> String {
-    if session.id.len() == 32 {
-        session.identity.to_hex()
-    } else {
-        session.identity.to_base64()
     }
 }
