@@ -19,6 +19,7 @@
 //! * [`devkit`]: the demo issuer and ERP backend used by `dev` and the tests;
 //! * [`reload`]: live reload of the configuration (SIGHUP, the admin API);
 //! * [`server`]: start-up, wiring everything into one Pingora server;
+//! * [`usage`]: the usage history of the pools (peaks, seat-time, counts);
 //! * [`cli`]: the command line of the `session-gateway` binary.
 
 pub mod access;
@@ -36,3 +37,4 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod usage;

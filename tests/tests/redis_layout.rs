@@ -76,7 +76,25 @@ impl Fixture {
         Ok(())
     }
 
+    /// The pool's keys of sessions and seats (the usage history's, under
+    /// `{TAG}:h:`, are counted by [`Fixture::history_keys`]).
     fn keys(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .all_keys()?
+            .into_iter()
+            .filter(|k| !k.starts_with(&format!("{TAG}:h:")))
+            .collect())
+    }
+
+    fn history_keys(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .all_keys()?
+            .into_iter()
+            .filter(|k| k.starts_with(&format!("{TAG}:h:")))
+            .collect())
+    }
+
+    fn all_keys(&self) -> anyhow::Result<Vec<String>> {
         let mut keys: Vec<String> = self
             .redis
             .cli(&["KEYS", &format!("{TAG}*")])?
@@ -102,6 +120,11 @@ async fn an_uncapped_pool_keeps_its_sessions_in_two_keys_whatever_their_number()
     // One hash of packed sessions and one seat set: no key per session, no
     // index per subject (the pool has no per-subject cap).
     assert_eq!(f.keys()?, [format!("{TAG}:b:0"), format!("{TAG}:s")]);
+    // The usage history adds keys per interval, not per session: one minute,
+    // hour and day record, a day's and a month's subject sets, the month's
+    // count and the start mark.
+    let history = f.history_keys()?;
+    assert_eq!(history.len(), 7, "{history:?}");
     assert_eq!(f.redis.cli(&["HLEN", &format!("{TAG}:s")])?, "50");
     assert_eq!(f.redis.cli(&["ZCARD", &format!("{TAG}:b:0")])?, "50");
     Ok(())

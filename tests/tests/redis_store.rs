@@ -11,8 +11,9 @@ use session_gateway::licensing::Pools;
 use session_gateway::session::{
     AdmitOutcome, AdmitRequest, AuditEvent, AuditPage, AuditQuery, AuditSink, CloseReason,
     ClosedSession, IdentityKey, LogoutLedger, PoolUsage, RedisStore, Revocation, RevocationStore,
-    Session, SessionFilter, SessionStore, Store, StoreError, SubjectKey,
+    Session, SessionFilter, SessionStore, Store, StoreError, SubjectKey, UsageLedger,
 };
+use session_gateway::usage::{LedgerSnapshot, Step};
 use session_gateway_e2e::RedisServer;
 use session_gateway_e2e::contract::StoreFuture;
 
@@ -126,8 +127,37 @@ impl AuditSink for StoreWithServer {
     }
 }
 
+#[async_trait]
+impl UsageLedger for StoreWithServer {
+    async fn usage_ledger(
+        &self,
+        pool: &str,
+        step: Step,
+        from: u64,
+    ) -> Result<Option<LedgerSnapshot>, StoreError> {
+        self.store.usage_ledger(pool, step, from).await
+    }
+}
+
 mod contract {
     session_gateway_e2e::store_contract_tests!(super::redis_factory);
+}
+
+/// The scripted day of the usage contract, with every call alternating
+/// between two instances on one Redis: the history is the fleet's, exact
+/// whichever instance opened, closed, refused or swept.
+#[tokio::test]
+async fn usage_history_is_exact_across_a_two_instance_fleet() -> anyhow::Result<()> {
+    use session_gateway_e2e::contract::{T0, pool, scripted_day};
+
+    let server = RedisServer::start()?;
+    let clock = ManualClock::starting_at(T0);
+    let pools = Pools::new(vec![pool("p", 3)]);
+    let config = redis_config(server.url());
+    let a: Arc<dyn Store> = RedisStore::new(&config, &pools, Arc::new(clock.clone()))?;
+    let b: Arc<dyn Store> = RedisStore::new(&config, &pools, Arc::new(clock.clone()))?;
+    scripted_day(&[a, b], &clock, &pools).await;
+    Ok(())
 }
 
 /// Two instances of the store on one `redis-server`: A, and B listening for

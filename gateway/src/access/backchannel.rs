@@ -470,6 +470,18 @@ mod tests {
 
     impl crate::session::AuditSink for FlakyStore {}
 
+    #[async_trait::async_trait]
+    impl crate::session::UsageLedger for FlakyStore {
+        async fn usage_ledger(
+            &self,
+            pool: &str,
+            step: crate::usage::Step,
+            from: u64,
+        ) -> Result<Option<crate::usage::LedgerSnapshot>, crate::session::StoreError> {
+            self.inner.usage_ledger(pool, step, from).await
+        }
+    }
+
     #[tokio::test]
     async fn a_logout_the_store_failed_is_carried_out_on_retry_and_only_once() {
         use crate::clock::{Clock, ManualClock, SystemClock};

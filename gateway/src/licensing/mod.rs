@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claims::Claims;
+use crate::usage::UsageRetention;
 
 /// A claim test: true when the claim's value, or one of its values for an
 /// array claim, is listed.
@@ -158,14 +159,28 @@ pub struct PoolChoice {
 #[derive(Debug, Clone, Default)]
 pub struct Pools {
     pools: Vec<Arc<Pool>>,
+    usage: UsageRetention,
 }
 
 impl Pools {
-    /// The configured pools.
+    /// The configured pools, keeping their usage history for the default
+    /// retention.
     pub fn new(pools: Vec<Pool>) -> Self {
         Self {
             pools: pools.into_iter().map(Arc::new).collect(),
+            usage: UsageRetention::default(),
         }
+    }
+
+    /// The same pools, keeping their usage history for `retention`.
+    pub fn with_usage_retention(mut self, retention: UsageRetention) -> Self {
+        self.usage = retention;
+        self
+    }
+
+    /// How long the stores keep the pools' usage history.
+    pub fn usage_retention(&self) -> UsageRetention {
+        self.usage
     }
 
     /// The first pool whose rule the token passes.

@@ -39,5 +39,5 @@ pub use revocation::{
 pub use store::{
     AUDIT_SCAN_LIMIT, AuditCursor, AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditSink,
     LogoutLedger, PageBuilder, PoolUsage, RevocationStore, SessionFilter, SessionStore,
-    SharedStore, Store, StoreError,
+    SharedStore, Store, StoreError, UsageLedger,
 };

@@ -7,7 +7,8 @@
 //!   [`revocations`];
 //! * [`LogoutLedger`](session_gateway::session::LogoutLedger) in
 //!   [`logout_ledger`];
-//! * [`AuditSink`](session_gateway::session::AuditSink) in [`audit`].
+//! * [`AuditSink`](session_gateway::session::AuditSink) in [`audit`];
+//! * [`UsageLedger`](session_gateway::session::UsageLedger) in [`usage`].
 //!
 //! It lives in the end-to-end crate, not in the gateway, so the gateway
 //! ships no test code and needs no feature for it. The memory store runs it
@@ -50,11 +51,13 @@ pub mod audit;
 pub mod logout_ledger;
 pub mod revocations;
 pub mod sessions;
+pub mod usage;
 
 pub use audit::*;
 pub use logout_ledger::*;
 pub use revocations::*;
 pub use sessions::*;
+pub use usage::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -403,6 +406,7 @@ macro_rules! store_contract_tests {
             sid_links_and_one_time_ids_lapse,
             queued_audit_events_change_no_session,
             audit_events_read_back_newest_first_paged_filtered_and_followed,
+            usage_history_of_a_scripted_day_is_exact,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,

@@ -35,10 +35,11 @@ use parking_lot::Mutex;
 use super::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, LogoutLedger,
     PoolUsage, Refusal, Revocation, RevocationStore, Session, SessionFilter, SessionId,
-    SessionStore, StoreError, SubjectKey,
+    SessionStore, StoreError, SubjectKey, UsageLedger,
 };
 use crate::clock::{SharedClock, UnixMillis};
 use crate::licensing::Pools;
+use crate::usage::{LedgerSnapshot, Step};
 use pools::{PoolState, State};
 
 /// A [`Store`](super::Store) for a single gateway instance, holding
@@ -64,15 +65,18 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// An empty store for the configured pools, reading time from `clock`.
     pub fn new(pools: &Pools, clock: SharedClock) -> Self {
+        let now = clock.now_ms();
+        let usage = pools.usage_retention();
         let pools = pools
             .iter()
-            .map(|p| PoolState::new(Arc::clone(p)))
+            .map(|p| PoolState::new(Arc::clone(p), now))
             .collect();
         Self {
             clock,
             state: Mutex::new(State {
                 pools,
                 by_id: BTreeMap::new(),
+                usage,
             }),
             revocations: Mutex::new(Vec::new()),
             tombstones: Mutex::new(Vec::new()),
@@ -104,6 +108,9 @@ impl SessionStore for MemoryStore {
                 r.until_ms() > now && r.refuses(token.key, sid.as_deref(), subject, token.issued_ms)
             });
             if revoked {
+                self.state
+                    .lock()
+                    .refused(&request.pool.name, Refusal::Revoked.as_str(), now);
                 return Ok(AdmitOutcome {
                     admission: Admission::Refused(Refusal::Revoked),
                     expired: Vec::new(),
@@ -151,9 +158,7 @@ impl SessionStore for MemoryStore {
         let Some((index, identity)) = state.locate(id, now).map(|(i, s)| (i, s.identity)) else {
             return Ok(None);
         };
-        Ok(state
-            .remove(index, &identity)
-            .map(|session| ClosedSession { session, reason }))
+        Ok(state.close(index, &identity, reason, now))
     }
 
     async fn close_subject(
@@ -173,8 +178,7 @@ impl SessionStore for MemoryStore {
         }
         let mut closed: Vec<ClosedSession> = targets
             .into_iter()
-            .filter_map(|(index, key)| state.remove(index, &key))
-            .map(|session| ClosedSession { session, reason })
+            .filter_map(|(index, key)| state.close(index, &key, reason, now))
             .collect();
         closed.sort_by(|a, b| {
             (a.session.created_ms, &a.session.id).cmp(&(b.session.created_ms, &b.session.id))
@@ -233,14 +237,16 @@ impl SessionStore for MemoryStore {
     /// sessions stay. A session whose reserved group no longer exists counts
     /// against the shared seats.
     fn reconfigure(&self, pools: &Pools) {
+        let now = self.clock.now_ms();
         let mut state = self.state.lock();
+        state.usage = pools.usage_retention();
         for existing in &mut state.pools {
             existing.configured = false;
         }
         for pool in pools.iter() {
             match state.pool_index(&pool.name) {
                 Some(index) => state.pools[index].reconfigure(Arc::clone(pool)),
-                None => state.pools.push(PoolState::new(Arc::clone(pool))),
+                None => state.pools.push(PoolState::new(Arc::clone(pool), now)),
             }
         }
     }
@@ -327,7 +333,18 @@ impl LogoutLedger for MemoryStore {
     }
 }
 
-// The memory store keeps no trail of its own: its audit trail is the log.
+#[async_trait]
+impl UsageLedger for MemoryStore {
+    async fn usage_ledger(
+        &self,
+        pool: &str,
+        step: Step,
+        from: u64,
+    ) -> Result<Option<LedgerSnapshot>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self.state.lock().ledger(pool, step, from, now))
+    }
+}
 
 #[cfg(test)]
 mod tests;

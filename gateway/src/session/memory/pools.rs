@@ -24,6 +24,7 @@ use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, IdentityKey, Refusal,
     Session, SessionId, SubjectKey,
 };
+use crate::usage::{LedgerSnapshot, PoolLedger, Step, UsageRetention};
 
 /// Everything the store knows, guarded by one lock.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub(super) struct State {
     pub(super) pools: Vec<PoolState>,
     /// Where each open session lives: pool position and identity key.
     pub(super) by_id: BTreeMap<SessionId, (usize, IdentityKey)>,
+    /// How long the pools' usage history is kept.
+    pub(super) usage: UsageRetention,
 }
 
 /// The sessions of one pool.
@@ -52,6 +55,8 @@ pub(super) struct PoolState {
     /// Every session's `(subject, identity)`, so a subject's sessions are
     /// one range, for per-subject caps (one set: no allocation per subject).
     pub(super) by_subject: BTreeSet<(SubjectKey, IdentityKey)>,
+    /// The pool's usage history, written at every seat change.
+    pub(super) ledger: PoolLedger,
 }
 
 impl State {
@@ -67,12 +72,14 @@ impl State {
         let index = match self.pool_index(&request.pool.name) {
             Some(index) => index,
             None => {
-                self.pools.push(PoolState::new(Arc::clone(request.pool)));
+                self.pools
+                    .push(PoolState::new(Arc::clone(request.pool), now));
                 self.pools.len() - 1
             }
         };
+        let keep = self.usage;
         let pool = &mut self.pools[index];
-        let expired = pool.purge(now);
+        let expired = pool.purge(now, &keep);
         let admission = pool.admit(request, now);
         for closed in &expired {
             self.by_id.remove(&closed.session.id);
@@ -84,8 +91,30 @@ impl State {
             self.by_id
                 .insert(session.id.clone(), (index, session.identity));
         }
-        let seats_held =
-            matches!(admission, Admission::Opened { .. }).then(|| self.pools[index].in_use_at(now));
+        let pool = &mut self.pools[index];
+        let seats_held = match &admission {
+            Admission::Opened { session, replaced } => {
+                if let Some(replaced) = replaced {
+                    pool.ledger.closed(
+                        now,
+                        replaced.reason.as_str(),
+                        replaced.session.created_ms,
+                        replaced.session.subject_key,
+                        now,
+                        &keep,
+                    );
+                }
+                let held = pool.in_use_at(now);
+                pool.ledger
+                    .opened(now, held, session.subject_key, now, &keep);
+                Some(held)
+            }
+            Admission::Refused(refusal) => {
+                pool.ledger.refused(now, refusal.as_str(), now, &keep);
+                None
+            }
+            Admission::Reused(_) => None,
+        };
         AdmitOutcome {
             admission,
             expired,
@@ -100,18 +129,67 @@ impl State {
         (!session.is_expired_at(now)).then_some((*index, session))
     }
 
-    /// Removes a session of a pool and returns it.
-    pub(super) fn remove(&mut self, index: usize, identity: &IdentityKey) -> Option<Session> {
-        let session = self.pools.get_mut(index)?.remove(identity)?;
+    /// Closes a session of a pool at `now` and returns it.
+    pub(super) fn close(
+        &mut self,
+        index: usize,
+        identity: &IdentityKey,
+        reason: CloseReason,
+        now: UnixMillis,
+    ) -> Option<ClosedSession> {
+        let keep = self.usage;
+        let pool = self.pools.get_mut(index)?;
+        let session = pool.remove(identity)?;
+        pool.ledger.closed(
+            now,
+            reason.as_str(),
+            session.created_ms,
+            session.subject_key,
+            now,
+            &keep,
+        );
         self.by_id.remove(&session.id);
-        Some(session)
+        Some(ClosedSession { session, reason })
     }
 
-    /// Closes the expired sessions of every pool, earliest first per pool.
+    /// A refusal the store decided before reaching the pool (a revocation).
+    pub(super) fn refused(&mut self, pool: &str, reason: &str, now: UnixMillis) {
+        let keep = self.usage;
+        if let Some(index) = self.pool_index(pool) {
+            self.pools[index].ledger.refused(now, reason, now, &keep);
+        }
+    }
+
+    /// One pool's usage history at `step` from interval `from` on.
+    pub(super) fn ledger(
+        &self,
+        pool: &str,
+        step: Step,
+        from: u64,
+        now: UnixMillis,
+    ) -> Option<LedgerSnapshot> {
+        let pool = &self.pools[self.pool_index(pool)?];
+        let unpurged = pool
+            .by_expiry
+            .keys()
+            .take_while(|(expires, _)| *expires <= now)
+            .map(|(expires, _)| *expires)
+            .collect();
+        Some(
+            pool.ledger
+                .snapshot(step, from, now, u64::from(pool.in_use_at(now)), unpurged),
+        )
+    }
+
+    /// Closes the expired sessions of every pool, earliest first per pool,
+    /// and drops usage history past its retention.
     pub(super) fn sweep(&mut self, now: UnixMillis) -> Vec<ClosedSession> {
+        let keep = self.usage;
         let mut closed = Vec::new();
         for pool in &mut self.pools {
-            closed.extend(pool.purge(now));
+            closed.extend(pool.purge(now, &keep));
+            let linger = millis(pool.pool.absolute_timeout);
+            pool.ledger.prune(now, &keep, linger);
         }
         for c in &closed {
             self.by_id.remove(&c.session.id);
@@ -121,9 +199,10 @@ impl State {
 }
 
 impl PoolState {
-    /// An empty pool.
-    pub(super) fn new(pool: Arc<Pool>) -> Self {
+    /// An empty pool whose history begins at `now`.
+    pub(super) fn new(pool: Arc<Pool>, now: UnixMillis) -> Self {
         Self {
+            ledger: PoolLedger::new(now),
             per_bucket: vec![0; pool.bucket_count()],
             pool,
             configured: true,
@@ -263,8 +342,9 @@ impl PoolState {
         Some(session)
     }
 
-    /// Removes and returns the sessions expired at `now`, earliest first.
-    pub(super) fn purge(&mut self, now: UnixMillis) -> Vec<ClosedSession> {
+    /// Removes and returns the sessions expired at `now`, earliest first,
+    /// each written into the usage history when it expired.
+    pub(super) fn purge(&mut self, now: UnixMillis, keep: &UsageRetention) -> Vec<ClosedSession> {
         let mut closed = Vec::new();
         while let Some((key, identity)) = self.by_expiry.first_key_value() {
             if key.0 > now {
@@ -272,10 +352,18 @@ impl PoolState {
             }
             let (key, identity) = (key.clone(), *identity);
             match self.remove(&identity) {
-                Some(session) => closed.push(ClosedSession {
-                    reason: CloseReason::of_expiry(&session),
-                    session,
-                }),
+                Some(session) => {
+                    let reason = CloseReason::of_expiry(&session);
+                    self.ledger.closed(
+                        session.expires_ms(),
+                        reason.as_str(),
+                        session.created_ms,
+                        session.subject_key,
+                        now,
+                        keep,
+                    );
+                    closed.push(ClosedSession { reason, session });
+                }
                 // An index entry without its session cannot happen; drop it
                 // rather than loop on it.
                 None => {

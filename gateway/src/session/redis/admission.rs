@@ -34,6 +34,7 @@ impl RedisStore {
     /// only until this succeeds, unless the client called again and uses it.
     pub(super) fn abandon_later(&self, tag: String, pool: &Pool, proposed: SessionId) {
         let Some(me) = self.me.upgrade() else { return };
+        let history = self.history_arg(pool);
         let (pool, idle) = (pool.name.clone(), pool.idle_timeout);
         self.driver.spawn(async move {
             let mut delay = ABANDON_RETRY_START;
@@ -45,6 +46,7 @@ impl RedisStore {
                     proposed.clone(),
                     millis(ABANDON_MARK).to_string(),
                     millis(idle).to_string(),
+                    history.clone(),
                 ];
                 match me.run(&me.scripts.abandon, &keys, &args).await {
                     Ok(Value::Nil) => return,
@@ -117,6 +119,7 @@ impl RedisStore {
                 .map_or_else(|| "-1".to_string(), |ms| ms.min(MAX_LUA_INT).to_string()),
             request.identity.key.to_hex(),
             request.identity.subject_key.to_hex(),
+            self.history_arg(pool),
         ];
         args.extend(Self::bucket_args(pool));
         let token_key = request.token.map_or("", |t| t.key);

@@ -45,6 +45,7 @@ mod scripts;
 mod sessions;
 mod subscription;
 mod touch;
+mod usage;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -212,6 +213,20 @@ impl RedisStore {
         self.clock
             .as_ref()
             .map_or_else(|| "0".to_string(), |c| c.now_ms().to_string())
+    }
+
+    /// The HISTORY argument of the scripts that open, close or refuse
+    /// (`lua/common.lua`, "Usage history"): how long each step is kept, and
+    /// the pool's absolute lifetime (how long a day's subjects stay open).
+    fn history_arg(&self, pool: &Pool) -> String {
+        let keep = self.pools.load().configured.usage_retention();
+        format!(
+            "{},{},{},{}",
+            millis(keep.minutes),
+            millis(keep.hours),
+            millis(keep.days),
+            millis(pool.absolute_timeout)
+        )
     }
 
     fn pool(&self, name: &str) -> Result<Arc<Pool>, StoreError> {

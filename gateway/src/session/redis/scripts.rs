@@ -40,6 +40,7 @@ pub(super) struct Scripts {
     pub(super) server_info: Script,
     pub(super) audit_newest: Script,
     pub(super) audit_oldest: Script,
+    pub(super) history: Script,
 }
 
 impl Scripts {
@@ -77,6 +78,7 @@ impl Scripts {
             audit_oldest: Script::new(
                 "return redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])",
             ),
+            history: with_common(include_str!("lua/history.lua")),
         }
     }
 }

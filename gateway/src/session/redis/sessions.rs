@@ -260,6 +260,7 @@ impl RedisStore {
                 tag,
                 pool.bucket_count().to_string(),
                 millis(pool.idle_timeout).to_string(),
+                self.history_arg(pool),
             ],
         )
         .await
@@ -285,6 +286,7 @@ impl RedisStore {
                         id.to_string(),
                         reason.as_str().to_string(),
                         millis(pool.idle_timeout).to_string(),
+                        self.history_arg(pool),
                     ],
                 )
                 .await?;
@@ -311,6 +313,7 @@ impl RedisStore {
         let keys = [format!("{tag}:s"), format!("{tag}:u:{}", subject.to_hex())];
         let slot = layout::slot(subject);
         let idle = millis(pool.idle_timeout).to_string();
+        let history = self.history_arg(pool);
         let mut closed = Vec::new();
         let mut cursor = "0".to_string();
         loop {
@@ -321,6 +324,7 @@ impl RedisStore {
                 slot.clone(),
                 cursor.clone(),
                 idle.clone(),
+                history.clone(),
             ];
             let value = match self.run(&self.scripts.close_subject, &keys, &args).await {
                 Ok(value) => value,

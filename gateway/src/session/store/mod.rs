@@ -6,7 +6,8 @@
 //! * [`RevocationStore`]: revocations shared by the fleet;
 //! * [`LogoutLedger`]: back-channel logout bookkeeping (`sid` links and
 //!   one-time logout token ids);
-//! * [`AuditSink`]: the store's own audit trail, where it has one.
+//! * [`AuditSink`]: the store's own audit trail, where it has one;
+//! * [`UsageLedger`]: the pools' usage history.
 //!
 //! [`Store`] is all of them at once: what the memory and the Redis store are,
 //! and what the rest of the crate holds as a [`SharedStore`].
@@ -15,6 +16,7 @@ mod audit;
 mod logout_ledger;
 mod revocations;
 mod sessions;
+mod usage;
 
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ pub use audit::{
 pub use logout_ledger::LogoutLedger;
 pub use revocations::RevocationStore;
 pub use sessions::{PoolUsage, SessionFilter, SessionStore};
+pub use usage::UsageLedger;
 
 /// Failures of the store itself (never of the caller's input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,9 +46,12 @@ pub enum StoreError {
 ///
 /// A new capability adds its own narrow trait (in this folder, with its
 /// contract tests in `tests/src/contract/`) and one line here.
-pub trait Store: SessionStore + RevocationStore + LogoutLedger + AuditSink {}
+pub trait Store: SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger {}
 
-impl<T> Store for T where T: SessionStore + RevocationStore + LogoutLedger + AuditSink + ?Sized {}
+impl<T> Store for T where
+    T: SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger + ?Sized
+{
+}
 
 /// A store shared by the proxy, the sweeper and the admin API.
 pub type SharedStore = Arc<dyn Store>;

@@ -7,7 +7,7 @@
 --
 -- KEYS[1]  T:s   KEYS[2]  T:ab:<proposed session id>
 -- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 proposed session id
---          4 how long the mark lives, ms   5 idle ms
+--          4 how long the mark lives, ms   5 idle ms   6 HISTORY (see common.lua)
 -- Returns  the closed session with reason 'abandoned' as 12th field, or nil.
 local now = now_ms(ARGV[1])
 local idle = tonumber(ARGV[5])
@@ -18,6 +18,7 @@ if s then
         remove(ARGV[2], s)
         revoke(ARGV[2], s)
         s[12] = 'abandoned'
+        history_closed(ARGV[2], history_of(ARGV[6]), s, now, 'abandoned', now)
         return s
     end
     return nil

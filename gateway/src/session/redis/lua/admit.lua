@@ -17,7 +17,8 @@
 --          14 subject policy ('deny' | 'replace')
 --          15 check revocations ('1' | '0')   16 token issued at ms (-1 = unknown)
 --          17 identity hex, 18 subject key hex (the layout 1 names)
---          19 bucket count n   20 .. 19+n  capacity of bucket 0 .. n-1
+--          19 HISTORY (see common.lua)
+--          20 bucket count n   21 .. 20+n  capacity of bucket 0 .. n-1
 -- Returns  { kind, session, replaced, in_use or count, retry ms, closed }:
 --          in_use is the pool's seats held after a new session opened, and
 --          before a 'full' refusal
@@ -31,10 +32,11 @@ local now = now_ms(ARGV[1])
 local tag, identity = ARGV[2], ARGV[3]
 local idle, absolute, linger = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
-local n = tonumber(ARGV[19])
+local h = history_of(ARGV[19])
+local n = tonumber(ARGV[20])
 local caps = {}
 for b = 0, n - 1 do
-    caps[b] = tonumber(ARGV[20 + b])
+    caps[b] = tonumber(ARGV[21 + b])
 end
 
 if ARGV[15] == '1' then
@@ -51,12 +53,13 @@ if ARGV[15] == '1' then
             and (issued < 0 or issued < tonumber(not_before))
     end
     if in_force(KEYS[2]) or in_force(KEYS[5]) or subject_revoked then
+        history_refused(tag, h, now, 'revoked')
         return {'revoked', {}, {}, 0, 0, {}}
     end
 end
 
 local closed = {}
-purge(tag, n, now, idle, closed)
+purge(tag, n, now, idle, closed, h)
 
 local function link(session)
     if KEYS[4] then
@@ -131,6 +134,7 @@ if subject_max > 0 then
                     earliest = expires(m)
                 end
             end
+            history_refused(tag, h, now, 'subject_limit')
             return {'subject', {}, {}, #members, earliest and (earliest - now) or -1, closed}
         end
         -- The least recently used one makes room.
@@ -146,6 +150,7 @@ if subject_max > 0 then
                 remove(tag, victim)
                 revoke(tag, victim)
                 victim[12] = 'replaced'
+                history_closed(tag, h, victim, now, 'replaced', now)
                 replaced = victim
             elseif used[vb] then
                 used[vb] = used[vb] + 1
@@ -171,6 +176,7 @@ if bucket == nil then
             earliest = tonumber(first[2])
         end
     end
+    history_refused(tag, h, now, 'pool_full')
     return {'full', {}, {}, in_use, earliest and (earliest - now) or -1, closed}
 end
 
@@ -182,4 +188,5 @@ local held = 1
 for b = 0, n - 1 do
     held = held + used[b]
 end
+history_opened(tag, h, now, held, ARGV[8])
 return {'opened', s, replaced, held, 0, closed}

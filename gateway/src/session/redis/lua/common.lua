@@ -237,6 +237,156 @@ local function expiry_reason(s)
     return 'idle'
 end
 
+-- Usage history ---------------------------------------------------------------
+-- Written by every script that opens, closes or refuses, in the same atomic
+-- step (the Rust side reads it back and rebuilds it, see `usage::rebuild`):
+--   T:h:<m|h|d>:<interval> HASH  one minute, hour or day (interval = ms / length):
+--                          w  sum over its seat changes of change x (interval
+--                             end - time of the change), in ms (+1 open, -1 close)
+--                          p  the most seats held right after an open in it
+--                          o  sessions opened   c:<reason>  closed   r:<reason>  refused
+--                          u  distinct subjects (days only)
+--   T:h:M:<month>          HASH  u: distinct subjects of a month (year * 12 + month - 1, UTC)
+--   T:h:ds:<day>, T:h:Ms:<month>  SET of subject slots, kept while a session
+--                          open in the day or month can still close
+--   T:h:began              STRING  when the pool's history began (ms)
+-- Seats held at an interval's start are not written: the reader derives them
+-- from the seats held now and the changes since. So a close found late (a
+-- purge after the expiry) is written into the interval it happened in.
+-- HISTORY, an ARGV of each such script: '<ms minutes are kept>,<hours>,<days>,
+-- <the pool's absolute lifetime ms>' (0 = a step not kept); every key lives
+-- until its interval's end plus the time its step is kept.
+
+local STEPS = {{'m', 60000}, {'h', 3600000}, {'d', 86400000}}
+local DAY = 86400000
+
+local function history_of(arg)
+    local h = {}
+    for n in string.gmatch(arg, '%d+') do
+        table.insert(h, tonumber(n))
+    end
+    return h
+end
+
+-- Days since 1970-01-01 of a date, and the month (year * 12 + month - 1) of a
+-- day: Howard Hinnant's days_from_civil / civil_from_days, as in usage/calendar.rs.
+local function days_from_civil(y, m, d)
+    if m <= 2 then
+        y = y - 1
+    end
+    local era = math.floor(y / 400)
+    local yoe = y - era * 400
+    local mp = m > 2 and m - 3 or m + 9
+    local doy = math.floor((153 * mp + 2) / 5) + d - 1
+    local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+    return era * 146097 + doe - 719468
+end
+
+local function month_of_day(days)
+    local z = days + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+        - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local m = mp < 10 and mp + 3 or mp - 9
+    local y = yoe + era * 400
+    if m <= 2 then
+        y = y + 1
+    end
+    return y * 12 + m - 1
+end
+
+local function month_end_ms(month)
+    local next = month + 1
+    return days_from_civil(math.floor(next / 12), next % 12 + 1, 1) * DAY
+end
+
+local function began(tag, h, now)
+    local key = tag .. ':h:began'
+    redis.call('SET', key, now, 'NX')
+    redis.call('PEXPIRE', key, math.max(h[1], h[2], h[3]) + DAY)
+end
+
+-- Counts `field` up in every kept interval holding `at`, then calls
+-- write(key, interval end) for it.
+local function each_interval(tag, h, at, now, field, write)
+    for i, step in ipairs(STEPS) do
+        local keep = h[i]
+        if keep and keep > 0 then
+            local index = math.floor(at / step[2])
+            local finish = (index + 1) * step[2]
+            if finish + keep > now then
+                local key = tag .. ':h:' .. step[1] .. ':' .. index
+                -- A record's first write is some count's first: it sets the lifetime.
+                if redis.call('HINCRBY', key, field, 1) == 1 then
+                    redis.call('PEXPIRE', key, finish + keep - now)
+                    began(tag, h, now)
+                end
+                if write then
+                    write(key, finish)
+                end
+            end
+        end
+    end
+end
+
+-- Counts a subject slot for a day (and its month) once.
+local function count_subject(tag, h, day, slot, now)
+    local keep = h[3]
+    local finish = (day + 1) * DAY
+    if not keep or keep == 0 or finish + keep <= now then
+        return
+    end
+    local dkey = tag .. ':h:ds:' .. day
+    if redis.call('SADD', dkey, slot) == 1 then
+        redis.call('PEXPIRE', dkey, finish + h[4] + 60000 - now)
+        local record = tag .. ':h:d:' .. day
+        redis.call('HINCRBY', record, 'u', 1)
+        redis.call('PEXPIRE', record, finish + keep - now)
+    end
+    local month = month_of_day(day)
+    local mkey = tag .. ':h:Ms:' .. month
+    if redis.call('SADD', mkey, slot) == 1 then
+        local month_end = month_end_ms(month)
+        redis.call('PEXPIRE', mkey, month_end + h[4] + 60000 - now)
+        local record = tag .. ':h:M:' .. month
+        redis.call('HINCRBY', record, 'u', 1)
+        redis.call('PEXPIRE', record, month_end + keep - now)
+    end
+end
+
+-- A session of subject slot `slot` opened at `now`, after which `held`
+-- seats were held.
+local function history_opened(tag, h, now, held, slot)
+    each_interval(tag, h, now, now, 'o', function(key, finish)
+        redis.call('HINCRBY', key, 'w', finish - now)
+        local peak = redis.call('HGET', key, 'p')
+        if not peak or tonumber(peak) < held then
+            redis.call('HSET', key, 'p', held)
+        end
+    end)
+    count_subject(tag, h, math.floor(now / DAY), slot, now)
+end
+
+-- Session `s` (WIRE) closed at `at` for `reason`; its subject counts for
+-- every later day it was open on too.
+local function history_closed(tag, h, s, at, reason, now)
+    each_interval(tag, h, at, now, 'c:' .. reason, function(key, finish)
+        redis.call('HINCRBY', key, 'w', at - finish)
+    end)
+    if #s[7] == SLOT then
+        for day = math.floor(tonumber(s[8]) / DAY) + 1, math.floor(at / DAY) do
+            count_subject(tag, h, day, s[7], now)
+        end
+    end
+end
+
+local function history_refused(tag, h, now, reason)
+    each_interval(tag, h, now, now, 'r:' .. reason, nil)
+end
+
 -- The session of a seat member: a layout 2 session id, or a layout 1
 -- identity (64 hex characters).
 local function load_member(tag, member, idle)
@@ -247,9 +397,10 @@ local function load_member(tag, member, idle)
 end
 
 -- Closes every session of the pool that has expired by `now` and appends
--- it, with its reason as a 12th field, to `out`. Bounded per call so one
--- script never blocks Redis for long; the rest goes on the next call.
-local function purge(tag, buckets, now, idle, out)
+-- it, with its reason as a 12th field, to `out`; each close goes into the
+-- usage history `h` at its expiry. Bounded per call so one script never
+-- blocks Redis for long; the rest goes on the next call.
+local function purge(tag, buckets, now, idle, out, h)
     for b = 0, buckets - 1 do
         local key = tag .. ':b:' .. b
         local members = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 500)
@@ -258,6 +409,7 @@ local function purge(tag, buckets, now, idle, out)
             if s and expires(s) <= now then
                 remove(tag, s)
                 s[12] = expiry_reason(s)
+                history_closed(tag, h, s, expires(s), s[12], now)
                 table.insert(out, s)
             elseif not s then
                 redis.call('ZREM', key, m)

@@ -1,0 +1,23 @@
+//! [`UsageLedger`]: reading back a pool's usage history. Stores write it
+//! themselves, inside the same atomic step as every seat change (admission,
+//! close, purge), so there is no write method here.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::usage::{LedgerSnapshot, Step};
+
+/// Where a store's usage history is read.
+#[async_trait]
+pub trait UsageLedger: Send + Sync + 'static {
+    /// One pool's history at `step`, from interval `from` through the one
+    /// holding the store's now, with the seats held now and the expiries not
+    /// purged yet ([`crate::usage::rebuild`] turns it into intervals).
+    /// `None` when the store knows no pool of that name.
+    async fn usage_ledger(
+        &self,
+        pool: &str,
+        step: Step,
+        from: u64,
+    ) -> Result<Option<LedgerSnapshot>, StoreError>;
+}
