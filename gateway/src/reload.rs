@@ -222,7 +222,7 @@ impl Reloader {
                 ),
             });
         }
-        let pools = Pools::new(next.pools.clone());
+        let pools = Pools::new(next.pools.clone()).with_usage_retention(next.usage);
         let report = ReloadReport {
             restart_required,
             issuers: next.issuers.len(),

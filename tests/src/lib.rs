@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+pub mod admin;
 pub mod contract;
 pub mod oidc;
 pub mod redis;

@@ -6,57 +6,23 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use session_gateway_e2e::admin::{ADMIN_TOKEN as TOKEN, admin, admin_as};
 use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, Issuer, RedisServer, Reply, TokenRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
-/// The admin token the test gateways are configured with.
-const TOKEN: &str = "test-admin-token-0123456789";
+/// A gateway of this test binary with the admin API on.
+type AdminGateway = session_gateway_e2e::admin::AdminGateway;
 
-/// A gateway with the admin API enabled (token from a file) and the
-/// directory holding that file.
-struct AdminGateway {
-    gw: Gateway,
-    _dir: tempfile::TempDir,
+async fn start_admin(config: ConfigDoc) -> anyhow::Result<AdminGateway> {
+    AdminGateway::start(BIN, config).await
 }
 
-impl std::ops::Deref for AdminGateway {
-    type Target = Gateway;
-    fn deref(&self) -> &Gateway {
-        &self.gw
-    }
-}
-
-impl AdminGateway {
-    async fn start(mut config: ConfigDoc) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("admin-token");
-        std::fs::write(&path, format!("{TOKEN}\n"))?;
-        config.set("admin", "token_file", path.display().to_string());
-        Ok(Self {
-            gw: Gateway::start(BIN, &config).await?,
-            _dir: dir,
-        })
-    }
-}
-
-/// An admin API request with the admin token.
-async fn admin(gw: &Gateway, method: Method, path: &str) -> anyhow::Result<Reply> {
-    admin_as(gw, method, path, Some(TOKEN)).await
-}
-
-/// An admin API request with any token, or none.
-async fn admin_as(
-    gw: &Gateway,
-    method: Method,
-    path: &str,
+async fn cli(
+    args: &[&str],
     token: Option<&str>,
-) -> anyhow::Result<Reply> {
-    let mut request = gw.client().request(method, gw.admin_url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    Reply::read(request.send().await?).await
+) -> anyhow::Result<session_gateway_e2e::admin::CliRun> {
+    session_gateway_e2e::admin::cli(BIN, args, token).await
 }
 
 /// Opens (or reuses) the session of a token with one API call; its id.
@@ -125,7 +91,7 @@ fn assert_problem(r: &Reply, status: u16, code: &str) {
 #[tokio::test]
 async fn the_admin_api_needs_the_admin_token() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let user = kit.token("alice");
     let id = call(&gw, &user).await?;
 
@@ -205,7 +171,7 @@ async fn without_a_configured_token_the_admin_api_is_disabled() -> anyhow::Resul
 #[tokio::test]
 async fn sessions_are_listed_oldest_first_with_filters_and_pages() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(two_pools(&kit)).await?;
+    let gw = start_admin(two_pools(&kit)).await?;
     let mut opened = Vec::new();
     for user in ["alice", "bob", "carol", "dave", "erin"] {
         opened.push(call(&gw, &kit.token(user)).await?);
@@ -323,7 +289,7 @@ async fn sessions_are_listed_oldest_first_with_filters_and_pages() -> anyhow::Re
 #[tokio::test]
 async fn one_session_is_shown_and_closed() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let alice = kit.token("alice");
     let id = call(&gw, &alice).await?;
     let bob = call(&gw, &kit.token("bob")).await?;
@@ -385,7 +351,7 @@ async fn one_session_is_shown_and_closed() -> anyhow::Result<()> {
 #[tokio::test]
 async fn unknown_sessions_routes_and_methods_are_problems() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let id = call(&gw, &kit.token("alice")).await?;
 
     for path in [
@@ -424,7 +390,7 @@ async fn unknown_sessions_routes_and_methods_are_problems() -> anyhow::Result<()
 #[tokio::test]
 async fn every_session_of_a_subject_is_closed() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     // One subject with two clients (two sessions), with a `sub` that needs
     // escaping in a path, and a bystander.
     let web = kit.token("auth0|dave");
@@ -507,7 +473,7 @@ async fn a_subject_needs_its_issuer_when_several_are_trusted() -> anyhow::Result
             other.issuer_url()
         ),
     );
-    let gw = AdminGateway::start(config).await?;
+    let gw = start_admin(config).await?;
     // The same `sub` at two issuers: two subjects.
     let ours = call(&gw, &kit.token("alice")).await?;
     let theirs = call(&gw, &other.mint(&TokenRequest::new("alice"))).await?;
@@ -543,7 +509,7 @@ async fn licenses_show_limit_use_and_free_seats_per_pool() -> anyhow::Result<()>
     )?["reserved"]
         .clone();
     config.pool(1).insert("reserved".into(), reserved);
-    let gw = AdminGateway::start(config).await?;
+    let gw = start_admin(config).await?;
 
     let licenses =
         || async { anyhow::Ok(admin(&gw, Method::GET, "/admin/v1/licenses").await?.json()) };
@@ -575,7 +541,7 @@ async fn licenses_show_limit_use_and_free_seats_per_pool() -> anyhow::Result<()>
 #[tokio::test]
 async fn bad_query_parameters_are_refused_by_name() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     for (query, parameter) in [
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
@@ -618,7 +584,7 @@ async fn a_store_outage_is_a_503_with_retry_after() -> anyhow::Result<()> {
     config.use_redis(redis.url());
     config.set("redis", "connect_timeout", "500ms");
     config.set("redis", "response_timeout", "500ms");
-    let gw = AdminGateway::start(config).await?;
+    let gw = start_admin(config).await?;
     let id = call(&gw, &kit.token("alice")).await?;
     let listed = admin(&gw, Method::GET, "/admin/v1/sessions").await?.json();
     assert_eq!(ids(&listed["sessions"]), [id.as_str()]);
@@ -649,8 +615,8 @@ async fn an_admin_close_reaches_every_instance_of_a_fleet() -> anyhow::Result<()
     config.set("sessions", "store", "redis");
     config.set("sessions", "touch_interval", "1s");
     config.set("redis", "url", redis.url());
-    let a = AdminGateway::start(config.clone()).await?;
-    let b = AdminGateway::start(config).await?;
+    let a = start_admin(config.clone()).await?;
+    let b = start_admin(config).await?;
     let alice = kit.token("alice");
     let id = call(&a, &alice).await?;
     assert_eq!(call(&b, &alice).await?, id, "one session across the fleet");
@@ -675,7 +641,7 @@ async fn an_admin_close_reaches_every_instance_of_a_fleet() -> anyhow::Result<()
 #[tokio::test]
 async fn the_admin_command_shows_licenses_and_closes_sessions() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let id = call(&gw, &kit.token("alice")).await?;
     call(&gw, &kit.token("bob")).await?;
     let url = format!("http://{}", gw.admin);
@@ -778,32 +744,6 @@ async fn the_admin_command_shows_licenses_and_closes_sessions() -> anyhow::Resul
     Ok(())
 }
 
-/// What one run of the command line did.
-struct CliRun {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the gateway binary with `args`, the admin token (if any) in the
-/// default environment variable.
-async fn cli(args: &[&str], token: Option<&str>) -> anyhow::Result<CliRun> {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("SESSION_GATEWAY_ADMIN_TOKEN")
-        .env_remove("SESSION_GATEWAY_ADMIN_URL");
-    if let Some(token) = token {
-        command.env("SESSION_GATEWAY_ADMIN_TOKEN", token);
-    }
-    let out = command.output().await?;
-    Ok(CliRun {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    })
-}
-
 /// Percent-encodes a query value.
 fn url_encode(value: &str) -> String {
     value
@@ -822,7 +762,7 @@ fn url_encode(value: &str) -> String {
 #[tokio::test]
 async fn revocations_refuse_tokens_by_id_or_by_subject() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let revoke = |body: Value| {
         let gw = &gw;
         async move {
@@ -911,7 +851,7 @@ async fn revocations_refuse_tokens_by_id_or_by_subject() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_admin_command_prints_tables_on_stdout_and_counts_on_stderr() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let url = format!("http://{}", gw.admin);
     let sessions = |extra: &'static [&'static str]| {
         let url = url.clone();
@@ -959,7 +899,7 @@ async fn the_admin_command_prints_tables_on_stdout_and_counts_on_stderr() -> any
 #[tokio::test]
 async fn revocations_dated_in_the_past_are_refused() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     for (body, field) in [
         (
             json!({"token_id": "jti-1", "until": "2020-01-01T00:00:00Z"}),
@@ -1017,7 +957,7 @@ async fn revocations_dated_in_the_past_are_refused() -> anyhow::Result<()> {
 #[tokio::test]
 async fn subject_revocations_show_the_subject_they_concern() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let issuer = kit.issuer.claims(&TokenRequest::new("bob"))["iss"].clone();
     let url = gw.admin_url("");
     let out = cli(
@@ -1077,7 +1017,7 @@ async fn subject_revocations_show_the_subject_they_concern() -> anyhow::Result<(
 #[tokio::test]
 async fn revocations_are_listed_and_deleted_by_id() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let url = gw.admin_url("");
     let claims = kit.issuer.claims(&TokenRequest::new("alice"));
     let jti = claims["jti"].as_str().unwrap_or_default().to_string();
@@ -1178,8 +1118,8 @@ async fn a_deleted_revocation_reaches_every_instance_of_a_fleet() -> anyhow::Res
     config.set("sessions", "store", "redis");
     config.set("sessions", "sweep_interval", "1s");
     config.set("redis", "url", redis.url());
-    let a = AdminGateway::start(config.clone()).await?;
-    let b = AdminGateway::start(config).await?;
+    let a = start_admin(config.clone()).await?;
+    let b = start_admin(config).await?;
     let claims = kit.issuer.claims(&TokenRequest::new("alice"));
     let jti = claims["jti"].as_str().unwrap_or_default().to_string();
     let alice = kit
@@ -1218,7 +1158,7 @@ async fn a_deleted_revocation_reaches_every_instance_of_a_fleet() -> anyhow::Res
 async fn the_audit_trail_is_read_filtered_followed_and_printed_by_the_command() -> anyhow::Result<()>
 {
     let kit = Devkit::start().await?;
-    let gw = AdminGateway::start(kit.config()).await?;
+    let gw = start_admin(kit.config()).await?;
     let id = call(&gw, &kit.token("alice")).await?;
     assert_eq!(
         admin(&gw, Method::DELETE, &format!("/admin/v1/sessions/{id}"))

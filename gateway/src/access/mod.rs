@@ -32,6 +32,7 @@ pub mod revocation_list;
 pub mod revocations;
 pub mod sweep;
 pub mod tunnels;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use backchannel::{BACKCHANNEL_LOGOUT_EVENT, BackchannelError};
 pub use denial::Denial;
 pub use revocation_list::RevocationList;
 pub use tunnels::TunnelEnd;
+pub use usage::{UsageError, UsageHistory};
 
 /// The parts of the decision a live reload may replace: the issuers and
 /// token rules, and the pools.

@@ -16,6 +16,7 @@
 //! | `POST /revocations` | [`RevocationRecorded`] (201) |
 //! | `DELETE /revocations/{id}` | [`DeletedRevocations`] |
 //! | `GET /audit?after=&before=&pool=&subject=&event=&limit=` | [`super::audit::AuditList`] |
+//! | `GET /usage…` | [`super::usage`]: usage history, peaks, monthly summary |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -188,6 +189,9 @@ pub fn router(access: Arc<Access>, gate: AdminGate) -> Router {
         .route("/revocations", get(list_revocations).post(revoke))
         .route("/revocations/{id}", delete(delete_revocation))
         .route("/audit", get(super::audit::read))
+        .route("/usage", get(super::usage::history))
+        .route("/usage/peaks", get(super::usage::peaks))
+        .route("/usage/summary", get(super::usage::summary))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(Arc::clone(&api), admit))
@@ -304,7 +308,7 @@ struct RevocationRequest {
     not_before: Option<String>,
 }
 
-fn time_ms(parameter: &str, text: &str) -> Result<u64, AdminError> {
+pub(super) fn time_ms(parameter: &str, text: &str) -> Result<u64, AdminError> {
     humantime::parse_rfc3339_weak(text)
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

@@ -13,6 +13,7 @@ use super::api::{
     Revocations, SessionList,
 };
 use super::audit::AuditList;
+use super::usage::{SummaryView, UsageReport};
 use crate::config::Secret;
 use crate::session::SessionView;
 
@@ -170,6 +171,52 @@ impl AdminClient {
         self.call(reqwest::Method::GET, url).await
     }
 
+    /// A usage report: `path` is `["usage"]` or `["usage", "peaks"]`,
+    /// `params` its query parameters.
+    pub async fn usage(
+        &self,
+        path: &[&str],
+        params: &[(&str, String)],
+    ) -> Result<UsageReport, ClientError> {
+        self.call(reqwest::Method::GET, self.with_query(path, params))
+            .await
+    }
+
+    /// `GET /usage` as CSV.
+    pub async fn usage_csv(&self, params: &[(&str, String)]) -> Result<String, ClientError> {
+        let mut params = params.to_vec();
+        params.push(("format", "csv".into()));
+        let url = self.with_query(&["usage"], &params);
+        let bytes = self.fetch(reqwest::Method::GET, url.clone(), None).await?;
+        String::from_utf8(bytes).map_err(|e| ClientError::Unexpected {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A month's summary (`GET /usage/summary`).
+    pub async fn usage_summary(
+        &self,
+        params: &[(&str, String)],
+    ) -> Result<SummaryView, ClientError> {
+        self.call(
+            reqwest::Method::GET,
+            self.with_query(&["usage", "summary"], params),
+        )
+        .await
+    }
+
+    fn with_query(&self, path: &[&str], params: &[(&str, String)]) -> Url {
+        let mut url = self.url(path);
+        if !params.is_empty() {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in params {
+                query.append_pair(name, value);
+            }
+        }
+        url
+    }
+
     /// Seat use per pool.
     pub async fn licenses(&self) -> Result<Licenses, ClientError> {
         self.call(reqwest::Method::GET, self.url(&["licenses"]))
@@ -232,6 +279,20 @@ impl AdminClient {
         body: Option<&serde_json::Value>,
     ) -> Result<T, ClientError> {
         let shown = url.to_string();
+        let body = self.fetch(method, url, body).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
+            url: shown,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The body of a 2xx answer; every other answer is an error.
+    async fn fetch(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut request = self
             .http
             .request(method, url)
@@ -248,10 +309,7 @@ impl AdminClient {
         if !(200..300).contains(&status) {
             return Err(problem(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
-            url: shown,
-            reason: e.to_string(),
-        })
+        Ok(body.to_vec())
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> ClientError {

@@ -10,6 +10,7 @@
 //! session-gateway admin … revocations list
 //! session-gateway admin … revocations delete <id>
 //! session-gateway admin … audit [--pool P] [--subject S] [--event E] [--limit N] [--follow]
+//! session-gateway admin … usage history|peaks|summary …   (see super::usage_cli)
 //! ```
 //!
 //! Tables by default, the API's JSON with `--json`. Tables go to stdout and
@@ -29,6 +30,7 @@ use super::api::{
     SessionList,
 };
 use super::client::AdminClient;
+use super::usage_cli::UsageCommand;
 use crate::config::Secret;
 use crate::session::SessionView;
 
@@ -138,6 +140,12 @@ pub enum AdminCommand {
         /// What to do with them.
         #[command(subcommand)]
         command: RevocationsCommand,
+    },
+    /// The license pools' usage history: intervals, peaks, monthly summary.
+    Usage {
+        /// Which report.
+        #[command(subcommand)]
+        command: UsageCommand,
     },
 }
 
@@ -368,11 +376,36 @@ async fn execute(
             command: RevocationsCommand::Delete { id },
         } => render(&client.delete_revocation(id).await?),
         AdminCommand::Audit { .. } => anyhow::bail!("audit prints as it reads"),
+        AdminCommand::Usage {
+            command: UsageCommand::History { range, csv: true },
+        } => Ok(Output {
+            stdout: client.usage_csv(&range.params()).await?,
+            notes: Vec::new(),
+        }),
+        AdminCommand::Usage {
+            command: UsageCommand::History { range, .. },
+        } => render(&client.usage(&["usage"], &range.params()).await?),
+        AdminCommand::Usage {
+            command: UsageCommand::Peaks { range, top },
+        } => {
+            let mut params = range.params();
+            params.push(("top", top.to_string()));
+            render(&client.usage(&["usage", "peaks"], &params).await?)
+        }
+        AdminCommand::Usage {
+            command: UsageCommand::Summary { pool, month },
+        } => {
+            let params: Vec<(&str, String)> = [("pool", pool), ("month", month)]
+                .into_iter()
+                .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+                .collect();
+            render(&client.usage_summary(&params).await?)
+        }
     }
 }
 
 /// How an answer is shown: as JSON or as a table.
-trait Render {
+pub(super) trait Render {
     /// The answer's JSON, pretty-printed.
     fn json(&self) -> serde_json::Result<String>;
     /// The answer for a terminal: a table, or nothing.
@@ -582,7 +615,7 @@ fn revocations_table(revocations: &[RevocationView]) -> String {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Align {
+pub(super) enum Align {
     Left,
     Right,
 }
@@ -590,7 +623,7 @@ enum Align {
 /// Columns padded to their widest cell, two spaces apart, no trailing
 /// blanks. Control characters in cells (a hostile `sub`) are replaced so a
 /// cell cannot break the layout or drive the terminal.
-fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+pub(super) fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     let clean = |cell: &str| -> String {
         cell.chars()
             .map(|c| if c.is_control() { '?' } else { c })

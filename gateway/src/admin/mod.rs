@@ -26,6 +26,8 @@ pub mod error;
 pub mod gate;
 pub mod pagination;
 pub mod reload;
+pub mod usage;
+pub mod usage_cli;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub logging: LoggingSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub usage: UsageSection,
 }
 
 /// `[server]`: listeners and process behaviour.
@@ -447,6 +449,25 @@ pub struct AdminSection {
     /// File holding the token (surrounding whitespace ignored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+}
+
+/// `[usage]`: how long the pools' usage history is kept, per step.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageSection {
+    pub minutes: String,
+    pub hours: String,
+    pub days: String,
+}
+
+impl Default for UsageSection {
+    fn default() -> Self {
+        Self {
+            minutes: "2d".into(),
+            hours: "90d".into(),
+            days: "1096d".into(),
+        }
+    }
 }
 
 /// `[logging]`: log level and format.

@@ -99,6 +99,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
+    /// `[usage]`: how long the usage history is kept.
+    pub usage: crate::usage::UsageRetention,
     /// The file as parsed, with every default filled in (for `check-config`).
     pub effective: FileConfig,
 }

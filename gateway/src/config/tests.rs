@@ -2299,3 +2299,31 @@ fn trusted_proxies_take_addresses_and_cidrs_and_name_a_bad_one() {
         "not a header name",
     );
 }
+
+#[test]
+fn usage_retention_defaults_and_bounds() {
+    let config = valid(MINIMAL);
+    assert_eq!(config.usage, crate::usage::UsageRetention::default());
+    assert_eq!(config.usage.minutes, secs(2 * 86_400));
+    assert_eq!(config.usage.days, secs(1_096 * 86_400));
+    let kept = valid(&minimal_with(
+        "[usage]\nminutes = \"0s\"\nhours = \"30d\"\ndays = \"400d\"",
+    ));
+    assert_eq!(kept.usage.minutes, Duration::ZERO);
+    assert_eq!(kept.usage.hours, secs(30 * 86_400));
+    refused(
+        &minimal_with("[usage]\nminutes = \"32d\""),
+        "usage.minutes",
+        "longer than the 31 days allowed",
+    );
+    refused(
+        &minimal_with("[usage]\ndays = \"3y\""),
+        "usage.days",
+        "months or years",
+    );
+    refused(
+        &minimal_with("[usage]\nweeks = \"3w\""),
+        "usage.weeks",
+        "unknown field `weeks`",
+    );
+}

@@ -81,7 +81,7 @@ fn build(
         drop(bind(&addr.to_string(), "listen")?);
     }
 
-    let pools = Pools::new(config.pools.clone());
+    let pools = Pools::new(config.pools.clone()).with_usage_retention(config.usage);
     let mut redis_store = None;
     let store: SharedStore = match (config.sessions.store, &config.redis) {
         (StoreKind::Redis, Some(redis)) => {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Month, UsageInterval};
 
@@ -30,7 +30,7 @@ pub fn nearest_rank(values: &[u32], p: u32) -> Option<u32> {
 }
 
 /// One pool's month, for a license true-up.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthSummary {
     /// The month, `YYYY-MM` (UTC).
     pub month: String,

@@ -21,6 +21,7 @@ mod server;
 mod sessions;
 mod tokens;
 mod upstreams;
+mod usage;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ use server::server;
 use sessions::sessions;
 use tokens::tokens;
 use upstreams::upstreams;
+use usage::usage;
 
 /// Collects the origin so every error can name the file.
 struct Check<'a> {
@@ -151,6 +153,7 @@ pub(super) fn validate(
     let headers = headers(&c, &file)?;
     let logging = logging(&c, &file)?;
     let admin = admin(&c, &file, base_dir, env)?;
+    let usage = usage(&c, &file)?;
 
     Ok(Config {
         server,
@@ -164,6 +167,7 @@ pub(super) fn validate(
         headers,
         logging,
         admin,
+        usage,
         effective: file,
     })
 }
