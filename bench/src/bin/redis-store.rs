@@ -14,7 +14,10 @@
 //!    one 1-second touch interval (as before `lease_revalidate`) and with
 //!    the defaults (30 s / 30 s), `INFO commandstats` before and after;
 //! 4. the cost of `redis.wait_replicas = 1`: admissions per second against a
-//!    primary with one replica, without and with `WAIT`, in the same run.
+//!    primary with one replica, without and with `WAIT`, in the same run;
+//! 5. the usage history's cost: admissions per second with the default
+//!    retention and with the history off, alternating, the size of its
+//!    minute, hour and day records, and the bound per pool it gives.
 //!
 //! Run: `cargo run --release -p session-gateway-bench --bin redis-store`
 //! (optional arguments: sessions for step 1, seconds for step 3).
@@ -23,10 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use session_gateway::clock::SystemClock;
+use session_gateway::clock::{Clock, SystemClock};
 use session_gateway::config::RedisConfig;
 use session_gateway::licensing::{Pool, Pools};
-use session_gateway::session::{AdmitRequest, RedisStore, SessionIdentity, SessionStore};
+use session_gateway::session::{
+    AdmitRequest, RedisStore, SessionIdentity, SessionStore, UsageLedger,
+};
+use session_gateway::usage::{Step, UsageRetention};
 use session_gateway_e2e::{RedisServer, contract};
 
 /// The identity of bench user `n`.
@@ -199,9 +205,12 @@ async fn main() -> anyhow::Result<()> {
     let sessions: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
 
-    let redis = RedisServer::start()?;
     let pool = Arc::new(contract::pool("bench", u32::MAX / 2));
     let pools = Pools::new(vec![(*pool).clone()]);
+    if args.get(3).map(String::as_str) == Some("history") {
+        return usage_history_cost(&pool, &pools, (sessions / 4).max(1000)).await;
+    }
+    let redis = RedisServer::start()?;
 
     // 1. Admissions per second (every identity is new: every call is a
     //    script), with the lease cache on as in a gateway, so the RSS below
@@ -323,5 +332,91 @@ async fn main() -> anyhow::Result<()> {
         mean(&with) / mean(&without)
     );
     drop(replica);
+
+    usage_history_cost(&pool, &pools, batch).await
+}
+
+/// 5. The usage history's cost: admissions with the default retention and
+///    with the history off, alternating, on a fresh Redis; then the size of
+///    its records and subject sets, and a read of two days of minutes.
+async fn usage_history_cost(pool: &Arc<Pool>, pools: &Pools, batch: u64) -> anyhow::Result<()> {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let redis = RedisServer::start()?;
+    let off = UsageRetention {
+        minutes: Duration::ZERO,
+        hours: Duration::ZERO,
+        days: Duration::ZERO,
+    };
+    let kept = RedisStore::new(
+        &config(redis.url(), Duration::ZERO),
+        pools,
+        Arc::new(SystemClock),
+    )?;
+    let unkept = RedisStore::new(
+        &config(redis.url(), Duration::ZERO),
+        &Pools::new(vec![(**pool).clone()]).with_usage_retention(off),
+        Arc::new(SystemClock),
+    )?;
+    let (mut on, mut none) = (Vec::new(), Vec::new());
+    let mut first = 20_000_000;
+    for _ in 0..3 {
+        none.push(admissions_per_second(&unkept, pool, first, batch).await?);
+        first += batch;
+        on.push(admissions_per_second(&kept, pool, first, batch).await?);
+        first += batch;
+    }
+    println!(
+        "usage history: {:.0} admissions/s with it vs {:.0}/s without ({:.2}x), {batch} per round, 3 rounds each",
+        mean(&on),
+        mean(&none),
+        mean(&on) / mean(&none)
+    );
+    let now = SystemClock.now_ms();
+    let record = |letter: &str, step: Step| -> anyhow::Result<u64> {
+        let key = format!("{{bench:bench}}:h:{letter}:{}", step.index(now));
+        Ok(redis
+            .cli(&["MEMORY", "USAGE", &key, "SAMPLES", "0"])?
+            .trim()
+            .parse()
+            .unwrap_or(0))
+    };
+    let (minute, hour, day) = (
+        record("m", Step::Minute)?,
+        record("h", Step::Hour)?,
+        record("d", Step::Day)?,
+    );
+    let retention = UsageRetention::default();
+    let count = |step: Step| retention.of(step).as_millis() as u64 / step.ms();
+    let bound = minute * count(Step::Minute) + hour * count(Step::Hour) + day * count(Step::Day);
+    let started = Instant::now();
+    let two_days = kept
+        .usage_ledger("bench", Step::Minute, Step::Minute.index(now) - 2 * 1440)
+        .await?;
+    println!(
+        "usage history records (MEMORY USAGE): minute {minute} B, hour {hour} B, day {day} B; \
+         at the default retention ({} minutes, {} hours, {} days) at most {:.2} MiB per pool; \
+         reading two days of minutes took {:.1} ms ({} written)",
+        count(Step::Minute),
+        count(Step::Hour),
+        count(Step::Day),
+        bound as f64 / 1_048_576.0,
+        started.elapsed().as_secs_f64() * 1000.0,
+        two_days.map_or(0, |s| s.tallies.len())
+    );
+    let day_set = format!("{{bench:bench}}:h:ds:{}", Step::Day.index(now));
+    let members: f64 = redis
+        .cli(&["SCARD", &day_set])?
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
+    let set_bytes: f64 = redis
+        .cli(&["MEMORY", "USAGE", &day_set, "SAMPLES", "0"])?
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
+    println!(
+        "distinct subjects: {members} in the day's set, {:.0} B per subject (the month's set costs as much while it lives)",
+        set_bytes / members.max(1.0)
+    );
     Ok(())
 }

@@ -332,7 +332,8 @@ local function each_interval(tag, h, at, now, field, write)
     end
 end
 
--- Counts a subject slot for a day (and its month) once.
+-- Counts a subject slot for a day (and its month) once. The lifetimes are set
+-- when a day's or month's first subject is counted (its count becomes 1).
 local function count_subject(tag, h, day, slot, now)
     local keep = h[3]
     local finish = (day + 1) * DAY
@@ -341,30 +342,38 @@ local function count_subject(tag, h, day, slot, now)
     end
     local dkey = tag .. ':h:ds:' .. day
     if redis.call('SADD', dkey, slot) == 1 then
-        redis.call('PEXPIRE', dkey, finish + h[4] + 60000 - now)
         local record = tag .. ':h:d:' .. day
-        redis.call('HINCRBY', record, 'u', 1)
-        redis.call('PEXPIRE', record, finish + keep - now)
-    end
-    local month = month_of_day(day)
-    local mkey = tag .. ':h:Ms:' .. month
-    if redis.call('SADD', mkey, slot) == 1 then
-        local month_end = month_end_ms(month)
-        redis.call('PEXPIRE', mkey, month_end + h[4] + 60000 - now)
-        local record = tag .. ':h:M:' .. month
-        redis.call('HINCRBY', record, 'u', 1)
-        redis.call('PEXPIRE', record, month_end + keep - now)
+        if redis.call('HINCRBY', record, 'u', 1) == 1 then
+            redis.call('PEXPIRE', dkey, finish + h[4] + 60000 - now)
+            redis.call('PEXPIRE', record, finish + keep - now)
+        end
+        local month = month_of_day(day)
+        local mkey = tag .. ':h:Ms:' .. month
+        if redis.call('SADD', mkey, slot) == 1 then
+            local mrecord = tag .. ':h:M:' .. month
+            if redis.call('HINCRBY', mrecord, 'u', 1) == 1 then
+                local month_end = month_end_ms(month)
+                redis.call('PEXPIRE', mkey, month_end + h[4] + 60000 - now)
+                redis.call('PEXPIRE', mrecord, month_end + keep - now)
+            end
+        end
     end
 end
 
 -- A session of subject slot `slot` opened at `now`, after which `held`
--- seats were held.
+-- seats were held. An interval's peak is at least its shorter intervals'
+-- (an hour's at least its minutes'), so the longer ones are only compared
+-- when a shorter one's peak rose.
 local function history_opened(tag, h, now, held, slot)
+    local rising = true
     each_interval(tag, h, now, now, 'o', function(key, finish)
         redis.call('HINCRBY', key, 'w', finish - now)
-        local peak = redis.call('HGET', key, 'p')
-        if not peak or tonumber(peak) < held then
-            redis.call('HSET', key, 'p', held)
+        if rising then
+            local peak = redis.call('HGET', key, 'p')
+            rising = not peak or tonumber(peak) < held
+            if rising then
+                redis.call('HSET', key, 'p', held)
+            end
         end
     end)
     count_subject(tag, h, math.floor(now / DAY), slot, now)
