@@ -4,7 +4,8 @@
 #
 #   scripts/bootstrap.sh build   cmake (Pingora builds zlib-ng with it)
 #   scripts/bootstrap.sh         the above, redis-server (the tests start their own),
-#                                openssl and tests/oidc's npm packages (`npm ci`)
+#                                openssl, faketime, Debian's chromium (the console test),
+#                                and the npm packages of tests/oidc and tests/browser (`npm ci`)
 #
 # As root (or with passwordless sudo) it uses apt-get. Otherwise it installs into
 # ~/.local: cmake from PyPI (the `cmake` package ships the binary) and Debian's
@@ -167,26 +168,48 @@ need_test_extras() {
         return 1
     fi
     need_oidc_provider
+    need_chromium
 }
 
 # The identity-provider suite (tests/tests/oidc_provider.rs) runs oidc-provider
-# from npm under Node.js; `npm ci` installs exactly what tests/oidc's lock names.
+# from npm under Node.js; the console test (tests/tests/console.rs) drives
+# Chromium with playwright-core. `npm ci` installs exactly what each lock names.
 need_oidc_provider() {
+    npm_packages tests/oidc "oidc-provider (the identity-provider tests run it)"
+}
+
+# npm_packages <dir under the repository> <what, for the messages>
+npm_packages() {
     local dir
-    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/oidc"
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/$1"
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-        say "node and npm are missing: install Node.js 18 or later (e.g. as root 'apt-get install nodejs npm');" \
-            "the identity-provider tests run oidc-provider under it" >&2
+        say "node and npm are missing: install Node.js 20 or later (e.g. as root 'apt-get install nodejs npm');" \
+            "the tests run $2 under it" >&2
         return 1
     fi
     if [ -d "$dir/node_modules" ] && [ "$dir/node_modules" -nt "$dir/package-lock.json" ]; then
-        say "oidc-provider found: $dir/node_modules (node $(node --version))"
+        say "$2 found: $dir/node_modules (node $(node --version))"
         return
     fi
-    say "installing oidc-provider (the identity-provider tests run it) with npm ci --prefix tests/oidc"
+    say "installing $2 with npm ci --prefix $1"
     npm ci --prefix "$dir" --no-audit --no-fund
     # npm ci keeps the directory's old time when it reuses it; mark it as newer than the lock.
     touch "$dir/node_modules"
+}
+
+# The admin console is tested in a real headless Chromium (Debian's package),
+# driven by playwright-core, which never downloads a browser of its own.
+need_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        say "chromium found: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+    elif can_apt; then
+        say "installing chromium (the admin console is tested in headless Chromium) with apt-get"
+        apt_install chromium
+    else
+        say "chromium is missing: as root run 'apt-get install chromium' (the admin console test needs it)" >&2
+        return 1
+    fi
+    npm_packages tests/browser "playwright-core (drives Chromium through the admin console)"
 }
 
 # Tells the user what to add to PATH when a user-level install put tools there.

@@ -22,6 +22,7 @@ pub mod api;
 pub mod audit;
 pub mod client;
 pub mod command;
+pub mod console;
 pub mod error;
 pub mod gate;
 pub mod pagination;
@@ -113,6 +114,7 @@ pub fn router(state: AdminState) -> Router {
         .route(reload::PATH, post(reload::reload))
         .with_state(state)
         .nest(api::PREFIX, api::router(access, gate))
+        .merge(console::router())
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
