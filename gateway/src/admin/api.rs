@@ -17,6 +17,7 @@
 //! | `DELETE /revocations/{id}` | [`DeletedRevocations`] |
 //! | `GET /audit?after=&before=&pool=&subject=&event=&limit=` | [`super::audit::AuditList`] |
 //! | `GET /usage…` | [`super::usage`]: usage history, peaks, monthly summary |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`super::openapi`]) |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -192,6 +193,7 @@ pub fn router(access: Arc<Access>, gate: AdminGate) -> Router {
         .route("/usage", get(super::usage::history))
         .route("/usage/peaks", get(super::usage::peaks))
         .route("/usage/summary", get(super::usage::summary))
+        .route("/openapi.json", get(super::openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(Arc::clone(&api), admit))

@@ -25,6 +25,7 @@ pub mod command;
 pub mod console;
 pub mod error;
 pub mod gate;
+pub mod openapi;
 pub mod pagination;
 pub mod reload;
 pub mod usage;
