@@ -132,10 +132,11 @@ impl UsageLedger for StoreWithServer {
     async fn usage_ledger(
         &self,
         pool: &str,
+        bucket: Option<usize>,
         step: Step,
         from: u64,
     ) -> Result<Option<LedgerSnapshot>, StoreError> {
-        self.store.usage_ledger(pool, step, from).await
+        self.store.usage_ledger(pool, bucket, step, from).await
     }
 }
 

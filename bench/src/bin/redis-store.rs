@@ -390,7 +390,12 @@ async fn usage_history_cost(pool: &Arc<Pool>, pools: &Pools, batch: u64) -> anyh
     let bound = minute * count(Step::Minute) + hour * count(Step::Hour) + day * count(Step::Day);
     let started = Instant::now();
     let two_days = kept
-        .usage_ledger("bench", Step::Minute, Step::Minute.index(now) - 2 * 1440)
+        .usage_ledger(
+            "bench",
+            None,
+            Step::Minute,
+            Step::Minute.index(now) - 2 * 1440,
+        )
         .await?;
     println!(
         "usage history records (MEMORY USAGE): minute {minute} B, hour {hour} B, day {day} B; \

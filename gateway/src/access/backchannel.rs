@@ -475,10 +475,11 @@ mod tests {
         async fn usage_ledger(
             &self,
             pool: &str,
+            bucket: Option<usize>,
             step: crate::usage::Step,
             from: u64,
         ) -> Result<Option<crate::usage::LedgerSnapshot>, crate::session::StoreError> {
-            self.inner.usage_ledger(pool, step, from).await
+            self.inner.usage_ledger(pool, bucket, step, from).await
         }
     }
 

@@ -14,6 +14,17 @@ pub enum UsageError {
     /// The configuration names no such pool.
     #[error("no pool `{0}` is configured")]
     UnknownPool(String),
+    /// The pool has no reserved group of this number (1, 2, … in the
+    /// configuration's order).
+    #[error("pool `{pool}` has no reserved group {group} (it has {groups})")]
+    UnknownGroup {
+        /// The pool.
+        pool: String,
+        /// The group asked for.
+        group: usize,
+        /// How many it has.
+        groups: usize,
+    },
     /// The configuration keeps no intervals of this step (`[usage]`).
     #[error("intervals of one {} are not kept (`usage.{}s` is 0)", .0.as_str(), .0.as_str())]
     NotKept(Step),
@@ -27,6 +38,8 @@ pub enum UsageError {
 pub struct UsageHistory {
     /// The pool.
     pub pool: String,
+    /// The reserved group (its bucket), or `None` for the whole pool.
+    pub group: Option<usize>,
     /// The step.
     pub step: Step,
     /// The start of the first interval still kept (or of the history).
@@ -38,16 +51,18 @@ pub struct UsageHistory {
 }
 
 impl Access {
-    /// The intervals of `step` of a pool that start in `[from_ms, to_ms)`
-    /// and are still kept, the one running now included.
+    /// The intervals of `step` of a pool (or of one of its reserved
+    /// groups, 1-based: only the sessions holding its seats) that start in
+    /// `[from_ms, to_ms)` and are still kept, the one running now included.
     pub async fn usage_history(
         &self,
         pool: &str,
+        group: Option<usize>,
         step: Step,
         from_ms: UnixMillis,
         to_ms: UnixMillis,
     ) -> Result<UsageHistory, UsageError> {
-        self.history_with_months(pool, step, from_ms, to_ms)
+        self.history_with_months(pool, group, step, from_ms, to_ms)
             .await
             .map(|(history, _)| history)
     }
@@ -55,13 +70,24 @@ impl Access {
     async fn history_with_months(
         &self,
         pool: &str,
+        group: Option<usize>,
         step: Step,
         from_ms: UnixMillis,
         to_ms: UnixMillis,
     ) -> Result<(UsageHistory, std::collections::BTreeMap<Month, u64>), UsageError> {
         let pools = self.pools();
-        if pools.get(pool).is_none() {
+        let Some(configured) = pools.get(pool) else {
             return Err(UsageError::UnknownPool(pool.to_string()));
+        };
+        // Reserved group g holds the seats of bucket g (bucket 0 is shared).
+        if let Some(g) = group
+            && !(1..=configured.reserved.len()).contains(&g)
+        {
+            return Err(UsageError::UnknownGroup {
+                pool: pool.to_string(),
+                group: g,
+                groups: configured.reserved.len(),
+            });
         }
         let keep = pools.usage_retention();
         let now = self.clock.now_ms();
@@ -72,7 +98,10 @@ impl Access {
             .ok_or(UsageError::NotKept(step))?;
         let from = step.index(from_ms).max(kept);
         let snapshot = self
-            .timed("usage_ledger", self.store.usage_ledger(pool, step, from))
+            .timed(
+                "usage_ledger",
+                self.store.usage_ledger(pool, group, step, from),
+            )
             .await?
             .ok_or_else(|| UsageError::UnknownPool(pool.to_string()))?;
         let kept = keep
@@ -87,6 +116,7 @@ impl Access {
         Ok((
             UsageHistory {
                 pool: pool.to_string(),
+                group,
                 step,
                 kept_from_ms: step.start(kept),
                 now_ms: snapshot.now_ms,
@@ -106,9 +136,9 @@ impl Access {
         let start = Step::Day.start(month.first_day());
         let end = Step::Day.start(month.next().first_day());
         let (days, months) = self
-            .history_with_months(pool, Step::Day, start, end)
+            .history_with_months(pool, None, Step::Day, start, end)
             .await?;
-        let hours = match self.usage_history(pool, Step::Hour, start, end).await {
+        let hours = match self.usage_history(pool, None, Step::Hour, start, end).await {
             Ok(hours) => hours.intervals,
             Err(UsageError::NotKept(_)) => Vec::new(),
             Err(error) => return Err(error),

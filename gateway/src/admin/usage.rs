@@ -4,8 +4,8 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /usage?pool=&step=&from=&to=&format=` | [`UsageReport`]: every interval |
-//! | `GET /usage/peaks?pool=&step=&from=&to=&top=&format=` | [`UsageReport`]: the `top` busiest intervals |
+//! | `GET /usage?pool=&group=&step=&from=&to=&format=` | [`UsageReport`]: every interval |
+//! | `GET /usage/peaks?pool=&group=&step=&from=&to=&top=&format=` | [`UsageReport`]: the `top` busiest intervals |
 //! | `GET /usage/summary?pool=&month=` | [`MonthSummary`]: a month for a true-up |
 
 use std::collections::BTreeMap;
@@ -35,6 +35,10 @@ pub const DEFAULT_TOP: usize = 10;
 pub struct UsageReport {
     /// The pool.
     pub pool: String,
+    /// The reserved group (1, 2, … in the pool's `reserved` order) whose
+    /// seats these are, or absent for the whole pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
     /// `minute`, `hour` or `day`.
     pub step: String,
     /// The range asked for (start inclusive, end exclusive).
@@ -169,6 +173,7 @@ pub struct SummaryView {
 /// The parameters shared by `GET /usage` and `GET /usage/peaks`.
 struct RangeQuery {
     pool: String,
+    group: Option<usize>,
     step: Step,
     from: UnixMillis,
     to: UnixMillis,
@@ -183,10 +188,24 @@ impl RangeQuery {
         api: &Api,
         extra: &[&str],
     ) -> Result<Self, AdminError> {
-        let mut known = vec!["pool", "step", "from", "to", "format"];
+        let mut known = vec!["pool", "group", "step", "from", "to", "format"];
         known.extend_from_slice(extra);
         let mut params = params(query, &known)?;
         let pool = pool_param(params.remove("pool"), api)?;
+        let group = params
+            .remove("group")
+            .map(|text| {
+                text.parse::<usize>()
+                    .ok()
+                    .filter(|g| *g >= 1)
+                    .ok_or_else(|| {
+                        AdminError::bad_parameter(
+                            "group",
+                            "must be the number of a reserved group of the pool (1, 2, …)",
+                        )
+                    })
+            })
+            .transpose()?;
         let step = match params.remove("step") {
             None => Step::Hour,
             Some(text) => Step::parse(&text).ok_or_else(|| {
@@ -231,6 +250,7 @@ impl RangeQuery {
         };
         Ok(Self {
             pool,
+            group,
             step,
             from,
             to,
@@ -241,7 +261,7 @@ impl RangeQuery {
 
     async fn read(&self, api: &Api) -> Result<UsageHistory, AdminError> {
         api.access
-            .usage_history(&self.pool, self.step, self.from, self.to)
+            .usage_history(&self.pool, self.group, self.step, self.from, self.to)
             .await
             .map_err(usage_error)
     }
@@ -249,6 +269,7 @@ impl RangeQuery {
     fn answer(&self, history: &UsageHistory, intervals: &[UsageInterval]) -> Response {
         let report = UsageReport {
             pool: history.pool.clone(),
+            group: history.group,
             step: self.step.as_str().into(),
             from: rfc3339_ms(self.from),
             to: rfc3339_ms(self.to),
@@ -308,6 +329,7 @@ fn pool_param(pool: Option<String>, api: &Api) -> Result<String, AdminError> {
 fn usage_error(error: UsageError) -> AdminError {
     match error {
         UsageError::UnknownPool(_) => AdminError::bad_parameter("pool", error.to_string()),
+        UsageError::UnknownGroup { .. } => AdminError::bad_parameter("group", error.to_string()),
         UsageError::NotKept(_) => AdminError::bad_parameter("step", error.to_string()),
         UsageError::Store(error) => AdminError::Store(error),
     }
@@ -409,6 +431,7 @@ mod tests {
     fn csv_has_a_column_per_known_reason() {
         let report = UsageReport {
             pool: "erp".into(),
+            group: None,
             step: "hour".into(),
             from: String::new(),
             to: String::new(),

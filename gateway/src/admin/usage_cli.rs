@@ -1,8 +1,8 @@
 //! `session-gateway admin usage …`: the usage history from the command line.
 //!
 //! ```text
-//! session-gateway admin … usage history [--pool P] [--step minute|hour|day] [--from T] [--to T] [--csv]
-//! session-gateway admin … usage peaks   [--pool P] [--step …] [--from T] [--to T] [--top N]
+//! session-gateway admin … usage history [--pool P] [--group G] [--step minute|hour|day] [--from T] [--to T] [--csv]
+//! session-gateway admin … usage peaks   [--pool P] [--group G] [--step …] [--from T] [--to T] [--top N]
 //! session-gateway admin … usage summary [--pool P] [--month YYYY-MM]
 //! ```
 //!
@@ -53,6 +53,10 @@ pub struct UsageRange {
     /// The pool (may be left out when only one is configured).
     #[arg(long)]
     pub pool: Option<String>,
+    /// Only the seats of this reserved group of the pool (1, 2, … in the
+    /// order of its `reserved` entries).
+    #[arg(long)]
+    pub group: Option<usize>,
     /// The interval length: minute, hour or day.
     #[arg(long, default_value = "hour")]
     pub step: String,
@@ -70,6 +74,9 @@ impl UsageRange {
     /// The query parameters of the range.
     pub fn params(&self) -> Vec<(&'static str, String)> {
         let mut params = vec![("step", self.step.clone())];
+        if let Some(group) = self.group {
+            params.push(("group", group.to_string()));
+        }
         for (name, value) in [("pool", &self.pool), ("from", &self.from), ("to", &self.to)] {
             if let Some(value) = value {
                 params.push((name, value.clone()));
@@ -146,11 +153,14 @@ impl Render for UsageReport {
     }
 
     fn notes(&self) -> Vec<String> {
+        let whose = match self.group {
+            Some(g) => format!("reserved group {g} of pool {}", self.pool),
+            None => format!("pool {}", self.pool),
+        };
         let mut notes = vec![format!(
-            "{} interval(s) of one {} of pool {}",
+            "{} interval(s) of one {} of {whose}",
             self.intervals.len(),
             self.step,
-            self.pool
         )];
         if self.intervals.iter().any(|i| !i.complete) {
             notes.push(format!("* still running: counted up to {}", self.now));

@@ -56,33 +56,39 @@ impl PoolLedger {
         }
     }
 
-    /// A session opened at `at`; `held` seats were held right after.
+    /// A session opened at `at`; `held` seats were held right after. Its
+    /// subject is counted when given (a reserved bucket's history counts
+    /// none: distinct subjects are the pool's).
     pub fn opened(
         &mut self,
         at: UnixMillis,
         held: u32,
-        subject: Digest32,
+        subject: Option<Digest32>,
         now: UnixMillis,
         keep: &UsageRetention,
     ) {
         self.each_interval(at, now, keep, |tally, end| tally.open(at, end, held));
-        self.count_subject(Step::Day.index(at), subject, now, keep);
+        if let Some(subject) = subject {
+            self.count_subject(Step::Day.index(at), subject, now, keep);
+        }
     }
 
     /// A session opened at `created` closed at `at` for `reason`. Its subject
-    /// counts for every later day the session was open on too.
+    /// (when given) counts for every later day the session was open on too.
     pub fn closed(
         &mut self,
         at: UnixMillis,
         reason: &str,
         created: UnixMillis,
-        subject: Digest32,
+        subject: Option<Digest32>,
         now: UnixMillis,
         keep: &UsageRetention,
     ) {
         self.each_interval(at, now, keep, |tally, end| tally.close(at, end, reason));
-        for day in Step::Day.index(created) + 1..=Step::Day.index(at) {
-            self.count_subject(day, subject, now, keep);
+        if let Some(subject) = subject {
+            for day in Step::Day.index(created) + 1..=Step::Day.index(at) {
+                self.count_subject(day, subject, now, keep);
+            }
         }
     }
 

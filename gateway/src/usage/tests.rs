@@ -61,7 +61,7 @@ fn rebuilt_intervals_match_a_direct_count() {
         // Opens are written as they happen, with the true level after them.
         for s in &sessions {
             let held = level_at(&sessions, s.open);
-            ledger.opened(s.open, held, subject, s.open, &keep);
+            ledger.opened(s.open, held, Some(subject), s.open, &keep);
         }
         // Closes by time are found late, in random order, or not yet.
         let mut closes: Vec<UnixMillis> = sessions
@@ -72,7 +72,7 @@ fn rebuilt_intervals_match_a_direct_count() {
         rng.shuffle(&mut closes);
         let unpurged = closes.split_off(closes.len() / 3 * 2);
         for &c in &closes {
-            ledger.closed(c, "idle", c, subject, now, &keep);
+            ledger.closed(c, "idle", c, Some(subject), now, &keep);
         }
         let live = level_at(&sessions, now) as u64;
         for step in [Step::Minute, Step::Hour] {
@@ -107,12 +107,12 @@ fn a_day_counts_each_subject_once_and_sessions_across_midnight_count_for_both_da
     let (alice, bob) = (Digest32([1; 32]), Digest32([2; 32]));
     let mut ledger = PoolLedger::new(Step::Day.start(day));
     let evening = midnight - 3_600_000;
-    ledger.opened(evening, 1, alice, evening, &keep);
-    ledger.opened(evening + 1, 2, alice, evening + 1, &keep);
-    ledger.opened(evening + 2, 3, bob, evening + 2, &keep);
+    ledger.opened(evening, 1, Some(alice), evening, &keep);
+    ledger.opened(evening + 1, 2, Some(alice), evening + 1, &keep);
+    ledger.opened(evening + 2, 3, Some(bob), evening + 2, &keep);
     // Alice's first session lives past midnight and closes the next day.
     let morning = midnight + 3_600_000;
-    ledger.closed(morning, "logout", evening, alice, morning, &keep);
+    ledger.closed(morning, "logout", evening, Some(alice), morning, &keep);
     let snapshot = ledger.snapshot(Step::Day, day, morning, 2, Vec::new());
     let days = rebuild(&snapshot, Step::Day, day, day + 1);
     assert_eq!(days[0].subjects, Some(2));
@@ -134,8 +134,8 @@ fn nothing_is_written_past_its_retention_and_pruning_forgets_it() {
     let now = 10 * 86_400_000;
     // A close found an hour late still lands in its minute; one found after
     // its minute's retention is not written to the minute at all.
-    ledger.closed(now - 3_600_000, "idle", 0, subject, now, &keep);
-    ledger.closed(now - 60_000, "idle", 0, subject, now, &keep);
+    ledger.closed(now - 3_600_000, "idle", 0, Some(subject), now, &keep);
+    ledger.closed(now - 60_000, "idle", 0, Some(subject), now, &keep);
     assert_eq!(
         ledger
             .snapshot(Step::Minute, 0, now, 0, Vec::new())

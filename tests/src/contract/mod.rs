@@ -407,6 +407,7 @@ macro_rules! store_contract_tests {
             queued_audit_events_change_no_session,
             audit_events_read_back_newest_first_paged_filtered_and_followed,
             usage_history_of_a_scripted_day_is_exact,
+            usage_history_of_a_reserved_group_counts_its_seats_only,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,

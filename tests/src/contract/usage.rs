@@ -79,9 +79,20 @@ pub async fn history(
     step: Step,
     from: UnixMillis,
 ) -> Vec<UsageInterval> {
+    bucket_history(store, pool, None, step, from).await
+}
+
+/// [`history`] of one reserved bucket of a pool, or of the whole pool.
+pub async fn bucket_history(
+    store: &dyn Store,
+    pool: &str,
+    bucket: Option<usize>,
+    step: Step,
+    from: UnixMillis,
+) -> Vec<UsageInterval> {
     let from = step.index(from);
     let snapshot = store
-        .usage_ledger(pool, step, from)
+        .usage_ledger(pool, bucket, step, from)
         .await
         .expect("usage ledger")
         .expect("a configured pool");
@@ -285,7 +296,7 @@ pub async fn scripted_day(stores: &[Arc<dyn Store>], clock: &ManualClock, pools:
         vec![Some(6), Some(2)]
     );
     let snapshot = store(0)
-        .usage_ledger("p", Step::Day, Step::Day.index(T0))
+        .usage_ledger("p", None, Step::Day, Step::Day.index(T0))
         .await
         .expect("ledger")
         .expect("pool");
@@ -297,4 +308,81 @@ pub async fn scripted_day(stores: &[Arc<dyn Store>], clock: &ManualClock, pools:
             .collect::<Vec<_>>(),
         vec![7]
     );
+}
+
+/// A reserved group's history holds its own seats only: the sessions that
+/// took them, their closes and expiries, its own peak.
+pub async fn usage_history_of_a_reserved_group_counts_its_seats_only(factory: &dyn StoreFactory) {
+    let p = with_reserved(pool("p", 3), "client_id", &["night-batch"], 1);
+    let t = StoreUnderTest::new(factory, vec![p]).await;
+    let (min, sec) = (|m: u64| Duration::from_secs(m * 60), Duration::from_secs);
+    let at = |offset: Duration| T0 + ms(offset);
+    let mut group = Model::default();
+
+    let first = t.open("p", &caller("batch-1", "night-batch")).await;
+    assert_eq!(first.bucket, 1);
+    group.sessions.push(Held {
+        subject: "batch-1".into(),
+        open: T0,
+        close: None,
+    });
+    t.clock.set(at(sec(30)));
+    assert_eq!(
+        t.open("p", &caller("alice", "erp-web")).await.bucket,
+        SHARED
+    );
+    // The group's seat is taken: the second batch job takes a shared one.
+    t.clock.set(at(sec(90)));
+    assert_eq!(
+        t.open("p", &caller("batch-2", "night-batch")).await.bucket,
+        SHARED
+    );
+    t.clock.set(at(min(3)));
+    assert!(
+        t.store
+            .close(&first.id, CloseReason::Logout)
+            .await
+            .expect("close")
+            .is_some()
+    );
+    group.sessions[0].close = Some((at(min(3)), "logout"));
+    t.clock.set(at(min(4)));
+    assert_eq!(
+        t.open("p", &caller("batch-3", "night-batch")).await.bucket,
+        1
+    );
+    group.sessions.push(Held {
+        subject: "batch-3".into(),
+        open: at(min(4)),
+        close: Some((at(min(4) + IDLE), "idle")),
+    });
+
+    // Read before and after the sweep finds batch-3 idle.
+    t.clock.set(at(min(30)));
+    let now = t.now();
+    for swept in [false, true] {
+        if swept {
+            assert_eq!(t.sweep().await.len(), 3);
+        }
+        for step in [Step::Minute, Step::Hour] {
+            let read = bucket_history(t.store.as_ref(), "p", Some(1), step, T0).await;
+            assert_eq!(read.len() as u64, step.index(now) - step.index(T0) + 1);
+            for interval in &read {
+                let mut expected = group.interval(step, step.index(interval.start_ms), now);
+                if !swept && let Some(idle) = expected.closed.remove("idle") {
+                    expected.closed.insert("expired".into(), idle);
+                }
+                assert_eq!(
+                    interval,
+                    &expected,
+                    "{} at {}",
+                    step.as_str(),
+                    interval.start_ms
+                );
+            }
+        }
+    }
+    let whole = history(t.store.as_ref(), "p", Step::Hour, T0).await;
+    assert_eq!(whole.iter().map(|i| i.opened).sum::<u64>(), 4);
+    assert_eq!(whole.iter().map(|i| i.peak).max(), Some(3));
 }

@@ -38,7 +38,7 @@ use super::{
     SessionStore, StoreError, SubjectKey, UsageLedger,
 };
 use crate::clock::{SharedClock, UnixMillis};
-use crate::licensing::Pools;
+use crate::licensing::{Bucket, Pools};
 use crate::usage::{LedgerSnapshot, Step};
 use pools::{PoolState, State};
 
@@ -338,11 +338,12 @@ impl UsageLedger for MemoryStore {
     async fn usage_ledger(
         &self,
         pool: &str,
+        bucket: Option<Bucket>,
         step: Step,
         from: u64,
     ) -> Result<Option<LedgerSnapshot>, StoreError> {
         let now = self.clock.now_ms();
-        Ok(self.state.lock().ledger(pool, step, from, now))
+        Ok(self.state.lock().ledger(pool, bucket, step, from, now))
     }
 }
 

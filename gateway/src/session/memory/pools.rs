@@ -57,6 +57,10 @@ pub(super) struct PoolState {
     pub(super) by_subject: BTreeSet<(SubjectKey, IdentityKey)>,
     /// The pool's usage history, written at every seat change.
     pub(super) ledger: PoolLedger,
+    /// The usage history of each reserved bucket (its sessions only).
+    pub(super) bucket_ledgers: BTreeMap<Bucket, PoolLedger>,
+    /// What a bucket whose history has no write yet reads as.
+    pub(super) ledger_unwritten: PoolLedger,
 }
 
 impl State {
@@ -95,19 +99,9 @@ impl State {
         let seats_held = match &admission {
             Admission::Opened { session, replaced } => {
                 if let Some(replaced) = replaced {
-                    pool.ledger.closed(
-                        now,
-                        replaced.reason.as_str(),
-                        replaced.session.created_ms,
-                        replaced.session.subject_key,
-                        now,
-                        &keep,
-                    );
+                    pool.record_closed(&replaced.session, now, replaced.reason, now, &keep);
                 }
-                let held = pool.in_use_at(now);
-                pool.ledger
-                    .opened(now, held, session.subject_key, now, &keep);
-                Some(held)
+                Some(pool.record_opened(session, now, &keep))
             }
             Admission::Refused(refusal) => {
                 pool.ledger.refused(now, refusal.as_str(), now, &keep);
@@ -140,14 +134,7 @@ impl State {
         let keep = self.usage;
         let pool = self.pools.get_mut(index)?;
         let session = pool.remove(identity)?;
-        pool.ledger.closed(
-            now,
-            reason.as_str(),
-            session.created_ms,
-            session.subject_key,
-            now,
-            &keep,
-        );
+        pool.record_closed(&session, now, reason, now, &keep);
         self.by_id.remove(&session.id);
         Some(ClosedSession { session, reason })
     }
@@ -160,25 +147,38 @@ impl State {
         }
     }
 
-    /// One pool's usage history at `step` from interval `from` on.
+    /// One pool's usage history (or one reserved bucket's) at `step` from
+    /// interval `from` on.
     pub(super) fn ledger(
         &self,
         pool: &str,
+        bucket: Option<Bucket>,
         step: Step,
         from: u64,
         now: UnixMillis,
     ) -> Option<LedgerSnapshot> {
         let pool = &self.pools[self.pool_index(pool)?];
-        let unpurged = pool
+        let in_bucket = |identity: &IdentityKey| {
+            bucket.is_none_or(|b| pool.sessions.get(identity).is_some_and(|s| s.bucket == b))
+        };
+        let unpurged: Vec<UnixMillis> = pool
             .by_expiry
-            .keys()
-            .take_while(|(expires, _)| *expires <= now)
-            .map(|(expires, _)| *expires)
+            .iter()
+            .take_while(|((expires, _), _)| *expires <= now)
+            .filter(|(_, identity)| in_bucket(identity))
+            .map(|((expires, _), _)| *expires)
             .collect();
-        Some(
-            pool.ledger
-                .snapshot(step, from, now, u64::from(pool.in_use_at(now)), unpurged),
-        )
+        let (ledger, held) = match bucket {
+            None => (&pool.ledger, pool.sessions.len()),
+            Some(b) => (
+                pool.bucket_ledgers
+                    .get(&b)
+                    .unwrap_or(&pool.ledger_unwritten),
+                pool.per_bucket.get(b).copied().unwrap_or(0) as usize,
+            ),
+        };
+        let live = held.saturating_sub(unpurged.len()) as u64;
+        Some(ledger.snapshot(step, from, now, live, unpurged))
     }
 
     /// Closes the expired sessions of every pool, earliest first per pool,
@@ -190,6 +190,9 @@ impl State {
             closed.extend(pool.purge(now, &keep));
             let linger = millis(pool.pool.absolute_timeout);
             pool.ledger.prune(now, &keep, linger);
+            for ledger in pool.bucket_ledgers.values_mut() {
+                ledger.prune(now, &keep, linger);
+            }
         }
         for c in &closed {
             self.by_id.remove(&c.session.id);
@@ -203,6 +206,8 @@ impl PoolState {
     pub(super) fn new(pool: Arc<Pool>, now: UnixMillis) -> Self {
         Self {
             ledger: PoolLedger::new(now),
+            bucket_ledgers: BTreeMap::new(),
+            ledger_unwritten: PoolLedger::new(now),
             per_bucket: vec![0; pool.bucket_count()],
             pool,
             configured: true,
@@ -305,6 +310,53 @@ impl PoolState {
         Admission::Opened { session, replaced }
     }
 
+    /// Writes an open (at `now`) into the pool's history and its reserved
+    /// bucket's; the seats held in the pool right after.
+    fn record_opened(&mut self, session: &Session, now: UnixMillis, keep: &UsageRetention) -> u32 {
+        let held = self.in_use_at(now);
+        self.ledger
+            .opened(now, held, Some(session.subject_key), now, keep);
+        if session.bucket > 0 {
+            let stale = self
+                .by_expiry
+                .iter()
+                .take_while(|((expires, _), _)| *expires <= now)
+                .filter(|(_, id)| {
+                    self.sessions
+                        .get(id)
+                        .is_some_and(|s| s.bucket == session.bucket)
+                })
+                .count() as u32;
+            let in_bucket = self.per_bucket.get(session.bucket).copied().unwrap_or(0);
+            self.bucket_ledgers
+                .entry(session.bucket)
+                .or_insert_with(|| PoolLedger::new(now))
+                .opened(now, in_bucket.saturating_sub(stale), None, now, keep);
+        }
+        held
+    }
+
+    /// Writes a close (at `at`) into the pool's history and its reserved
+    /// bucket's.
+    fn record_closed(
+        &mut self,
+        session: &Session,
+        at: UnixMillis,
+        reason: CloseReason,
+        now: UnixMillis,
+        keep: &UsageRetention,
+    ) {
+        let (reason, created) = (reason.as_str(), session.created_ms);
+        self.ledger
+            .closed(at, reason, created, Some(session.subject_key), now, keep);
+        if session.bucket > 0 {
+            self.bucket_ledgers
+                .entry(session.bucket)
+                .or_insert_with(|| PoolLedger::new(now))
+                .closed(at, reason, created, None, now, keep);
+        }
+    }
+
     /// Open sessions at `now` (the held ones minus those already expired).
     pub(super) fn in_use_at(&self, now: UnixMillis) -> u32 {
         let expired = self
@@ -354,14 +406,7 @@ impl PoolState {
             match self.remove(&identity) {
                 Some(session) => {
                     let reason = CloseReason::of_expiry(&session);
-                    self.ledger.closed(
-                        session.expires_ms(),
-                        reason.as_str(),
-                        session.created_ms,
-                        session.subject_key,
-                        now,
-                        keep,
-                    );
+                    self.record_closed(&session, session.expires_ms(), reason, now, keep);
                     closed.push(ClosedSession { reason, session });
                 }
                 // An index entry without its session cannot happen; drop it

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::RedisStore;
 use super::decode::{array, int, protocol, text};
 use crate::clock::{Clock, SystemClock};
+use crate::licensing::Bucket;
 use crate::session::{StoreError, UsageLedger};
 use crate::usage::{LedgerSnapshot, Month, Step, Tally};
 
@@ -15,6 +16,7 @@ impl UsageLedger for RedisStore {
     async fn usage_ledger(
         &self,
         pool: &str,
+        bucket: Option<Bucket>,
         step: Step,
         from: u64,
     ) -> Result<Option<LedgerSnapshot>, StoreError> {
@@ -24,7 +26,7 @@ impl UsageLedger for RedisStore {
         let tag = self.tag(&pool.name);
         // Months come with days: those from `from` through now, and one
         // more in case the Redis clock has passed into the next month.
-        let months = if step == Step::Day {
+        let months = if step == Step::Day && bucket.is_none() {
             let now = self
                 .clock
                 .as_ref()
@@ -47,6 +49,7 @@ impl UsageLedger for RedisStore {
                     pool.bucket_count().to_string(),
                     months.0.to_string(),
                     months.1.to_string(),
+                    bucket.unwrap_or(0).to_string(),
                 ],
             )
             .await?;

@@ -188,5 +188,5 @@ local held = 1
 for b = 0, n - 1 do
     held = held + used[b]
 end
-history_opened(tag, h, now, held, ARGV[8])
+history_opened(tag, h, now, held, ARGV[8], bucket, used[bucket] + 1)
 return {'opened', s, replaced, held, 0, closed}

@@ -250,6 +250,8 @@ end
 --   T:h:ds:<day>, T:h:Ms:<month>  SET of subject slots, kept while a session
 --                          open in the day or month can still close
 --   T:h:began              STRING  when the pool's history began (ms)
+--   T:h<b>:…               the same records (without subjects) of reserved bucket b,
+--                          written for the sessions of that bucket only
 -- Seats held at an interval's start are not written: the reader derives them
 -- from the seats held now and the changes since. So a close found late (a
 -- purge after the expiry) is written into the interval it happened in.
@@ -303,26 +305,27 @@ local function month_end_ms(month)
     return days_from_civil(math.floor(next / 12), next % 12 + 1, 1) * DAY
 end
 
-local function began(tag, h, now)
-    local key = tag .. ':h:began'
+-- `base` names whose history: T:h (the pool) or T:h<b> (its reserved bucket b).
+local function began(base, h, now)
+    local key = base .. ':began'
     redis.call('SET', key, now, 'NX')
     redis.call('PEXPIRE', key, math.max(h[1], h[2], h[3]) + DAY)
 end
 
--- Counts `field` up in every kept interval holding `at`, then calls
--- write(key, interval end) for it.
-local function each_interval(tag, h, at, now, field, write)
+-- Counts `field` up in every kept interval of `base` holding `at`, then
+-- calls write(key, interval end) for it.
+local function each_interval(base, h, at, now, field, write)
     for i, step in ipairs(STEPS) do
         local keep = h[i]
         if keep and keep > 0 then
             local index = math.floor(at / step[2])
             local finish = (index + 1) * step[2]
             if finish + keep > now then
-                local key = tag .. ':h:' .. step[1] .. ':' .. index
+                local key = base .. ':' .. step[1] .. ':' .. index
                 -- A record's first write is some count's first: it sets the lifetime.
                 if redis.call('HINCRBY', key, field, 1) == 1 then
                     redis.call('PEXPIRE', key, finish + keep - now)
-                    began(tag, h, now)
+                    began(base, h, now)
                 end
                 if write then
                     write(key, finish)
@@ -360,31 +363,45 @@ local function count_subject(tag, h, day, slot, now)
     end
 end
 
--- A session of subject slot `slot` opened at `now`, after which `held`
--- seats were held. An interval's peak is at least its shorter intervals'
--- (an hour's at least its minutes'), so the longer ones are only compared
--- when a shorter one's peak rose.
-local function history_opened(tag, h, now, held, slot)
-    local rising = true
-    each_interval(tag, h, now, now, 'o', function(key, finish)
-        redis.call('HINCRBY', key, 'w', finish - now)
-        if rising then
-            local peak = redis.call('HGET', key, 'p')
-            rising = not peak or tonumber(peak) < held
+-- A session of subject slot `slot` opened at `now` in bucket `bucket`,
+-- after which `held` seats were held in the pool and `bucket_held` in the
+-- bucket. An interval's peak is at least its shorter intervals' (an hour's
+-- at least its minutes'), so the longer ones are only compared when a
+-- shorter one's peak rose.
+local function history_opened(tag, h, now, held, slot, bucket, bucket_held)
+    local function open(base, level)
+        local rising = true
+        each_interval(base, h, now, now, 'o', function(key, finish)
+            redis.call('HINCRBY', key, 'w', finish - now)
             if rising then
-                redis.call('HSET', key, 'p', held)
+                local peak = redis.call('HGET', key, 'p')
+                rising = not peak or tonumber(peak) < level
+                if rising then
+                    redis.call('HSET', key, 'p', level)
+                end
             end
-        end
-    end)
+        end)
+    end
+    open(tag .. ':h', held)
+    if bucket > 0 then
+        open(tag .. ':h' .. bucket, bucket_held)
+    end
     count_subject(tag, h, math.floor(now / DAY), slot, now)
 end
 
 -- Session `s` (WIRE) closed at `at` for `reason`; its subject counts for
 -- every later day it was open on too.
 local function history_closed(tag, h, s, at, reason, now)
-    each_interval(tag, h, at, now, 'c:' .. reason, function(key, finish)
-        redis.call('HINCRBY', key, 'w', at - finish)
-    end)
+    local function close(base)
+        each_interval(base, h, at, now, 'c:' .. reason, function(key, finish)
+            redis.call('HINCRBY', key, 'w', at - finish)
+        end)
+    end
+    close(tag .. ':h')
+    local bucket = tonumber(s[3])
+    if bucket and bucket > 0 then
+        close(tag .. ':h' .. bucket)
+    end
     if #s[7] == SLOT then
         for day = math.floor(tonumber(s[8]) / DAY) + 1, math.floor(at / DAY) do
             count_subject(tag, h, day, s[7], now)
@@ -392,8 +409,9 @@ local function history_closed(tag, h, s, at, reason, now)
     end
 end
 
+-- A refusal of the pool (refusals have no bucket: none was taken).
 local function history_refused(tag, h, now, reason)
-    each_interval(tag, h, now, now, 'r:' .. reason, nil)
+    each_interval(tag .. ':h', h, now, now, 'r:' .. reason, nil)
 end
 
 -- The session of a seat member: a layout 2 session id, or a layout 1

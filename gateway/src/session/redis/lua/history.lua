@@ -6,13 +6,18 @@
 -- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 step letter (m, h, d)
 --          4 step ms   5 first interval   6 bucket count n
 --          7 first month, 8 last month (months' distinct subjects; 0 0 = none)
+--          9 reserved bucket (0 = the whole pool)
 -- Returns  { now, began ms (-1 = none), live seats, { unpurged expiry ms, … },
 --            { interval, { field, value, … }, … }, { month, subjects, … } }
 local now, tag = now_ms(ARGV[1]), ARGV[2]
 local letter, length, first = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
+local n, bucket = tonumber(ARGV[6]), tonumber(ARGV[9])
+local base, first_bucket, last_bucket = tag .. ':h', 0, n - 1
+if bucket > 0 then
+    base, first_bucket, last_bucket = tag .. ':h' .. bucket, bucket, bucket
+end
 local live, unpurged = 0, {}
-for b = 0, n - 1 do
+for b = first_bucket, last_bucket do
     local key = tag .. ':b:' .. b
     live = live + redis.call('ZCOUNT', key, '(' .. now, '+inf')
     local expired = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'WITHSCORES')
@@ -22,7 +27,7 @@ for b = 0, n - 1 do
 end
 local intervals = {}
 for index = first, math.floor(now / length) do
-    local fields = redis.call('HGETALL', tag .. ':h:' .. letter .. ':' .. index)
+    local fields = redis.call('HGETALL', base .. ':' .. letter .. ':' .. index)
     if #fields > 0 then
         table.insert(intervals, tostring(index))
         table.insert(intervals, fields)
@@ -38,5 +43,5 @@ for month = tonumber(ARGV[7]), tonumber(ARGV[8]) do
         end
     end
 end
-local began = redis.call('GET', tag .. ':h:began') or '-1'
+local began = redis.call('GET', base .. ':began') or '-1'
 return {tostring(now), began, live, unpurged, intervals, months}
