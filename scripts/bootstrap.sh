@@ -5,6 +5,7 @@
 #   scripts/bootstrap.sh build   cmake (Pingora builds zlib-ng with it)
 #   scripts/bootstrap.sh         the above, redis-server (the tests start their own),
 #                                openssl, faketime, Debian's chromium (the console test),
+#                                promtool (the alert rules' tests),
 #                                and the npm packages of tests/oidc and tests/browser (`npm ci`)
 #
 # As root (or with passwordless sudo) it uses apt-get. Otherwise it installs into
@@ -169,6 +170,21 @@ need_test_extras() {
     fi
     need_oidc_provider
     need_chromium
+    need_promtool
+}
+
+# promtool runs the alert rules' unit tests (deploy/prometheus/alerts_test.yml)
+# in the deploy test; without it that one check is skipped, with a message.
+need_promtool() {
+    if command -v promtool >/dev/null; then
+        say "promtool found: $(command -v promtool)"
+    elif can_apt; then
+        say "installing prometheus (its promtool tests the alert rules) with apt-get"
+        apt_install prometheus
+    else
+        say "promtool is missing: the deploy test will skip the alert rules' unit tests" \
+            "(as root: apt-get install prometheus)"
+    fi
 }
 
 # The identity-provider suite (tests/tests/oidc_provider.rs) runs oidc-provider

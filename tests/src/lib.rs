@@ -36,14 +36,27 @@ pub use session_gateway::devkit::{Backend, BackendHandle, Issuer, IssuerHandle, 
 /// How long a test may wait for any one condition before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; it is released at once,
-/// so a rare collision with another test is possible and retried by
+/// A free TCP port on 127.0.0.1 (the OS picks it, and this process never
+/// hands the same one out twice; it is released at once, so a rare
+/// collision with another process is possible and retried by
 /// [`Gateway::start`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    // The kernel may hand the same ephemeral port out again as soon as it is
+    // released, so two calls in a row (a gateway's proxy and admin ports) can
+    // collide; ports handed out once in this process are never handed out again.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if port != 0 && !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
+    0
 }
 
 /// A devkit issuer and backend for one test.

@@ -252,8 +252,16 @@ async fn bad_usage_queries_get_a_problem_naming_the_parameter() -> anyhow::Resul
     for (query, parameter, fragment) in [
         ("/admin/v1/usage?step=week", "step", "minute, hour or day"),
         ("/admin/v1/usage?pool=nope", "pool", "no pool `nope`"),
-        ("/admin/v1/usage?group=0", "group", "number of a reserved group"),
-        ("/admin/v1/usage?group=2", "group", "no reserved group 2 (it has 0)"),
+        (
+            "/admin/v1/usage?group=0",
+            "group",
+            "number of a reserved group",
+        ),
+        (
+            "/admin/v1/usage?group=2",
+            "group",
+            "no reserved group 2 (it has 0)",
+        ),
         ("/admin/v1/usage?from=yesterday", "from", "RFC 3339"),
         (
             "/admin/v1/usage?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",

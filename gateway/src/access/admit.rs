@@ -16,6 +16,9 @@ pub struct Seated {
     pub session: Session,
     /// Whether the session was opened by this request.
     pub opened: bool,
+    /// Whether the session holds a seat beyond the pool's limit (its
+    /// overdraft), for its whole life.
+    pub overdraft: bool,
 }
 
 impl Access {
@@ -76,6 +79,7 @@ impl Access {
         }
         match admission {
             Admission::Reused(session) => Ok(Seated {
+                overdraft: choice.pool.is_overdraft(session.bucket),
                 session,
                 opened: false,
             }),
@@ -83,13 +87,15 @@ impl Access {
                 if let Some(replaced) = &replaced {
                     self.record_closed(replaced);
                 }
-                self.record_opened(&session);
+                let overdraft = choice.pool.is_overdraft(session.bucket);
+                self.record_opened(&session, overdraft);
                 if let Some(held) = seats_held {
                     self.metrics.observe_seats_held(&session.pool, held);
                 }
                 Ok(Seated {
                     session,
                     opened: true,
+                    overdraft,
                 })
             }
             // A revocation this instance had not heard of yet: the store

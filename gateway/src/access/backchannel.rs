@@ -513,6 +513,7 @@ mod tests {
             reserved: vec![],
             idle_timeout: Duration::from_secs(1200),
             absolute_timeout: Duration::from_secs(28_800),
+            overdraft: 0,
         }]);
         let store = Arc::new(FlakyStore {
             inner: crate::session::MemoryStore::new(&pools, Arc::new(clock.clone())),

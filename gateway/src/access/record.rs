@@ -24,14 +24,22 @@ impl Access {
     }
 
     /// Audits and counts an opened session.
-    pub(super) fn record_opened(&self, session: &Session) {
-        audit::session_opened(session);
-        self.trail(vec![
+    pub(super) fn record_opened(&self, session: &Session, overdraft: bool) {
+        audit::session_opened(session, overdraft);
+        let mut event = vec![
             ("event", "session_opened".into()),
             ("session_id", session.id.clone()),
             ("pool", session.pool.clone()),
             ("subject", session.subject.clone()),
-        ]);
+        ];
+        if overdraft {
+            event.push(("overdraft", "true".into()));
+            self.metrics
+                .overdraft_opened
+                .with_label_values(&[session.pool.as_str()])
+                .inc();
+        }
+        self.trail(event);
         self.metrics
             .sessions_opened
             .with_label_values(&[session.pool.as_str()])

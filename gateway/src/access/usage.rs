@@ -15,7 +15,7 @@ pub enum UsageError {
     #[error("no pool `{0}` is configured")]
     UnknownPool(String),
     /// The pool has no reserved group of this number (1, 2, … in the
-    /// configuration's order).
+    /// configuration's order), and it is not the pool's overdraft bucket.
     #[error("pool `{pool}` has no reserved group {group} (it has {groups})")]
     UnknownGroup {
         /// The pool.
@@ -51,8 +51,9 @@ pub struct UsageHistory {
 }
 
 impl Access {
-    /// The intervals of `step` of a pool (or of one of its reserved
-    /// groups, 1-based: only the sessions holding its seats) that start in
+    /// The intervals of `step` of a pool (or of one of its buckets above
+    /// the shared one: a reserved group, 1-based, or the overdraft bucket;
+    /// only the sessions holding its seats) that start in
     /// `[from_ms, to_ms)` and are still kept, the one running now included.
     pub async fn usage_history(
         &self,
@@ -79,9 +80,10 @@ impl Access {
         let Some(configured) = pools.get(pool) else {
             return Err(UsageError::UnknownPool(pool.to_string()));
         };
-        // Reserved group g holds the seats of bucket g (bucket 0 is shared).
+        // Reserved group g holds the seats of bucket g (bucket 0 is shared);
+        // the overdraft bucket follows the groups.
         if let Some(g) = group
-            && !(1..=configured.reserved.len()).contains(&g)
+            && !(1..configured.bucket_count()).contains(&g)
         {
             return Err(UsageError::UnknownGroup {
                 pool: pool.to_string(),

@@ -35,10 +35,10 @@ pub const DEFAULT_TOP: usize = 10;
 pub struct UsageReport {
     /// The pool.
     pub pool: String,
-    /// The reserved group (1, 2, … in the pool's `reserved` order) whose
-    /// seats these are, or absent for the whole pool.
+    /// Whose seats these are when not the whole pool's: a reserved group
+    /// (`1`, `2`, … in the pool's `reserved` order) or `overdraft`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<usize>,
+    pub group: Option<String>,
     /// `minute`, `hour` or `day`.
     pub step: String,
     /// The range asked for (start inclusive, end exclusive).
@@ -174,6 +174,8 @@ pub struct SummaryView {
 struct RangeQuery {
     pool: String,
     group: Option<usize>,
+    /// The pool's overdraft bucket, if it has one.
+    overdraft: Option<usize>,
     step: Step,
     from: UnixMillis,
     to: UnixMillis,
@@ -194,17 +196,7 @@ impl RangeQuery {
         let pool = pool_param(params.remove("pool"), api)?;
         let group = params
             .remove("group")
-            .map(|text| {
-                text.parse::<usize>()
-                    .ok()
-                    .filter(|g| *g >= 1)
-                    .ok_or_else(|| {
-                        AdminError::bad_parameter(
-                            "group",
-                            "must be the number of a reserved group of the pool (1, 2, …)",
-                        )
-                    })
-            })
+            .map(|text| group_bucket(&text, &pool, api))
             .transpose()?;
         let step = match params.remove("step") {
             None => Step::Hour,
@@ -248,9 +240,15 @@ impl RangeQuery {
                 ));
             }
         };
+        let overdraft = api
+            .access
+            .pools()
+            .get(&pool)
+            .and_then(|p| p.overdraft_bucket());
         Ok(Self {
             pool,
             group,
+            overdraft,
             step,
             from,
             to,
@@ -269,7 +267,13 @@ impl RangeQuery {
     fn answer(&self, history: &UsageHistory, intervals: &[UsageInterval]) -> Response {
         let report = UsageReport {
             pool: history.pool.clone(),
-            group: history.group,
+            group: history.group.map(|bucket| {
+                if self.overdraft == Some(bucket) {
+                    "overdraft".to_string()
+                } else {
+                    bucket.to_string()
+                }
+            }),
             step: self.step.as_str().into(),
             from: rfc3339_ms(self.from),
             to: rfc3339_ms(self.to),
@@ -302,7 +306,31 @@ fn default_span(step: Step) -> u64 {
     }
 }
 
-/// The pool parameter; it may be left out when only one pool is configured.
+/// The bucket of a `group` parameter: a reserved group's number, or
+/// `overdraft` for the seats beyond the limit.
+fn group_bucket(text: &str, pool: &str, api: &Api) -> Result<usize, AdminError> {
+    if text == "overdraft" {
+        return api
+            .access
+            .pools()
+            .get(pool)
+            .and_then(|p| p.overdraft_bucket())
+            .ok_or_else(|| {
+                AdminError::bad_parameter("group", format!("pool `{pool}` has no overdraft"))
+            });
+    }
+    text.parse::<usize>()
+        .ok()
+        .filter(|g| *g >= 1)
+        .ok_or_else(|| {
+            AdminError::bad_parameter(
+                "group",
+                "must be the number of a reserved group of the pool (1, 2, …) or `overdraft`",
+            )
+        })
+}
+
+/// The pool parameter; it may be left out when only one is configured.
 fn pool_param(pool: Option<String>, api: &Api) -> Result<String, AdminError> {
     let pools = api.access.pools();
     let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();

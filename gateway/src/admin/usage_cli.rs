@@ -54,9 +54,9 @@ pub struct UsageRange {
     #[arg(long)]
     pub pool: Option<String>,
     /// Only the seats of this reserved group of the pool (1, 2, … in the
-    /// order of its `reserved` entries).
+    /// order of its `reserved` entries), or `overdraft`.
     #[arg(long)]
-    pub group: Option<usize>,
+    pub group: Option<String>,
     /// The interval length: minute, hour or day.
     #[arg(long, default_value = "hour")]
     pub step: String,
@@ -74,8 +74,8 @@ impl UsageRange {
     /// The query parameters of the range.
     pub fn params(&self) -> Vec<(&'static str, String)> {
         let mut params = vec![("step", self.step.clone())];
-        if let Some(group) = self.group {
-            params.push(("group", group.to_string()));
+        if let Some(group) = &self.group {
+            params.push(("group", group.clone()));
         }
         for (name, value) in [("pool", &self.pool), ("from", &self.from), ("to", &self.to)] {
             if let Some(value) = value {
@@ -153,7 +153,8 @@ impl Render for UsageReport {
     }
 
     fn notes(&self) -> Vec<String> {
-        let whose = match self.group {
+        let whose = match self.group.as_deref() {
+            Some("overdraft") => format!("the overdraft of pool {}", self.pool),
             Some(g) => format!("reserved group {g} of pool {}", self.pool),
             None => format!("pool {}", self.pool),
         };

@@ -292,6 +292,10 @@ pub struct PoolSection {
     pub idle_timeout: Option<String>,
     #[serde(default)]
     pub absolute_timeout: Option<String>,
+    /// Sessions beyond `limit`: a number of seats, or a share of the limit
+    /// (`"10%"`); validated in `validate/pools.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overdraft: Option<toml::Value>,
 }
 
 fn default_on_subject_limit() -> String {
@@ -423,6 +427,8 @@ pub struct HeadersSection {
     pub subject: String,
     pub client: String,
     pub pool: String,
+    /// Set to `true` on requests of a session admitted beyond the limit.
+    pub overdraft: String,
     pub claims: BTreeMap<String, String>,
 }
 
@@ -433,6 +439,7 @@ impl Default for HeadersSection {
             subject: "X-Auth-Subject".into(),
             client: "X-Auth-Client".into(),
             pool: "X-License-Pool".into(),
+            overdraft: "X-License-Overdraft".into(),
             claims: BTreeMap::new(),
         }
     }

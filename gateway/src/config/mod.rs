@@ -511,6 +511,8 @@ pub struct IdentityHeaderNames {
     pub client: HeaderName,
     /// Carries the license pool name.
     pub pool: HeaderName,
+    /// `true` when the session holds a seat beyond the limit (overdraft).
+    pub overdraft: HeaderName,
     /// Claim name → header carrying its value.
     pub claims: Vec<(String, HeaderName)>,
 }
@@ -518,9 +520,15 @@ pub struct IdentityHeaderNames {
 impl IdentityHeaderNames {
     /// Every identity header name, including the claim headers.
     pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
-        [&self.session_id, &self.subject, &self.client, &self.pool]
-            .into_iter()
-            .chain(self.claims.iter().map(|(_, h)| h))
+        [
+            &self.session_id,
+            &self.subject,
+            &self.client,
+            &self.pool,
+            &self.overdraft,
+        ]
+        .into_iter()
+        .chain(self.claims.iter().map(|(_, h)| h))
     }
 }
 

@@ -2327,3 +2327,36 @@ fn usage_retention_defaults_and_bounds() {
         "unknown field `weeks`",
     );
 }
+
+#[test]
+fn overdraft_is_seats_or_a_share_of_the_limit() {
+    assert_eq!(valid(MINIMAL).pools[0].overdraft, 0);
+    let with =
+        |value: &str| MINIMAL.replace("limit = 10", &format!("limit = 10\noverdraft = {value}"));
+    assert_eq!(valid(&with("2")).pools[0].overdraft, 2);
+    assert_eq!(valid(&with("\"25%\"")).pools[0].overdraft, 2);
+    assert_eq!(valid(&with("\"0%\"")).pools[0].overdraft, 0);
+    let pool = &valid(&with("3")).pools[0];
+    assert_eq!((pool.bucket_count(), pool.overdraft_bucket()), (2, Some(1)));
+    refused(
+        &with("11"),
+        "pools[0].overdraft",
+        "more than the pool's limit (10)",
+    );
+    refused(&with("-1"), "pools[0].overdraft", "negative");
+    refused(
+        &with("\"150%\""),
+        "pools[0].overdraft",
+        "percentage from 0% to 100%",
+    );
+    refused(
+        &with("\"5%\""),
+        "pools[0].overdraft",
+        "rounds down to no seat",
+    );
+    refused(
+        &with("true"),
+        "pools[0].overdraft",
+        "neither a number nor a percentage",
+    );
+}

@@ -88,9 +88,14 @@ pub struct Pool {
     pub idle_timeout: Duration,
     /// Absolute lifetime of this pool's sessions.
     pub absolute_timeout: Duration,
+    /// Sessions admitted beyond `limit` when no seat is free, at most this
+    /// many at once (0: none). Each is marked overdraft for its life.
+    pub overdraft: u32,
 }
 
-/// Which bucket of a pool a seat is counted in: 0 shared, `g + 1` reserved group `g`.
+/// Which bucket of a pool a seat is counted in: 0 shared, `g + 1` reserved
+/// group `g`, and after the groups the overdraft bucket (when the pool has
+/// an overdraft).
 pub type Bucket = usize;
 
 /// The shared bucket.
@@ -107,15 +112,28 @@ impl Pool {
         self.limit - self.reserved_total()
     }
 
-    /// Number of buckets (shared + one per reserved group).
+    /// Number of buckets (shared, one per reserved group, and the
+    /// overdraft bucket when the pool has one).
     pub fn bucket_count(&self) -> usize {
-        1 + self.reserved.len()
+        1 + self.reserved.len() + usize::from(self.overdraft > 0)
+    }
+
+    /// The bucket of the sessions admitted beyond the limit, if the pool
+    /// has an overdraft.
+    pub fn overdraft_bucket(&self) -> Option<Bucket> {
+        (self.overdraft > 0).then_some(1 + self.reserved.len())
+    }
+
+    /// Whether sessions of `bucket` were admitted beyond the limit.
+    pub fn is_overdraft(&self, bucket: Bucket) -> bool {
+        self.overdraft_bucket() == Some(bucket)
     }
 
     /// Capacity of a bucket.
     pub fn bucket_capacity(&self, bucket: Bucket) -> u32 {
         match bucket {
             SHARED => self.shared_seats(),
+            b if self.is_overdraft(b) => self.overdraft,
             g => self.reserved.get(g - 1).map_or(0, |r| r.seats),
         }
     }
@@ -129,7 +147,9 @@ impl Pool {
     }
 
     /// The bucket a new session takes, given current use per bucket, or
-    /// `None` when no seat the requester may use is free.
+    /// `None` when no seat the requester may use is free: its reserved
+    /// group's, else a shared one, else (with an overdraft) one beyond the
+    /// limit.
     pub fn choose_bucket(&self, reserved: Option<Bucket>, in_use: &[u32]) -> Option<Bucket> {
         let used = |b: Bucket| in_use.get(b).copied().unwrap_or(0);
         if let Some(b) = reserved
@@ -137,12 +157,18 @@ impl Pool {
         {
             return Some(b);
         }
-        (used(SHARED) < self.shared_seats()).then_some(SHARED)
+        if used(SHARED) < self.shared_seats() {
+            return Some(SHARED);
+        }
+        self.overdraft_bucket()
+            .filter(|b| used(*b) < self.overdraft)
     }
 
     /// The buckets whose freed seats a requester could take.
     pub fn usable_buckets(&self, reserved: Option<Bucket>) -> impl Iterator<Item = Bucket> {
-        std::iter::once(SHARED).chain(reserved)
+        std::iter::once(SHARED)
+            .chain(reserved)
+            .chain(self.overdraft_bucket())
     }
 }
 
@@ -244,6 +270,7 @@ mod tests {
             reserved,
             idle_timeout: Duration::from_secs(60),
             absolute_timeout: Duration::from_secs(3600),
+            overdraft: 0,
         }
     }
 

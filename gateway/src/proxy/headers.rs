@@ -21,6 +21,8 @@ pub struct IdentityHeaders<'a> {
     pub principal: Option<&'a Principal>,
     /// The session, on `session` routes.
     pub session: Option<&'a Session>,
+    /// Whether that session holds a seat beyond the pool's limit.
+    pub overdraft: bool,
 }
 
 /// Rewrites the upstream request: strip spoofable headers, add ours, apply
@@ -56,6 +58,9 @@ pub fn rewrite(
     if let Some(session) = identity.session {
         set(request, &names.session_id, &session.id);
         set(request, &names.pool, &session.pool);
+        if identity.overdraft {
+            set(request, &names.overdraft, "true");
+        }
     }
     match authorization {
         UpstreamAuthorization::Pass => {}
@@ -153,6 +158,7 @@ mod tests {
             subject: HeaderName::from_static("x-auth-subject"),
             client: HeaderName::from_static("x-auth-client"),
             pool: HeaderName::from_static("x-license-pool"),
+            overdraft: HeaderName::from_static("x-license-overdraft"),
             claims: vec![("roles".into(), HeaderName::from_static("x-auth-roles"))],
         }
     }
@@ -216,6 +222,7 @@ mod tests {
             &IdentityHeaders {
                 principal: Some(&p),
                 session: None,
+                overdraft: false,
             },
             &UpstreamAuthorization::Strip,
         );

@@ -45,6 +45,8 @@ pub struct RequestContext {
     principal: Option<Arc<Principal>>,
     session: Option<Session>,
     opened: bool,
+    /// Whether the session holds a seat beyond the limit (overdraft).
+    overdraft: bool,
     refusal: Option<ErrorCode>,
     /// The upgraded connection, once a `session` route's backend switched
     /// protocols: carried only while its session holds its seat.
@@ -120,6 +122,7 @@ impl Gateway {
         if route.policy == RoutePolicy::Session {
             let seated = self.access.admit(&principal).await.map_err(denied)?;
             ctx.opened = seated.opened;
+            ctx.overdraft = seated.overdraft;
             ctx.session = Some(seated.session);
         }
         ctx.principal = Some(principal);
@@ -177,6 +180,7 @@ impl ProxyHttp for Gateway {
             principal: None,
             session: None,
             opened: false,
+            overdraft: false,
             refusal: None,
             tunnel: None,
             connect_attempts: 0,
@@ -357,6 +361,7 @@ impl ProxyHttp for Gateway {
         let identity = IdentityHeaders {
             principal: ctx.principal.as_deref(),
             session: ctx.session.as_ref(),
+            overdraft: ctx.overdraft,
         };
         headers::rewrite(
             upstream_request,

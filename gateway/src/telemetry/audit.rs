@@ -4,7 +4,7 @@
 use crate::session::{ClosedSession, Refusal, Revocation, Session, SessionIdentity};
 
 /// A session was opened and took a seat.
-pub fn session_opened(session: &Session) {
+pub fn session_opened(session: &Session, overdraft: bool) {
     tracing::info!(
         target: "audit",
         event = "session_opened",
@@ -12,6 +12,7 @@ pub fn session_opened(session: &Session) {
         pool = %session.pool,
         subject = %session.subject,
         client = session.client.as_deref().unwrap_or(""),
+        overdraft,
         "session opened"
     );
 }

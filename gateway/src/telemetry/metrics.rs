@@ -36,6 +36,8 @@ pub struct Metrics {
     pub tokens_verified: IntCounterVec,
     /// Sessions opened, by pool.
     pub sessions_opened: IntCounterVec,
+    /// Sessions opened beyond the limit (overdraft), by pool.
+    pub overdraft_opened: IntCounterVec,
     /// Sessions closed, by pool and reason.
     pub sessions_closed: IntCounterVec,
     /// New sessions refused, by pool and reason (`pool_full`, `subject_limit`).
@@ -168,6 +170,11 @@ impl Metrics {
             sessions_opened: counter(
                 "session_gateway_sessions_opened_total",
                 "Sessions opened by this instance, by pool.",
+                &["pool"],
+            ),
+            overdraft_opened: counter(
+                "session_gateway_overdraft_sessions_opened_total",
+                "Sessions this instance opened beyond the pool's limit (its overdraft), by pool.",
                 &["pool"],
             ),
             sessions_closed: counter(

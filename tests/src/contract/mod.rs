@@ -117,6 +117,7 @@ pub fn pool(name: &str, limit: u32) -> Pool {
         reserved: Vec::new(),
         idle_timeout: IDLE,
         absolute_timeout: ABSOLUTE,
+        overdraft: 0,
     }
 }
 
@@ -385,6 +386,7 @@ macro_rules! store_contract_tests {
             same_identity_reuses_and_slides,
             other_client_of_same_subject_takes_second_seat,
             pool_full_refuses_exactly_and_changes_nothing,
+            overdraft_admits_beyond_the_limit_up_to_its_size,
             idle_expiry_frees_the_seat_and_is_reported_once,
             absolute_lifetime_ends_an_active_session,
             idle_expiry_boundary_is_exact,

@@ -867,3 +867,55 @@ pub async fn concurrent_same_identity_shares_one_session(factory: &dyn StoreFact
     assert!(reused.iter().all(|s| s.id == opened[0].id));
     assert_eq!(t.in_use("p").await, 1);
 }
+
+/// An overdraft admits sessions beyond the limit when no seat is free, at
+/// most that many at once, each marked by its bucket for its whole life;
+/// seats freed below the limit go to regular sessions first.
+pub async fn overdraft_admits_beyond_the_limit_up_to_its_size(factory: &dyn StoreFactory) {
+    let mut p = pool("p", 2);
+    p.overdraft = 1;
+    let over = p.overdraft_bucket().expect("an overdraft bucket");
+    assert_eq!(
+        over, 1,
+        "no reserved groups: the bucket after the shared one"
+    );
+    let t = StoreUnderTest::new(factory, vec![p]).await;
+    let who = |name: &str| caller(name, "erp-web");
+    let a = t.open("p", &who("alice")).await;
+    assert_eq!(t.open("p", &who("bob")).await.bucket, SHARED);
+    assert_eq!(a.bucket, SHARED);
+    t.advance_ms(1_000);
+    // The limit is reached: the next session is an overdraft one.
+    let c = t.open("p", &who("carol")).await;
+    assert_eq!(c.bucket, over);
+    assert_eq!(t.in_use("p").await, 3);
+    // The overdraft is used up: refused, counting every held seat; the
+    // earliest seat to free is alice's (T0 + 20 min), 1199 s from now.
+    assert_eq!(t.refuse("p", &who("dave")).await, pool_full(2, 3, 1_199));
+    // A reused overdraft session stays one.
+    assert_eq!(t.reuse("p", &who("carol")).await.bucket, over);
+    // Alice leaves: her regular seat goes to the next caller, and carol
+    // keeps her overdraft seat.
+    assert!(
+        t.store
+            .close(&a.id, CloseReason::Logout)
+            .await
+            .expect("close")
+            .is_some()
+    );
+    assert_eq!(t.open("p", &who("erin")).await.bucket, SHARED);
+    assert_eq!(t.refuse("p", &who("dave")).await, pool_full(2, 3, 1_199));
+    // Once carol's overdraft seat frees, it is there for the next one.
+    assert!(
+        t.store
+            .close(&c.id, CloseReason::Admin)
+            .await
+            .expect("close")
+            .is_some()
+    );
+    assert_eq!(t.open("p", &who("dave")).await.bucket, over);
+    assert_eq!(t.in_use("p").await, 3);
+    let mut buckets: Vec<usize> = t.list_all().await.iter().map(|s| s.bucket).collect();
+    buckets.sort_unstable();
+    assert_eq!(buckets, vec![SHARED, SHARED, over]);
+}

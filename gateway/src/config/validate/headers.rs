@@ -50,6 +50,7 @@ pub(super) fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderName
         subject: c.header_name("headers.subject", &h.subject)?,
         client: c.header_name("headers.client", &h.client)?,
         pool: c.header_name("headers.pool", &h.pool)?,
+        overdraft: c.header_name("headers.overdraft", &h.overdraft)?,
         claims: h
             .claims
             .iter()
@@ -67,6 +68,7 @@ pub(super) fn headers(c: &Check, file: &FileConfig) -> Result<IdentityHeaderName
         &names.subject,
         &names.client,
         &names.pool,
+        &names.overdraft,
     ]
     .into_iter()
     .chain(names.claims.iter().map(|(_, n)| n));

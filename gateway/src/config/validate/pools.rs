@@ -136,6 +136,12 @@ fn pool(
         Some(t) => c.positive_duration(&format!("{key}.absolute_timeout"), t)?,
         None => sessions.absolute_timeout,
     };
+    let overdraft = overdraft(
+        c,
+        &format!("{key}.overdraft"),
+        p.overdraft.as_ref(),
+        p.limit,
+    )?;
     Ok(Pool {
         name: p.name.clone(),
         limit: p.limit,
@@ -144,5 +150,61 @@ fn pool(
         reserved,
         idle_timeout,
         absolute_timeout,
+        overdraft,
     })
+}
+
+/// `overdraft`: a number of seats (at most the limit), or a whole
+/// percentage of the limit, `"10%"`, rounded down (and then at least one
+/// seat, or the setting would silently do nothing).
+fn overdraft(
+    c: &Check,
+    key: &str,
+    value: Option<&toml::Value>,
+    limit: u32,
+) -> Result<u32, ConfigError> {
+    let hint =
+        "write a number of seats (`overdraft = 2`) or a share of the limit (`overdraft = \"10%\"`)";
+    let seats = match value {
+        None => return Ok(0),
+        Some(toml::Value::Integer(n)) => match u32::try_from(*n) {
+            Ok(n) => n,
+            Err(_) => return c.fail(key, format!("`{n}` is negative or too large; {hint}")),
+        },
+        Some(toml::Value::String(text)) => {
+            let percent = text
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<u32>().ok())
+                .filter(|n| *n <= 100);
+            let Some(percent) = percent else {
+                return c.fail(
+                    key,
+                    format!("`{text}` is not a percentage from 0% to 100%; {hint}"),
+                );
+            };
+            let seats = (u64::from(limit) * u64::from(percent) / 100) as u32;
+            if percent > 0 && seats == 0 {
+                return c.fail(
+                    key,
+                    format!(
+                        "`{text}` of limit {limit} rounds down to no seat; give a number of seats"
+                    ),
+                );
+            }
+            seats
+        }
+        Some(other) => {
+            return c.fail(
+                key,
+                format!("`{other}` is neither a number nor a percentage; {hint}"),
+            );
+        }
+    };
+    if seats > limit {
+        return c.fail(
+            key,
+            format!("{seats} seats is more than the pool's limit ({limit}); an overdraft is a margin, not a second license"),
+        );
+    }
+    Ok(seats)
 }

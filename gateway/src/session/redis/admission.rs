@@ -120,6 +120,7 @@ impl RedisStore {
             request.identity.key.to_hex(),
             request.identity.subject_key.to_hex(),
             self.history_arg(pool),
+            pool.overdraft_bucket().unwrap_or(0).to_string(),
         ];
         args.extend(Self::bucket_args(pool));
         let token_key = request.token.map_or("", |t| t.key);

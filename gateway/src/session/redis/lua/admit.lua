@@ -17,8 +17,9 @@
 --          14 subject policy ('deny' | 'replace')
 --          15 check revocations ('1' | '0')   16 token issued at ms (-1 = unknown)
 --          17 identity hex, 18 subject key hex (the layout 1 names)
---          19 HISTORY (see common.lua)
---          20 bucket count n   21 .. 20+n  capacity of bucket 0 .. n-1
+--          19 HISTORY (see common.lua)   20 the overdraft bucket (0 = none: the
+--          sessions admitted beyond the limit; its capacity is the overdraft)
+--          21 bucket count n   22 .. 21+n  capacity of bucket 0 .. n-1
 -- Returns  { kind, session, replaced, in_use or count, retry ms, closed }:
 --          in_use is the pool's seats held after a new session opened, and
 --          before a 'full' refusal
@@ -33,10 +34,11 @@ local tag, identity = ARGV[2], ARGV[3]
 local idle, absolute, linger = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
 local h = history_of(ARGV[19])
-local n = tonumber(ARGV[20])
+local over = tonumber(ARGV[20])
+local n = tonumber(ARGV[21])
 local caps = {}
 for b = 0, n - 1 do
-    caps[b] = tonumber(ARGV[21 + b])
+    caps[b] = tonumber(ARGV[22 + b])
 end
 
 if ARGV[15] == '1' then
@@ -93,6 +95,10 @@ local function choose()
     end
     if used[0] < caps[0] then
         return 0
+    end
+    -- Beyond the limit, up to the overdraft.
+    if over > 0 and used[over] < caps[over] then
+        return over
     end
     return nil
 end
@@ -169,6 +175,9 @@ if bucket == nil then
     local usable = {0}
     if reserved >= 1 then
         table.insert(usable, reserved)
+    end
+    if over > 0 then
+        table.insert(usable, over)
     end
     for _, b in ipairs(usable) do
         local first = redis.call('ZRANGEBYSCORE', tag .. ':b:' .. b, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
