@@ -112,7 +112,9 @@ fn store_pools(policy: SubjectLimitPolicy) -> Vec<Pool> {
         Duration::from_millis(P_ABSOLUTE_MS),
     );
     let p = with_reserved(p, "sub", &["cfo"], 1);
-    let p = with_subject_limit(p, P_SUBJECT_CAP, policy);
+    let mut p = with_subject_limit(p, P_SUBJECT_CAP, policy);
+    // One session beyond the limit (bucket 2, after the reserved group).
+    p.overdraft = 1;
     let q = with_timeouts(
         pool("q", Q_LIMIT),
         Duration::from_millis(Q_IDLE_MS),
@@ -130,10 +132,12 @@ fn model_rules(policy: SubjectLimitPolicy) -> Vec<Rules> {
             limit: P_LIMIT,
             idle_ms: P_IDLE_MS,
             absolute_ms: P_ABSOLUTE_MS,
-            // Bucket 0: the shared seats; bucket 1: cfo's reserved seat.
-            bucket_caps: vec![P_LIMIT - 1, 1],
+            // Bucket 0: the shared seats; bucket 1: cfo's reserved seat;
+            // bucket 2: the one overdraft seat.
+            bucket_caps: vec![P_LIMIT - 1, 1, 1],
             in_reserved_group: |who| SUBJECTS[subject_of(who)].1 == "cfo",
             subject_cap: Some((P_SUBJECT_CAP, policy)),
+            overdraft: Some(2),
         },
         Rules {
             limit: Q_LIMIT,
@@ -143,6 +147,7 @@ fn model_rules(policy: SubjectLimitPolicy) -> Vec<Rules> {
             bucket_caps: vec![Q_LIMIT - 1, 1],
             in_reserved_group: |who| CLIENTS[who % CLIENTS.len()] == "erp-mobile",
             subject_cap: Some((Q_SUBJECT_CAP, policy)),
+            overdraft: None,
         },
     ]
 }
@@ -161,6 +166,9 @@ struct Rules {
     /// Whether a caller belongs to the reserved group (bucket 1).
     in_reserved_group: fn(usize) -> bool,
     subject_cap: Option<(u32, SubjectLimitPolicy)>,
+    /// The bucket of the sessions beyond the limit, when the pool has an
+    /// overdraft (its capacity is in `bucket_caps`).
+    overdraft: Option<usize>,
 }
 
 /// A session the model holds (open, or expired and not yet reported).
@@ -372,13 +380,15 @@ impl Model {
         let bucket = match reserved {
             Some(r) if used[r] < rules.bucket_caps[r] => Some(r),
             _ if used[0] < rules.bucket_caps[0] => Some(0),
-            _ => None,
+            _ => rules.overdraft.filter(|o| used[*o] < rules.bucket_caps[*o]),
         };
         let Some(bucket) = bucket else {
             let in_pool: Vec<&ModelSession> = self.held.iter().filter(|s| s.pool == pool).collect();
             let earliest = in_pool
                 .iter()
-                .filter(|s| s.bucket == 0 || Some(s.bucket) == reserved)
+                .filter(|s| {
+                    s.bucket == 0 || Some(s.bucket) == reserved || Some(s.bucket) == rules.overdraft
+                })
                 .map(|s| s.expires())
                 .min();
             return Decision::PoolFull {
@@ -908,11 +918,12 @@ async fn check_state(
             in_use: open.iter().filter(|s| s.pool == index).count() as u32,
         })
         .collect();
-    for u in &usage {
-        if u.in_use > u.limit {
+    // The hard bound: the limit plus the pool's overdraft, whatever the model says.
+    for (u, p) in usage.iter().zip(pools.iter()) {
+        if u.in_use > u.limit + p.overdraft {
             return Err(format!(
-                "usage: {} seats held in {} (limit {})",
-                u.in_use, u.pool, u.limit
+                "usage: {} seats held in {} (limit {}, overdraft {})",
+                u.in_use, u.pool, u.limit, p.overdraft
             ));
         }
     }
@@ -1366,7 +1377,9 @@ fn count_admission(before: &Model, answer: &ModelAdmit, pool: usize, who: usize,
         Decision::Reused(_) => tally.count("reused"),
         Decision::Opened { session, replaced } => {
             tally.count("opened");
-            if session.bucket != 0 {
+            if before.rules[pool].overdraft == Some(session.bucket) {
+                tally.count("opened beyond the limit (overdraft)");
+            } else if session.bucket != 0 {
                 tally.count("opened in a reserved seat");
             } else if before.reserved_bucket(pool, who).is_some() {
                 tally.count("reserved member opened in a shared seat");
@@ -1411,6 +1424,7 @@ const ALWAYS: &[&str] = &[
     "opened",
     "reused",
     "opened in a reserved seat",
+    "opened beyond the limit (overdraft)",
     "reserved member opened in a shared seat",
     "refused: pool full",
     "admit reporting expired sessions",
