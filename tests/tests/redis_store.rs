@@ -13,6 +13,7 @@ use session_gateway::session::{
     ClosedSession, IdentityKey, LogoutLedger, PoolUsage, RedisStore, Revocation, RevocationStore,
     Session, SessionFilter, SessionStore, Store, StoreError, SubjectKey, UsageLedger,
 };
+use session_gateway::session::{ClientBound, ClientCounts, ClientLedger, ClientSighting};
 use session_gateway::usage::{LedgerSnapshot, Step};
 use session_gateway_e2e::RedisServer;
 use session_gateway_e2e::contract::StoreFuture;
@@ -137,6 +138,22 @@ impl UsageLedger for StoreWithServer {
         from: u64,
     ) -> Result<Option<LedgerSnapshot>, StoreError> {
         self.store.usage_ledger(pool, bucket, step, from).await
+    }
+}
+
+#[async_trait]
+impl ClientLedger for StoreWithServer {
+    async fn note_client(
+        &self,
+        pool: &str,
+        session_id: &str,
+        sighting: &ClientSighting,
+        window: Duration,
+        refuse_beyond: Option<ClientBound>,
+    ) -> Result<ClientCounts, StoreError> {
+        self.store
+            .note_client(pool, session_id, sighting, window, refuse_beyond)
+            .await
     }
 }
 

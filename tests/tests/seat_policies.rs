@@ -2,10 +2,13 @@
 //! Redis. Overdraft (`[[pools]] overdraft`): sessions beyond the limit are
 //! admitted up to the overdraft across the whole fleet, marked toward the
 //! backend, in the audit trail, the metrics and the usage history.
+//! Shared-token detection (`[[pools]] shared_token`): one session used from
+//! more client addresses than allowed is audited, counted and (with
+//! `deny`) refused for the newcomer, fleet-wide.
 
 use reqwest::Method;
 use session_gateway_e2e::admin::{AdminGateway, admin};
-use session_gateway_e2e::{Devkit, RedisServer};
+use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, Reply};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -87,5 +90,116 @@ async fn the_overdraft_is_exact_across_a_fleet_and_marked_everywhere() -> anyhow
         "{today}"
     );
     assert_eq!(usage.json()["group"], "overdraft");
+    Ok(())
+}
+
+/// A call of `token` that a trusted proxy says came from `client`.
+async fn from(gw: &Gateway, token: &str, client: &str) -> anyhow::Result<Reply> {
+    let reply = gw
+        .client()
+        .get(gw.url("/api/x"))
+        .bearer_auth(token)
+        .header("x-forwarded-for", client)
+        .header("user-agent", "erp-desktop/7")
+        .send()
+        .await?;
+    Reply::read(reply).await
+}
+
+/// The kit's configuration behind a trusted proxy on loopback, with
+/// shared-token detection of at most two addresses.
+fn shared_token_config(kit: &Devkit, on_shared: &str) -> ConfigDoc {
+    let mut config = kit.config();
+    config.set("server", "trusted_proxies", vec!["127.0.0.1".to_string()]);
+    let mut policy = toml::Table::new();
+    policy.insert("max_addresses".into(), 2.into());
+    policy.insert("on_shared".into(), on_shared.into());
+    config.pool(0).insert("shared_token".into(), policy.into());
+    config
+}
+
+#[tokio::test]
+async fn a_token_used_from_too_many_addresses_is_refused_to_the_newcomer_across_the_fleet()
+-> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = shared_token_config(&kit, "deny");
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", redis.url());
+    let pool = config.pool(0)["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let first = AdminGateway::start(BIN, config.clone()).await?;
+    let second = AdminGateway::start(BIN, config).await?;
+    let token = kit.token("alice");
+
+    assert_eq!(from(&first, &token, "203.0.113.1").await?.status, 200);
+    assert_eq!(from(&second, &token, "203.0.113.2").await?.status, 200);
+    // A third address, on either instance: refused, with a problem.
+    let third = from(&first, &token, "203.0.113.3").await?;
+    assert_eq!(third.status, 403);
+    assert_eq!(
+        third.json()["type"],
+        "urn:session-gateway:error:token_shared"
+    );
+    assert_eq!(from(&second, &token, "203.0.113.3").await?.status, 403);
+    // The session's first two clients go on working.
+    assert_eq!(from(&second, &token, "203.0.113.1").await?.status, 200);
+    assert_eq!(from(&first, &token, "203.0.113.2").await?.status, 200);
+
+    let denied = format!("session_gateway_tokens_shared_total{{action=\"deny\",pool=\"{pool}\"}}");
+    assert_eq!(first.metric(&denied).await?, Some(1.0));
+    assert_eq!(second.metric(&denied).await?, Some(1.0));
+    // Each instance that saw it audits it once; the fleet's trail is
+    // written in the background.
+    let events = session_gateway_e2e::eventually("two token_shared events", || async {
+        let trail = admin(&first, Method::GET, "/admin/v1/audit?event=token_shared").await?;
+        let events = trail.json()["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((events.len() == 2).then_some(events))
+    })
+    .await?;
+    assert!(
+        events
+            .iter()
+            .all(|e| e["addresses"] == "3" && e["action"] == "deny" && e["subject"] == "alice")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_audit_mode_a_shared_token_is_recorded_and_served() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let gw = AdminGateway::start(BIN, shared_token_config(&kit, "audit")).await?;
+    let pool = kit.config().pool(0)["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let token = kit.token("alice");
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"] {
+        assert_eq!(from(&gw, &token, client).await?.status, 200, "{client}");
+    }
+    // Another user's session is not concerned.
+    assert_eq!(
+        from(&gw, &kit.token("bob"), "203.0.113.9").await?.status,
+        200
+    );
+    let audited =
+        format!("session_gateway_tokens_shared_total{{action=\"audit\",pool=\"{pool}\"}}");
+    assert_eq!(
+        gw.metric(&audited).await?,
+        Some(1.0),
+        "once, when it first counted as shared"
+    );
+    let trail = admin(&gw, Method::GET, "/admin/v1/audit?event=token_shared").await?;
+    let events = trail.json()["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["addresses"], "3");
     Ok(())
 }

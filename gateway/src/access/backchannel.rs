@@ -471,6 +471,22 @@ mod tests {
     impl crate::session::AuditSink for FlakyStore {}
 
     #[async_trait::async_trait]
+    impl crate::session::ClientLedger for FlakyStore {
+        async fn note_client(
+            &self,
+            pool: &str,
+            session_id: &str,
+            sighting: &crate::session::ClientSighting,
+            window: Duration,
+            refuse_beyond: Option<crate::session::ClientBound>,
+        ) -> Result<crate::session::ClientCounts, crate::session::StoreError> {
+            self.inner
+                .note_client(pool, session_id, sighting, window, refuse_beyond)
+                .await
+        }
+    }
+
+    #[async_trait::async_trait]
     impl crate::session::UsageLedger for FlakyStore {
         async fn usage_ledger(
             &self,
@@ -514,6 +530,7 @@ mod tests {
             idle_timeout: Duration::from_secs(1200),
             absolute_timeout: Duration::from_secs(28_800),
             overdraft: 0,
+            shared_token: None,
         }]);
         let store = Arc::new(FlakyStore {
             inner: crate::session::MemoryStore::new(&pools, Arc::new(clock.clone())),

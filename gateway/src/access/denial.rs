@@ -27,6 +27,9 @@ pub enum Denial {
     },
     /// The session store failed; nothing was decided.
     StoreUnavailable,
+    /// The session is used from more clients than its pool allows
+    /// (`shared_token`, `on_shared = "deny"`); this client came last.
+    TokenShared,
 }
 
 impl Denial {

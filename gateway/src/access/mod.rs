@@ -30,6 +30,7 @@ pub mod operator;
 pub mod record;
 pub mod revocation_list;
 pub mod revocations;
+pub mod sharing;
 pub mod sweep;
 pub mod tunnels;
 pub mod usage;
@@ -75,6 +76,8 @@ pub struct Access {
     /// One revocation sync at a time: the periodic one and one triggered by
     /// a new subscription must not both write back the same lost revocation.
     syncing: tokio::sync::Mutex<()>,
+    /// This instance's last verdicts on sessions' clients (shared tokens).
+    sightings: sharing::Sightings,
 }
 
 impl std::fmt::Debug for Access {
@@ -101,6 +104,7 @@ impl Access {
             metrics,
             revocations: RevocationList::new(),
             syncing: tokio::sync::Mutex::new(()),
+            sightings: sharing::Sightings::default(),
         }
     }
 

@@ -46,6 +46,42 @@ impl Access {
             .inc();
     }
 
+    /// Audits and counts a session found used from more clients than its
+    /// pool allows (once per instance, when it first counts as shared).
+    pub(super) fn record_shared(
+        &self,
+        seated: &super::Seated,
+        policy: &crate::licensing::SharedTokenPolicy,
+        counts: crate::session::ClientCounts,
+    ) {
+        let session = &seated.session;
+        let action = policy.on_shared.as_str();
+        tracing::warn!(
+            target: "audit",
+            event = "token_shared",
+            session_id = %session.id,
+            pool = %session.pool,
+            subject = %session.subject,
+            addresses = counts.addresses,
+            user_agents = counts.user_agents,
+            action,
+            "session used from more clients than its pool allows"
+        );
+        self.trail(vec![
+            ("event", "token_shared".into()),
+            ("session_id", session.id.clone()),
+            ("pool", session.pool.clone()),
+            ("subject", session.subject.clone()),
+            ("addresses", counts.addresses.to_string()),
+            ("user_agents", counts.user_agents.to_string()),
+            ("action", action.into()),
+        ]);
+        self.metrics
+            .tokens_shared
+            .with_label_values(&[session.pool.as_str(), action])
+            .inc();
+    }
+
     /// Audits and counts a session the store refused to open.
     pub(super) fn record_refused(&self, pool: &str, identity: &SessionIdentity, refusal: &Refusal) {
         audit::admission_refused(pool, identity, refusal);

@@ -296,6 +296,29 @@ pub struct PoolSection {
     /// (`"10%"`); validated in `validate/pools.rs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overdraft: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_token: Option<SharedTokenSection>,
+}
+
+/// `[[pools]] shared_token`: when one token counts as used by several.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedTokenSection {
+    pub window: String,
+    pub max_addresses: u32,
+    pub max_user_agents: u32,
+    pub on_shared: String,
+}
+
+impl Default for SharedTokenSection {
+    fn default() -> Self {
+        Self {
+            window: "10m".into(),
+            max_addresses: 3,
+            max_user_agents: 3,
+            on_shared: "audit".into(),
+        }
+    }
 }
 
 fn default_on_subject_limit() -> String {

@@ -2360,3 +2360,58 @@ fn overdraft_is_seats_or_a_share_of_the_limit() {
         "neither a number nor a percentage",
     );
 }
+
+#[test]
+fn shared_token_detection_has_safe_defaults_and_bounds() {
+    use crate::licensing::OnShared;
+    assert_eq!(valid(MINIMAL).pools[0].shared_token, None);
+    let with = |table: &str| {
+        MINIMAL.replace(
+            "limit = 10",
+            &format!("limit = 10\nshared_token = {{ {table} }}"),
+        )
+    };
+    let policy = valid(&with("")).pools[0].shared_token.expect("on");
+    assert_eq!(
+        (
+            policy.window,
+            policy.max_addresses,
+            policy.max_user_agents,
+            policy.on_shared
+        ),
+        (secs(600), 3, 3, OnShared::Audit)
+    );
+    let deny = valid(&with(
+        "window = \"1h\", max_addresses = 2, on_shared = \"deny\"",
+    ));
+    let policy = deny.pools[0].shared_token.expect("on");
+    assert_eq!(
+        (policy.window, policy.max_addresses, policy.on_shared),
+        (secs(3600), 2, OnShared::Deny)
+    );
+    refused(
+        &with("window = \"2d\""),
+        "pools[0].shared_token.window",
+        "at most 1 day",
+    );
+    refused(
+        &with("window = \"0s\""),
+        "pools[0].shared_token.window",
+        "longer than zero",
+    );
+    refused(
+        &with("max_addresses = 0"),
+        "pools[0].shared_token.max_addresses",
+        "at least 1",
+    );
+    refused(
+        &with("on_shared = \"block\""),
+        "pools[0].shared_token.on_shared",
+        "\"audit\" or \"deny\"",
+    );
+    refused(
+        &with("max_ips = 2"),
+        "pools[0].shared_token.max_ips",
+        "unknown field",
+    );
+}

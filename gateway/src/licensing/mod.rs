@@ -91,6 +91,41 @@ pub struct Pool {
     /// Sessions admitted beyond `limit` when no seat is free, at most this
     /// many at once (0: none). Each is marked overdraft for its life.
     pub overdraft: u32,
+    /// Detection of one token used from more places than one user has.
+    pub shared_token: Option<SharedTokenPolicy>,
+}
+
+/// When a session counts as shared: more distinct client addresses or user
+/// agents within `window` than one user plausibly has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedTokenPolicy {
+    /// How far back sightings count.
+    pub window: Duration,
+    /// Distinct client addresses allowed within the window.
+    pub max_addresses: u32,
+    /// Distinct `User-Agent` values allowed within the window.
+    pub max_user_agents: u32,
+    /// What happens to the request that goes past either.
+    pub on_shared: OnShared,
+}
+
+/// What a request of a shared session gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnShared {
+    /// It passes; the sharing is audited and counted.
+    Audit,
+    /// It is refused (403 `token_shared`), audited and counted.
+    Deny,
+}
+
+impl OnShared {
+    /// The configuration's and the metrics' word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnShared::Audit => "audit",
+            OnShared::Deny => "deny",
+        }
+    }
 }
 
 /// Which bucket of a pool a seat is counted in: 0 shared, `g + 1` reserved
@@ -271,6 +306,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             absolute_timeout: Duration::from_secs(3600),
             overdraft: 0,
+            shared_token: None,
         }
     }
 

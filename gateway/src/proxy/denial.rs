@@ -43,6 +43,11 @@ pub fn problem(denial: &Denial, wording: &Wording) -> Problem {
             "the session store is unavailable; no new session can be opened",
         )
         .retry_after(STORE_RETRY_AFTER),
+        Denial::TokenShared => Problem::new(
+            ErrorCode::TokenShared,
+            "this session is already used from as many client addresses and user agents as its \
+             pool allows; this client is refused",
+        ),
     }
 }
 

@@ -47,6 +47,8 @@ pub enum ErrorCode {
     UpgradeRefused,
     /// A CORS preflight the route's policy does not allow (403).
     CorsRefused,
+    /// The session is used from more clients than its pool allows (403).
+    TokenShared,
 }
 
 impl ErrorCode {
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UpgradeRefused => "upgrade_refused",
             ErrorCode::CorsRefused => "cors_refused",
+            ErrorCode::TokenShared => "token_shared",
         }
     }
 
@@ -90,6 +93,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "Method not allowed",
             ErrorCode::UpgradeRefused => "Upgrade refused",
             ErrorCode::CorsRefused => "Cross-origin request refused",
+            ErrorCode::TokenShared => "Token shared",
         }
     }
 }
@@ -128,7 +132,7 @@ impl Problem {
             ErrorCode::NotFound | ErrorCode::NoSession => 404,
             ErrorCode::BadRequest => 400,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::UpgradeRefused | ErrorCode::CorsRefused => 403,
+            ErrorCode::UpgradeRefused | ErrorCode::CorsRefused | ErrorCode::TokenShared => 403,
         };
         Self {
             status,

@@ -121,6 +121,15 @@ impl Gateway {
             .map_err(denied)?;
         if route.policy == RoutePolicy::Session {
             let seated = self.access.admit(&principal).await.map_err(denied)?;
+            let user_agent = request
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok());
+            let client = ctx.origin.as_ref().map(|o| o.client);
+            self.access
+                .note_client(&seated, client, user_agent)
+                .await
+                .map_err(denied)?;
             ctx.opened = seated.opened;
             ctx.overdraft = seated.overdraft;
             ctx.session = Some(seated.session);

@@ -41,3 +41,4 @@ pub use store::{
     LogoutLedger, PageBuilder, PoolUsage, RevocationStore, SessionFilter, SessionStore,
     SharedStore, Store, StoreError, UsageLedger,
 };
+pub use store::{CLIENT_SIGHTINGS_CAP, ClientBound, ClientCounts, ClientLedger, ClientSighting};

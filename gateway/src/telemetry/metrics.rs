@@ -38,6 +38,8 @@ pub struct Metrics {
     pub sessions_opened: IntCounterVec,
     /// Sessions opened beyond the limit (overdraft), by pool.
     pub overdraft_opened: IntCounterVec,
+    /// Sessions found used from more clients than allowed, by pool and action.
+    pub tokens_shared: IntCounterVec,
     /// Sessions closed, by pool and reason.
     pub sessions_closed: IntCounterVec,
     /// New sessions refused, by pool and reason (`pool_full`, `subject_limit`).
@@ -176,6 +178,11 @@ impl Metrics {
                 "session_gateway_overdraft_sessions_opened_total",
                 "Sessions this instance opened beyond the pool's limit (its overdraft), by pool.",
                 &["pool"],
+            ),
+            tokens_shared: counter(
+                "session_gateway_tokens_shared_total",
+                "Sessions this instance found used from more client addresses or user agents than their pool allows, by pool and action (audit, deny).",
+                &["pool", "action"],
             ),
             sessions_closed: counter(
                 "session_gateway_sessions_closed_total",

@@ -8,7 +8,8 @@
 //! * [`LogoutLedger`](session_gateway::session::LogoutLedger) in
 //!   [`logout_ledger`];
 //! * [`AuditSink`](session_gateway::session::AuditSink) in [`audit`];
-//! * [`UsageLedger`](session_gateway::session::UsageLedger) in [`usage`].
+//! * [`UsageLedger`](session_gateway::session::UsageLedger) in [`usage`];
+//! * [`ClientLedger`](session_gateway::session::ClientLedger) in [`clients`].
 //!
 //! It lives in the end-to-end crate, not in the gateway, so the gateway
 //! ships no test code and needs no feature for it. The memory store runs it
@@ -48,12 +49,14 @@
 //!   is free, the answer is `PoolFull` and nothing is evicted.
 
 pub mod audit;
+pub mod clients;
 pub mod logout_ledger;
 pub mod revocations;
 pub mod sessions;
 pub mod usage;
 
 pub use audit::*;
+pub use clients::*;
 pub use logout_ledger::*;
 pub use revocations::*;
 pub use sessions::*;
@@ -118,6 +121,7 @@ pub fn pool(name: &str, limit: u32) -> Pool {
         idle_timeout: IDLE,
         absolute_timeout: ABSOLUTE,
         overdraft: 0,
+        shared_token: None,
     }
 }
 
@@ -410,6 +414,8 @@ macro_rules! store_contract_tests {
             audit_events_read_back_newest_first_paged_filtered_and_followed,
             usage_history_of_a_scripted_day_is_exact,
             usage_history_of_a_reserved_group_counts_its_seats_only,
+            clients_of_a_session_are_counted_within_the_window,
+            a_client_beyond_the_bound_is_not_recorded,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,

@@ -2,11 +2,14 @@
 //! pool, per-subject limits, reserved seats and per-pool timeouts.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::Check;
-use crate::config::file::{ClaimMatchSection, PoolSection};
+use crate::config::file::{ClaimMatchSection, PoolSection, SharedTokenSection};
 use crate::config::{ConfigError, FileConfig, SessionSettings};
-use crate::licensing::{ClaimMatch, Pool, ReservedSeats, SubjectLimit, SubjectLimitPolicy};
+use crate::licensing::{
+    ClaimMatch, OnShared, Pool, ReservedSeats, SharedTokenPolicy, SubjectLimit, SubjectLimitPolicy,
+};
 
 // Parsers of `Check` that only `[[pools]]` uses, kept beside the rules they serve.
 impl Check<'_> {
@@ -142,6 +145,11 @@ fn pool(
         p.overdraft.as_ref(),
         p.limit,
     )?;
+    let shared_token = p
+        .shared_token
+        .as_ref()
+        .map(|s| shared_token(c, &format!("{key}.shared_token"), s))
+        .transpose()?;
     Ok(Pool {
         name: p.name.clone(),
         limit: p.limit,
@@ -151,6 +159,47 @@ fn pool(
         idle_timeout,
         absolute_timeout,
         overdraft,
+        shared_token,
+    })
+}
+
+/// `shared_token`: a window of at most a day, and at least one address and
+/// one user agent allowed (0 would refuse every session at its first call).
+fn shared_token(
+    c: &Check,
+    key: &str,
+    s: &SharedTokenSection,
+) -> Result<SharedTokenPolicy, ConfigError> {
+    let window = c.positive_duration(&format!("{key}.window"), &s.window)?;
+    if window > Duration::from_secs(86_400) {
+        return c.fail(format!("{key}.window"), "must be at most 1 day");
+    }
+    for (name, n) in [
+        ("max_addresses", s.max_addresses),
+        ("max_user_agents", s.max_user_agents),
+    ] {
+        if n == 0 {
+            return c.fail(
+                format!("{key}.{name}"),
+                "must be at least 1 (one user has at least one)",
+            );
+        }
+    }
+    let on_shared = match s.on_shared.as_str() {
+        "audit" => OnShared::Audit,
+        "deny" => OnShared::Deny,
+        other => {
+            return c.fail(
+                format!("{key}.on_shared"),
+                format!("`{other}` is not an action; use \"audit\" or \"deny\""),
+            );
+        }
+    };
+    Ok(SharedTokenPolicy {
+        window,
+        max_addresses: s.max_addresses,
+        max_user_agents: s.max_user_agents,
+        on_shared,
     })
 }
 

@@ -22,6 +22,7 @@
 //! place, so their `idle` / `absolute` close is never lost from the audit.
 
 mod audit;
+mod clients;
 mod pools;
 
 pub use audit::MEMORY_AUDIT_CAP;
@@ -37,6 +38,7 @@ use super::{
     PoolUsage, Refusal, Revocation, RevocationStore, Session, SessionFilter, SessionId,
     SessionStore, StoreError, SubjectKey, UsageLedger,
 };
+use super::{ClientBound, ClientCounts, ClientLedger, ClientSighting};
 use crate::clock::{SharedClock, UnixMillis};
 use crate::licensing::{Bucket, Pools};
 use crate::usage::{LedgerSnapshot, Step};
@@ -60,6 +62,8 @@ pub struct MemoryStore {
     used: Mutex<BTreeMap<String, UnixMillis>>,
     /// The most recent audit events.
     audit: Mutex<audit::AuditRing>,
+    /// Where each session was used from (shared-token detection).
+    clients: Mutex<clients::ClientSightings>,
 }
 
 impl MemoryStore {
@@ -83,6 +87,7 @@ impl MemoryStore {
             sids: Mutex::new(BTreeMap::new()),
             used: Mutex::new(BTreeMap::new()),
             audit: Mutex::new(audit::AuditRing::default()),
+            clients: Mutex::new(clients::ClientSightings::default()),
         }
     }
 
@@ -225,6 +230,7 @@ impl SessionStore for MemoryStore {
             !links.is_empty()
         });
         self.used.lock().retain(|_, until| *until > now);
+        self.clients.lock().prune(now);
         Ok(self.state.lock().sweep(now))
     }
 
@@ -330,6 +336,24 @@ impl LogoutLedger for MemoryStore {
     async fn release_use(&self, key: &str) -> Result<(), StoreError> {
         self.used.lock().remove(key);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ClientLedger for MemoryStore {
+    async fn note_client(
+        &self,
+        pool: &str,
+        session_id: &str,
+        sighting: &ClientSighting,
+        window: std::time::Duration,
+        refuse_beyond: Option<ClientBound>,
+    ) -> Result<ClientCounts, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .clients
+            .lock()
+            .note(pool, session_id, sighting, window, refuse_beyond, now))
     }
 }
 

@@ -28,6 +28,7 @@ fn pool(name: &str, limit: u32) -> Pool {
         idle_timeout: Duration::from_secs(20 * 60),
         absolute_timeout: Duration::from_secs(8 * 3600),
         overdraft: 0,
+        shared_token: None,
     }
 }
 

@@ -32,6 +32,7 @@
 
 mod admission;
 mod audit;
+mod clients;
 mod connect;
 mod decode;
 mod driver;

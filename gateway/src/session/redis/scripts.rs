@@ -41,6 +41,7 @@ pub(super) struct Scripts {
     pub(super) audit_newest: Script,
     pub(super) audit_oldest: Script,
     pub(super) history: Script,
+    pub(super) clients: Script,
 }
 
 impl Scripts {
@@ -79,6 +80,7 @@ impl Scripts {
                 "return redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])",
             ),
             history: with_common(include_str!("lua/history.lua")),
+            clients: with_common(include_str!("lua/clients.lua")),
         }
     }
 }

@@ -7,12 +7,14 @@
 //! * [`LogoutLedger`]: back-channel logout bookkeeping (`sid` links and
 //!   one-time logout token ids);
 //! * [`AuditSink`]: the store's own audit trail, where it has one;
-//! * [`UsageLedger`]: the pools' usage history.
+//! * [`UsageLedger`]: the pools' usage history;
+//! * [`ClientLedger`]: where sessions were used from (shared-token detection).
 //!
 //! [`Store`] is all of them at once: what the memory and the Redis store are,
 //! and what the rest of the crate holds as a [`SharedStore`].
 
 mod audit;
+mod clients;
 mod logout_ledger;
 mod revocations;
 mod sessions;
@@ -24,6 +26,7 @@ pub use audit::{
     AUDIT_SCAN_LIMIT, AuditCursor, AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditSink,
     PageBuilder,
 };
+pub use clients::{CLIENT_SIGHTINGS_CAP, ClientBound, ClientCounts, ClientLedger, ClientSighting};
 pub use logout_ledger::LogoutLedger;
 pub use revocations::RevocationStore;
 pub use sessions::{PoolUsage, SessionFilter, SessionStore};
@@ -46,10 +49,19 @@ pub enum StoreError {
 ///
 /// A new capability adds its own narrow trait (in this folder, with its
 /// contract tests in `tests/src/contract/`) and one line here.
-pub trait Store: SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger {}
+pub trait Store:
+    SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger + ClientLedger
+{
+}
 
 impl<T> Store for T where
-    T: SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger + ?Sized
+    T: SessionStore
+        + RevocationStore
+        + LogoutLedger
+        + AuditSink
+        + UsageLedger
+        + ClientLedger
+        + ?Sized
 {
 }
 
