@@ -108,6 +108,8 @@ const RESTART_ONLY: &[(&str, Setting)] = &[
     ("server.tls", |f| json(&f.server.tls)),
     ("server.threads", |f| json(&f.server.threads)),
     ("server.work_stealing", |f| json(&f.server.work_stealing)),
+    ("server.http2", |f| json(&f.server.http2)),
+    ("server.h2c", |f| json(&f.server.h2c)),
     ("server.grace_period", |f| json(&f.server.grace_period)),
     ("server.shutdown_timeout", |f| {
         json(&f.server.shutdown_timeout)

@@ -50,6 +50,10 @@ pub struct ServerSection {
     pub threads: Option<usize>,
     /// Whether idle proxy threads take tasks queued on busy ones.
     pub work_stealing: bool,
+    /// Whether TLS listeners offer HTTP/2 (ALPN `h2`) beside HTTP/1.1.
+    pub http2: bool,
+    /// Whether plain listeners take HTTP/2 with prior knowledge (h2c).
+    pub h2c: bool,
     pub grace_period: String,
     pub shutdown_timeout: String,
     pub realm: String,
@@ -71,6 +75,8 @@ impl Default for ServerSection {
             tls: None,
             threads: None,
             work_stealing: false,
+            http2: true,
+            h2c: false,
             grace_period: "5s".into(),
             shutdown_timeout: "5s".into(),
             realm: "session-gateway".into(),

@@ -121,6 +121,10 @@ pub struct ServerConfig {
     /// thread that accepted it, which Pingora measures faster for
     /// short requests).
     pub work_stealing: bool,
+    /// TLS listeners offer HTTP/2 (ALPN `h2`, then `http/1.1`).
+    pub http2: bool,
+    /// Plain listeners take HTTP/2 with prior knowledge (h2c) beside HTTP/1.1.
+    pub h2c: bool,
     /// How long a stopping gateway keeps serving in-flight requests.
     pub grace_period: Duration,
     /// After the grace period, how long runtimes get to wind down.

@@ -2415,3 +2415,17 @@ fn shared_token_detection_has_safe_defaults_and_bounds() {
         "unknown field",
     );
 }
+
+#[test]
+fn http2_is_offered_on_tls_and_h2c_is_opt_in() {
+    let config = valid(MINIMAL);
+    assert!(config.server.http2);
+    assert!(!config.server.h2c);
+    let on = valid(&minimal_with("[server]\nh2c = true\nhttp2 = false"));
+    assert!(on.server.h2c && !on.server.http2);
+    refused(
+        &minimal_with("[server]\nh2c = \"yes\""),
+        "server.h2c",
+        "invalid type",
+    );
+}

@@ -129,16 +129,27 @@ fn build(
     let gateway = Gateway::new(Arc::clone(&access), Arc::clone(&table));
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.threads = Some(config.server.threads);
+    if config.server.h2c
+        && let Some(app) = proxy.app_logic_mut()
+    {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
     for addr in &config.server.listen {
         match &config.server.tls {
             None => proxy.add_tcp(&addr.to_string()),
-            Some(tls) => proxy
-                .add_tls(
-                    &addr.to_string(),
+            Some(tls) => {
+                let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
                     &tls.cert.display().to_string(),
                     &tls.key.display().to_string(),
                 )
-                .map_err(|e| StartError::Build(format!("server.tls: {e}")))?,
+                .map_err(|e| StartError::Build(format!("server.tls: {e}")))?;
+                if config.server.http2 {
+                    settings.enable_h2();
+                }
+                proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+            }
         }
     }
     server.add_service(proxy);

@@ -98,6 +98,8 @@ pub(super) fn server(
         tls,
         threads,
         work_stealing: s.work_stealing,
+        http2: s.http2,
+        h2c: s.h2c,
         grace_period: c.duration("server.grace_period", &s.grace_period)?,
         shutdown_timeout: c.duration("server.shutdown_timeout", &s.shutdown_timeout)?,
         realm: s.realm.clone(),
