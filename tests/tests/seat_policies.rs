@@ -203,3 +203,50 @@ async fn in_audit_mode_a_shared_token_is_recorded_and_served() -> anyhow::Result
     assert_eq!(events[0]["addresses"], "3");
     Ok(())
 }
+
+/// `linger`: after a logout the seat stays with its identity for the whole
+/// fleet; another user waits for it, and the same user gets the session
+/// back under its id on any instance.
+#[tokio::test]
+async fn a_lingering_seat_waits_for_its_identity_across_the_fleet() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let redis = RedisServer::start()?;
+    let mut config = kit.config();
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", redis.url());
+    config.pool(0).insert("limit".into(), 1.into());
+    config.pool(0).insert("linger".into(), "10m".into());
+    let first = AdminGateway::start(BIN, config.clone()).await?;
+    let second = AdminGateway::start(BIN, config).await?;
+    let alice = kit.token("alice");
+
+    let opened = first.get("/api/x", &alice).await?;
+    assert_eq!(opened.status, 200);
+    let id = opened.forwarded_header("x-session-id");
+    assert_eq!(first.logout(&alice).await?.status, 200);
+    // Bob waits for the seat: refused, told to retry when the linger ends.
+    let bob = second.get("/api/x", &kit.token("bob")).await?;
+    assert_eq!(bob.status, 429, "{:?}", bob.json());
+    let retry: u64 = bob
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=600).contains(&retry), "Retry-After {retry}");
+    // Alice logs in again (her old token is revoked by the logout) and comes
+    // back on the other instance: her session, under its id.
+    let back = second.get("/api/x", &kit.token("alice")).await?;
+    assert_eq!(back.status, 200, "{:?}", back.json());
+    assert_eq!(back.forwarded_header("x-session-id"), id);
+    // An operator's close frees the seat at once.
+    let listed = admin(&first, Method::GET, "/admin/v1/sessions").await?;
+    assert_eq!(listed.json()["sessions"].as_array().map(Vec::len), Some(1));
+    let killed = admin(
+        &first,
+        Method::DELETE,
+        &format!("/admin/v1/sessions/{}", id.unwrap_or_default()),
+    )
+    .await?;
+    assert_eq!(killed.status, 200);
+    assert_eq!(second.get("/api/x", &kit.token("bob")).await?.status, 200);
+    Ok(())
+}

@@ -65,6 +65,11 @@ const Q_LIMIT: u32 = 2;
 const Q_IDLE_MS: u64 = 6_000;
 const Q_ABSOLUTE_MS: u64 = 7_000;
 const Q_SUBJECT_CAP: u32 = 1;
+/// After a close by the user or by time, a seat of `q` stays with its
+/// identity this long (`linger`); a seat of `p` is held at least this long
+/// after it opened (`min_hold`).
+const Q_LINGER_MS: u64 = 2_000;
+const P_MIN_HOLD_MS: u64 = 3_000;
 
 const POOL_NAMES: [&str; 2] = ["p", "q"];
 
@@ -115,13 +120,15 @@ fn store_pools(policy: SubjectLimitPolicy) -> Vec<Pool> {
     let mut p = with_subject_limit(p, P_SUBJECT_CAP, policy);
     // One session beyond the limit (bucket 2, after the reserved group).
     p.overdraft = 1;
+    p.min_hold = Duration::from_millis(P_MIN_HOLD_MS);
     let q = with_timeouts(
         pool("q", Q_LIMIT),
         Duration::from_millis(Q_IDLE_MS),
         Duration::from_millis(Q_ABSOLUTE_MS),
     );
     let q = with_reserved(q, "client_id", &["erp-mobile"], 1);
-    let q = with_subject_limit(q, Q_SUBJECT_CAP, policy);
+    let mut q = with_subject_limit(q, Q_SUBJECT_CAP, policy);
+    q.linger = Duration::from_millis(Q_LINGER_MS);
     vec![p, q]
 }
 
@@ -138,6 +145,8 @@ fn model_rules(policy: SubjectLimitPolicy) -> Vec<Rules> {
             in_reserved_group: |who| SUBJECTS[subject_of(who)].1 == "cfo",
             subject_cap: Some((P_SUBJECT_CAP, policy)),
             overdraft: Some(2),
+            linger_ms: 0,
+            min_hold_ms: P_MIN_HOLD_MS,
         },
         Rules {
             limit: Q_LIMIT,
@@ -148,6 +157,8 @@ fn model_rules(policy: SubjectLimitPolicy) -> Vec<Rules> {
             in_reserved_group: |who| CLIENTS[who % CLIENTS.len()] == "erp-mobile",
             subject_cap: Some((Q_SUBJECT_CAP, policy)),
             overdraft: None,
+            linger_ms: Q_LINGER_MS,
+            min_hold_ms: 0,
         },
     ]
 }
@@ -169,6 +180,28 @@ struct Rules {
     /// The bucket of the sessions beyond the limit, when the pool has an
     /// overdraft (its capacity is in `bucket_caps`).
     overdraft: Option<usize>,
+    /// `linger` and `min_hold`, in ms.
+    linger_ms: u64,
+    min_hold_ms: u64,
+}
+
+impl Rules {
+    /// Until when a closed session's seat stays with its identity, if past
+    /// the close.
+    fn hold_until(&self, s: &ModelSession, at: u64, reason: CloseReason) -> Option<u64> {
+        if !reason.keeps_seat() {
+            return None;
+        }
+        let until = (at + self.linger_ms).max(s.created + self.min_hold_ms);
+        (until > at).then_some(until)
+    }
+}
+
+/// A seat kept for an identity after its session closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeptSeat {
+    until: u64,
+    session: ModelSession,
 }
 
 /// A session the model holds (open, or expired and not yet reported).
@@ -252,6 +285,8 @@ struct Model {
     rules: Vec<Rules>,
     now: u64,
     held: Vec<ModelSession>,
+    /// Seats of closed sessions still kept for their identities.
+    kept: Vec<KeptSeat>,
     next_mid: usize,
 }
 
@@ -271,6 +306,7 @@ impl Model {
             rules,
             now: T0,
             held: Vec::new(),
+            kept: Vec::new(),
             next_mid: 0,
         }
     }
@@ -294,12 +330,36 @@ impl Model {
             .drain(..)
             .partition(|s| pool.is_none_or(|p| s.pool == p) && !s.is_open_at(now));
         self.held = kept;
+        // Seats kept past their end free (within the purged pools).
+        self.kept
+            .retain(|k| !(pool.is_none_or(|p| k.session.pool == p) && k.until <= now));
         gone.into_iter()
             .map(|s| {
                 let reason = s.expiry_reason();
+                self.keep_seat(&s, s.expires(), reason);
                 (s, reason)
             })
             .collect()
+    }
+
+    /// Keeps the seat of a session closed at `at`, while its pool holds it.
+    fn keep_seat(&mut self, s: &ModelSession, at: u64, reason: CloseReason) {
+        if let Some(until) = self.rules[s.pool].hold_until(s, at, reason)
+            && until > self.now
+        {
+            self.kept.push(KeptSeat {
+                until,
+                session: s.clone(),
+            });
+        }
+    }
+
+    /// The kept seats of a pool that have not ended.
+    fn kept_in(&self, pool: usize) -> impl Iterator<Item = &KeptSeat> {
+        let now = self.now;
+        self.kept
+            .iter()
+            .filter(move |k| k.session.pool == pool && k.until > now)
     }
 
     /// Every answer an admission may give, each with the model state after
@@ -316,6 +376,31 @@ impl Model {
             s.idle_exp = now + rules.idle_ms;
             let decision = Decision::Reused(s.clone());
             return vec![(m, ModelAdmit { decision, expired })];
+        }
+        // The identity's kept seat: its session comes back while its
+        // absolute lifetime lasts and its subject is below its cap;
+        // otherwise the seat frees and the cap applies below.
+        if let Some(at) = m
+            .kept
+            .iter()
+            .position(|k| k.session.pool == pool && k.session.who == who && k.until > now)
+        {
+            let mut s = m.kept.remove(at).session;
+            let subject_sessions = m
+                .held
+                .iter()
+                .filter(|o| o.pool == pool && subject_of(o.who) == subject_of(who))
+                .count();
+            let below_cap = rules
+                .subject_cap
+                .is_none_or(|(cap, _)| subject_sessions < cap as usize);
+            if s.abs_exp > now && below_cap {
+                s.last_seen = now;
+                s.idle_exp = now + rules.idle_ms;
+                m.held.push(s.clone());
+                let decision = Decision::Reused(s);
+                return vec![(m, ModelAdmit { decision, expired })];
+            }
         }
 
         let mine: Vec<ModelSession> = m
@@ -373,6 +458,9 @@ impl Model {
         for s in self.held.iter().filter(|s| s.pool == pool) {
             used[s.bucket] += 1;
         }
+        for k in self.kept_in(pool) {
+            used[k.session.bucket] += 1;
+        }
         if let Some(v) = &victim {
             used[v.bucket] -= 1;
         }
@@ -384,16 +472,22 @@ impl Model {
         };
         let Some(bucket) = bucket else {
             let in_pool: Vec<&ModelSession> = self.held.iter().filter(|s| s.pool == pool).collect();
+            let usable = |bucket: usize| {
+                bucket == 0 || Some(bucket) == reserved || Some(bucket) == rules.overdraft
+            };
             let earliest = in_pool
                 .iter()
-                .filter(|s| {
-                    s.bucket == 0 || Some(s.bucket) == reserved || Some(s.bucket) == rules.overdraft
-                })
+                .filter(|s| usable(s.bucket))
                 .map(|s| s.expires())
+                .chain(
+                    self.kept_in(pool)
+                        .filter(|k| usable(k.session.bucket))
+                        .map(|k| k.until),
+                )
                 .min();
             return Decision::PoolFull {
                 limit: rules.limit,
-                in_use: in_pool.len() as u32,
+                in_use: (in_pool.len() + self.kept_in(pool).count()) as u32,
                 retry_after_s: retry_after_s(earliest, now, rules.idle_ms),
             };
         };
@@ -425,7 +519,9 @@ impl Model {
             .held
             .iter()
             .position(|s| s.mid == mid && s.is_open_at(now))?;
-        Some((self.held.remove(at), reason))
+        let s = self.held.remove(at);
+        self.keep_seat(&s, now, reason);
+        Some((s, reason))
     }
 
     /// Closes every open session of a subject, in every pool.
@@ -440,6 +536,9 @@ impl Model {
             .drain(..)
             .partition(|s| subject_of(s.who) == subject && s.is_open_at(now));
         self.held = kept;
+        for s in &gone {
+            self.keep_seat(s, now, reason);
+        }
         gone.into_iter().map(|s| (s, reason)).collect()
     }
 
@@ -915,7 +1014,8 @@ async fn check_state(
             pool: p.name.clone(),
             limit: p.limit,
             reserved: p.reserved_total(),
-            in_use: open.iter().filter(|s| s.pool == index).count() as u32,
+            in_use: (open.iter().filter(|s| s.pool == index).count() + model.kept_in(index).count())
+                as u32,
         })
         .collect();
     // The hard bound: the limit plus the pool's overdraft, whatever the model says.
@@ -1374,7 +1474,12 @@ async fn admit(
 fn count_admission(before: &Model, answer: &ModelAdmit, pool: usize, who: usize, tally: &Tally) {
     count_closed(&answer.expired, "admit reporting expired sessions", tally);
     match &answer.decision {
-        Decision::Reused(_) => tally.count("reused"),
+        Decision::Reused(session) => {
+            tally.count("reused");
+            if !before.held.iter().any(|s| s.mid == session.mid) {
+                tally.count("a session given back from its kept seat");
+            }
+        }
         Decision::Opened { session, replaced } => {
             tally.count("opened");
             if before.rules[pool].overdraft == Some(session.bucket) {
@@ -1398,6 +1503,9 @@ fn count_admission(before: &Model, answer: &ModelAdmit, pool: usize, who: usize,
         }
         Decision::PoolFull { .. } => {
             tally.count("refused: pool full");
+            if before.kept_in(pool).next().is_some() {
+                tally.count("refused while a closed session's seat is kept");
+            }
             let subject = subject_of(who);
             let mine = before
                 .held
@@ -1425,6 +1533,8 @@ const ALWAYS: &[&str] = &[
     "reused",
     "opened in a reserved seat",
     "opened beyond the limit (overdraft)",
+    "a session given back from its kept seat",
+    "refused while a closed session's seat is kept",
     "reserved member opened in a shared seat",
     "refused: pool full",
     "admit reporting expired sessions",

@@ -531,6 +531,8 @@ mod tests {
             absolute_timeout: Duration::from_secs(28_800),
             overdraft: 0,
             shared_token: None,
+            linger: Duration::ZERO,
+            min_hold: Duration::ZERO,
         }]);
         let store = Arc::new(FlakyStore {
             inner: crate::session::MemoryStore::new(&pools, Arc::new(clock.clone())),

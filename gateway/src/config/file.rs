@@ -304,6 +304,12 @@ pub struct PoolSection {
     pub overdraft: Option<toml::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_token: Option<SharedTokenSection>,
+    /// How long a closed session's seat stays with its identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger: Option<String>,
+    /// How long a seat is held at least after its session opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_hold: Option<String>,
 }
 
 /// `[[pools]] shared_token`: when one token counts as used by several.

@@ -2429,3 +2429,26 @@ fn http2_is_offered_on_tls_and_h2c_is_opt_in() {
         "invalid type",
     );
 }
+
+#[test]
+fn linger_and_min_hold_are_off_by_default_and_bounded() {
+    let pool = &valid(MINIMAL).pools[0];
+    assert_eq!(
+        (pool.linger, pool.min_hold),
+        (Duration::ZERO, Duration::ZERO)
+    );
+    assert!(!pool.holds_seats());
+    let with = |keys: &str| MINIMAL.replace("limit = 10", &format!("limit = 10\n{keys}"));
+    let pool = &valid(&with("linger = \"5m\"\nmin_hold = \"15m\"")).pools[0];
+    assert_eq!((pool.linger, pool.min_hold), (secs(300), secs(900)));
+    // The later of close + linger and open + min_hold; only for closes that keep a seat.
+    assert_eq!(pool.hold_until(0, 60_000, true), Some(900_000));
+    assert_eq!(pool.hold_until(0, 1_000_000, true), Some(1_300_000));
+    assert_eq!(pool.hold_until(0, 60_000, false), None);
+    refused(&with("linger = \"2d\""), "pools[0].linger", "at most 1 day");
+    refused(
+        &with("min_hold = \"soon\""),
+        "pools[0].min_hold",
+        "is not a duration",
+    );
+}

@@ -93,6 +93,12 @@ pub struct Pool {
     pub overdraft: u32,
     /// Detection of one token used from more places than one user has.
     pub shared_token: Option<SharedTokenPolicy>,
+    /// After a session closes (logout, back-channel logout, idle, absolute),
+    /// its seat stays with its identity this long (zero: not at all).
+    pub linger: Duration,
+    /// A seat is held at least this long after its session opened, even if
+    /// the session closes earlier (zero: not at all).
+    pub min_hold: Duration,
 }
 
 /// When a session counts as shared: more distinct client addresses or user
@@ -157,6 +163,26 @@ impl Pool {
     /// has an overdraft.
     pub fn overdraft_bucket(&self) -> Option<Bucket> {
         (self.overdraft > 0).then_some(1 + self.reserved.len())
+    }
+
+    /// Whether the pool keeps seats after their sessions close.
+    pub fn holds_seats(&self) -> bool {
+        !self.linger.is_zero() || !self.min_hold.is_zero()
+    }
+
+    /// Until when the seat of a session opened at `created_ms` and closed at
+    /// `closed_ms` stays held for its identity (`linger`, `min_hold`), if
+    /// past the close. Only a close by the user or by time keeps a seat: an
+    /// operator's close, a replacement and an abandoned admission free it.
+    pub fn hold_until(&self, created_ms: u64, closed_ms: u64, keeps_seat: bool) -> Option<u64> {
+        if !keeps_seat {
+            return None;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let until = closed_ms
+            .saturating_add(ms(self.linger))
+            .max(created_ms.saturating_add(ms(self.min_hold)));
+        (until > closed_ms).then_some(until)
     }
 
     /// Whether sessions of `bucket` were admitted beyond the limit.
@@ -307,6 +333,8 @@ mod tests {
             absolute_timeout: Duration::from_secs(3600),
             overdraft: 0,
             shared_token: None,
+            linger: Duration::ZERO,
+            min_hold: Duration::ZERO,
         }
     }
 

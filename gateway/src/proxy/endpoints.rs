@@ -62,8 +62,9 @@ impl Gateway {
         }
     }
 
-    /// `POST <prefix>/logout`: closes the caller's session (freeing its seat)
-    /// and refuses the presented token until it expires.
+    /// `POST <prefix>/logout`: closes the caller's session (freeing its
+    /// seat, or keeping it for its identity in a pool with `linger` or
+    /// `min_hold`) and refuses the presented token until it expires.
     pub(super) async fn logout_endpoint(
         &self,
         request: &RequestHeader,

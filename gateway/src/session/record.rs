@@ -140,6 +140,20 @@ impl CloseReason {
         }
     }
 
+    /// Whether a close for this reason keeps the seat for the identity in a
+    /// pool with `linger` or `min_hold`: the user's own closes and closes by
+    /// time do; an operator's, a replacement's and an abandoned admission's
+    /// free it at once.
+    pub fn keeps_seat(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Logout
+                | CloseReason::Backchannel
+                | CloseReason::Idle
+                | CloseReason::Absolute
+        )
+    }
+
     /// The reason a session closed by time at `now` (absolute wins a tie,
     /// since it cannot be slid).
     pub fn of_expiry(session: &Session) -> Self {

@@ -122,6 +122,8 @@ pub fn pool(name: &str, limit: u32) -> Pool {
         absolute_timeout: ABSOLUTE,
         overdraft: 0,
         shared_token: None,
+        linger: Duration::ZERO,
+        min_hold: Duration::ZERO,
     }
 }
 
@@ -391,6 +393,7 @@ macro_rules! store_contract_tests {
             other_client_of_same_subject_takes_second_seat,
             pool_full_refuses_exactly_and_changes_nothing,
             overdraft_admits_beyond_the_limit_up_to_its_size,
+            held_seats_stay_with_their_identity,
             idle_expiry_frees_the_seat_and_is_reported_once,
             absolute_lifetime_ends_an_active_session,
             idle_expiry_boundary_is_exact,

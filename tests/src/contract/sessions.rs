@@ -919,3 +919,120 @@ pub async fn overdraft_admits_beyond_the_limit_up_to_its_size(factory: &dyn Stor
     buckets.sort_unstable();
     assert_eq!(buckets, vec![SHARED, SHARED, over]);
 }
+
+/// `linger` keeps a closed session's seat for its identity (its session
+/// comes back under its id), `min_hold` keeps a seat at least so long after
+/// it opened; an operator's close frees the seat at once. Refusals wait for
+/// the hold, and the usage history counts the held time as seat time.
+pub async fn held_seats_stay_with_their_identity(factory: &dyn StoreFactory) {
+    let mut p = pool("p", 1);
+    p.linger = Duration::from_secs(300);
+    let mut q = pool("q", 1);
+    q.min_hold = Duration::from_secs(900);
+    let t = StoreUnderTest::new(factory, vec![p, q]).await;
+    let min = |m: u64| Duration::from_secs(m * 60);
+    let at = |m: u64| T0 + ms(min(m));
+    let who = |name: &str| caller(name, "erp-web");
+
+    let alice = t.open("p", &who("alice")).await;
+    t.clock.set(at(1));
+    let closed = t
+        .store
+        .close(&alice.id, CloseReason::Logout)
+        .await
+        .expect("close");
+    assert!(closed.is_some());
+    // Logged out, and still her seat: bob waits for its end (4 min on).
+    assert_eq!(t.refuse("p", &who("bob")).await, pool_full(1, 1, 300));
+    assert_eq!(t.in_use("p").await, 1);
+    assert_eq!(t.list(Some("p"), None).await, vec![], "no open session");
+    assert_eq!(t.store.get(&alice.id).await.expect("get"), None);
+    // Alice comes back within it: her session, under its id.
+    t.clock.set(at(3));
+    let back = t.reuse("p", &who("alice")).await;
+    assert_eq!(
+        (back.id.as_str(), back.created_ms, back.last_seen_ms),
+        (alice.id.as_str(), T0, at(3))
+    );
+    assert_eq!(
+        t.store.get(&alice.id).await.expect("get").map(|s| s.id),
+        Some(alice.id.clone())
+    );
+    t.clock.set(at(4));
+    assert!(
+        t.store
+            .close(&alice.id, CloseReason::Logout)
+            .await
+            .expect("close")
+            .is_some()
+    );
+    // The seat frees when the hold ends.
+    t.clock.set(at(9));
+    let bob = t.open("p", &who("bob")).await;
+    // An operator's close frees it at once.
+    t.clock.set(at(10));
+    assert!(
+        t.store
+            .close(&bob.id, CloseReason::Admin)
+            .await
+            .expect("close")
+            .is_some()
+    );
+    let carol = t.open("p", &who("carol")).await;
+    // An idle close lingers too: carol idles out at 30, her seat is hers until 35.
+    t.clock.set(at(31));
+    let swept = t.sweep().await;
+    assert_eq!(
+        closed_ids(&swept),
+        BTreeMap::from([(carol.id.clone(), CloseReason::Idle)])
+    );
+    assert_eq!(t.refuse("p", &who("dave")).await, pool_full(1, 1, 240));
+    t.clock.set(at(35));
+    t.open("p", &who("dave")).await;
+
+    // min_hold: erin's seat in q is held 15 min after it opened.
+    t.clock.set(at(36));
+    let erin = t.open("q", &who("erin")).await;
+    t.clock.set(at(38));
+    assert!(
+        t.store
+            .close(&erin.id, CloseReason::Logout)
+            .await
+            .expect("close")
+            .is_some()
+    );
+    assert_eq!(t.refuse("q", &who("frank")).await, pool_full(1, 1, 13 * 60));
+    t.clock.set(at(51));
+    t.open("q", &who("frank")).await;
+
+    // The history of p: seats held 0-9 (alice, sessions and holds), 9-10
+    // (bob), 10-35 (carol), 35-40 (dave); read at 40 min.
+    t.clock.set(at(40));
+    let hours = history(
+        t.store.as_ref(),
+        "p",
+        session_gateway::usage::Step::Hour,
+        T0,
+    )
+    .await;
+    assert_eq!(hours.iter().map(|h| h.seat_ms).sum::<u64>(), ms(min(40)));
+    assert_eq!(
+        hours.iter().map(|h| h.opened).sum::<u64>(),
+        4,
+        "a session given back is no new open"
+    );
+    let mut closed: BTreeMap<String, u64> = BTreeMap::new();
+    for h in &hours {
+        for (reason, n) in &h.closed {
+            *closed.entry(reason.clone()).or_default() += n;
+        }
+    }
+    let expected: BTreeMap<String, u64> = [
+        ("logout".to_string(), 1),
+        ("admin".to_string(), 1),
+        ("idle".to_string(), 1),
+    ]
+    .into();
+    assert_eq!(closed, expected);
+    assert_eq!(hours.iter().map(|h| h.peak).max(), Some(1));
+}

@@ -150,6 +150,19 @@ fn pool(
         .as_ref()
         .map(|s| shared_token(c, &format!("{key}.shared_token"), s))
         .transpose()?;
+    let hold = |name: &str, value: &Option<String>| -> Result<Duration, ConfigError> {
+        let key = format!("{key}.{name}");
+        let d = match value {
+            Some(text) => c.duration(&key, text)?,
+            None => Duration::ZERO,
+        };
+        if d > Duration::from_secs(86_400) {
+            return c.fail(key, "must be at most 1 day");
+        }
+        Ok(d)
+    };
+    let linger = hold("linger", &p.linger)?;
+    let min_hold = hold("min_hold", &p.min_hold)?;
     Ok(Pool {
         name: p.name.clone(),
         limit: p.limit,
@@ -160,6 +173,8 @@ fn pool(
         absolute_timeout,
         overdraft,
         shared_token,
+        linger,
+        min_hold,
     })
 }
 

@@ -61,6 +61,22 @@ pub(super) struct PoolState {
     pub(super) bucket_ledgers: BTreeMap<Bucket, PoolLedger>,
     /// What a bucket whose history has no write yet reads as.
     pub(super) ledger_unwritten: PoolLedger,
+    /// Seats kept for identities whose sessions closed (`linger`,
+    /// `min_hold`); counted in `per_bucket` until they end.
+    pub(super) holds: BTreeMap<IdentityKey, Hold>,
+    /// Every hold's `(end, identity)`, earliest first.
+    pub(super) hold_ends: BTreeSet<(UnixMillis, IdentityKey)>,
+}
+
+/// A seat kept for an identity after its session closed.
+#[derive(Debug, Clone)]
+pub(super) struct Hold {
+    /// When the seat frees.
+    pub(super) until: UnixMillis,
+    /// The closed session, to give back to its identity.
+    pub(super) session: Session,
+    /// Why it closed (written into the usage history when the seat frees).
+    pub(super) reason: CloseReason,
 }
 
 impl State {
@@ -84,7 +100,7 @@ impl State {
         let keep = self.usage;
         let pool = &mut self.pools[index];
         let expired = pool.purge(now, &keep);
-        let admission = pool.admit(request, now);
+        let admission = pool.admit(request, now, &keep);
         for closed in &expired {
             self.by_id.remove(&closed.session.id);
         }
@@ -92,6 +108,14 @@ impl State {
             if let Some(replaced) = replaced {
                 self.by_id.remove(&replaced.session.id);
             }
+            self.by_id
+                .insert(session.id.clone(), (index, session.identity));
+        }
+        // A session given back from its held seat is known by its id again.
+        if let Admission::Reused(session) = &admission
+            && self.pools[index].pool.holds_seats()
+            && !self.by_id.contains_key(&session.id)
+        {
             self.by_id
                 .insert(session.id.clone(), (index, session.identity));
         }
@@ -133,8 +157,16 @@ impl State {
     ) -> Option<ClosedSession> {
         let keep = self.usage;
         let pool = self.pools.get_mut(index)?;
-        let session = pool.remove(identity)?;
-        pool.record_closed(&session, now, reason, now, &keep);
+        let created = pool.sessions.get(identity)?.created_ms;
+        let session = match pool.pool.hold_until(created, now, reason.keeps_seat()) {
+            // The seat stays with the identity: the history goes on counting it.
+            Some(until) => pool.hold_seat(identity, until, reason)?,
+            None => {
+                let session = pool.remove(identity)?;
+                pool.record_closed(&session, now, reason, now, &keep);
+                session
+            }
+        };
         self.by_id.remove(&session.id);
         Some(ClosedSession { session, reason })
     }
@@ -208,6 +240,8 @@ impl PoolState {
             ledger: PoolLedger::new(now),
             bucket_ledgers: BTreeMap::new(),
             ledger_unwritten: PoolLedger::new(now),
+            holds: BTreeMap::new(),
+            hold_ends: BTreeSet::new(),
             per_bucket: vec![0; pool.bucket_count()],
             pool,
             configured: true,
@@ -240,11 +274,32 @@ impl PoolState {
     /// Reuses the identity's session, or opens one if the subject's cap and
     /// a seat allow, or refuses (changing nothing). Expired sessions must
     /// have been purged first.
-    pub(super) fn admit(&mut self, request: &AdmitRequest<'_>, now: UnixMillis) -> Admission {
+    pub(super) fn admit(
+        &mut self,
+        request: &AdmitRequest<'_>,
+        now: UnixMillis,
+        keep: &UsageRetention,
+    ) -> Admission {
         let pool = request.pool;
         let identity = request.identity;
         if let Some(session) = self.slide(&identity.key, now, pool.idle_timeout) {
             return Admission::Reused(session);
+        }
+        // The identity's held seat: its session comes back, unless its
+        // absolute lifetime is over or its subject is at its cap (then the
+        // seat frees, and the admission below applies the cap).
+        if let Some(hold) = self.end_hold(&identity.key) {
+            let below_cap = pool.subject_limit.is_none_or(|cap| {
+                self.subject_sessions(&identity.subject_key).len() < cap.max as usize
+            });
+            if hold.session.absolute_expires_ms > now && below_cap {
+                let mut session = hold.session;
+                session.last_seen_ms = now;
+                session.idle_expires_ms = now.saturating_add(millis(pool.idle_timeout));
+                self.index(session.clone());
+                return Admission::Reused(session);
+            }
+            self.free_held_seat(&hold, now, now, keep);
         }
 
         // The subject's cap: refuse, or pick the session to replace.
@@ -281,7 +336,7 @@ impl PoolState {
             let earliest = self.earliest_expiry_in(pool.usable_buckets(request.reserved));
             return Admission::Refused(Refusal::PoolFull {
                 limit: pool.limit,
-                in_use: self.sessions.len() as u32,
+                in_use: self.in_use_at(now),
                 retry_after: retry_after(earliest, now, pool.idle_timeout),
             });
         };
@@ -364,7 +419,67 @@ impl PoolState {
             .keys()
             .take_while(|(expires, _)| *expires <= now)
             .count();
-        self.sessions.len().saturating_sub(expired) as u32
+        let holds_ended = self
+            .hold_ends
+            .iter()
+            .take_while(|(until, _)| *until <= now)
+            .count();
+        (self.sessions.len() + self.holds.len()).saturating_sub(expired + holds_ended) as u32
+    }
+
+    /// Closes a session into a hold: the session leaves, its seat stays
+    /// (counted in `per_bucket`) for its identity until `until`.
+    pub(super) fn hold_seat(
+        &mut self,
+        identity: &IdentityKey,
+        until: UnixMillis,
+        reason: CloseReason,
+    ) -> Option<Session> {
+        let session = self.sessions.remove(identity)?;
+        self.by_expiry
+            .remove(&(session.expires_ms(), session.id.clone()));
+        self.by_subject.remove(&(session.subject_key, *identity));
+        self.hold_ends.insert((until, *identity));
+        self.holds.insert(
+            *identity,
+            Hold {
+                until,
+                session: session.clone(),
+                reason,
+            },
+        );
+        Some(session)
+    }
+
+    /// Takes an identity's hold out of the indexes (its seat still counted).
+    fn end_hold(&mut self, identity: &IdentityKey) -> Option<Hold> {
+        let hold = self.holds.remove(identity)?;
+        self.hold_ends.remove(&(hold.until, *identity));
+        Some(hold)
+    }
+
+    /// Frees the seat of an ended hold, which it held until `at`, and
+    /// writes the close into the history there.
+    fn free_held_seat(
+        &mut self,
+        hold: &Hold,
+        at: UnixMillis,
+        now: UnixMillis,
+        keep: &UsageRetention,
+    ) {
+        if let Some(count) = self.per_bucket.get_mut(hold.session.bucket) {
+            *count = count.saturating_sub(1);
+        }
+        self.record_closed(&hold.session, at, hold.reason, now, keep);
+    }
+
+    /// Indexes a session given back from its hold (its seat is counted).
+    fn index(&mut self, session: Session) {
+        self.by_expiry
+            .insert((session.expires_ms(), session.id.clone()), session.identity);
+        self.by_subject
+            .insert((session.subject_key, session.identity));
+        self.sessions.insert(session.identity, session);
     }
 
     /// Adds a session and indexes it.
@@ -403,10 +518,28 @@ impl PoolState {
                 break;
             }
             let (key, identity) = (key.clone(), *identity);
+            let held = self.sessions.get(&identity).and_then(|s| {
+                let reason = CloseReason::of_expiry(s);
+                self.pool
+                    .hold_until(s.created_ms, s.expires_ms(), reason.keeps_seat())
+                    .map(|until| (until, reason))
+            });
+            match held {
+                // Still held: reported closed, the seat stays counted.
+                Some((until, reason)) if until > now => {
+                    if let Some(session) = self.hold_seat(&identity, until, reason) {
+                        closed.push(ClosedSession { reason, session });
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             match self.remove(&identity) {
                 Some(session) => {
                     let reason = CloseReason::of_expiry(&session);
-                    self.record_closed(&session, session.expires_ms(), reason, now, keep);
+                    // A hold that ended before this purge freed the seat then.
+                    let freed = held.map_or(session.expires_ms(), |(until, _)| until);
+                    self.record_closed(&session, freed, reason, now, keep);
                     closed.push(ClosedSession { reason, session });
                 }
                 // An index entry without its session cannot happen; drop it
@@ -414,6 +547,15 @@ impl PoolState {
                 None => {
                     self.by_expiry.remove(&key);
                 }
+            }
+        }
+        // Holds that ended free their seats, each at its end.
+        while let Some((until, identity)) = self.hold_ends.first().copied() {
+            if until > now {
+                break;
+            }
+            if let Some(hold) = self.end_hold(&identity) {
+                self.free_held_seat(&hold, until, now, keep);
             }
         }
         closed
@@ -452,14 +594,25 @@ impl PoolState {
         buckets: impl Iterator<Item = Bucket>,
     ) -> Option<UnixMillis> {
         let buckets: Vec<Bucket> = buckets.collect();
-        self.by_expiry
+        let session = self
+            .by_expiry
             .iter()
             .find(|(_, identity)| {
                 self.sessions
                     .get(identity)
                     .is_some_and(|s| buckets.contains(&s.bucket))
             })
-            .map(|((expires, _), _)| *expires)
+            .map(|((expires, _), _)| *expires);
+        let held = self
+            .hold_ends
+            .iter()
+            .find(|(_, identity)| {
+                self.holds
+                    .get(identity)
+                    .is_some_and(|h| buckets.contains(&h.session.bucket))
+            })
+            .map(|(until, _)| *until);
+        session.into_iter().chain(held).min()
     }
 }
 

@@ -29,6 +29,8 @@ fn pool(name: &str, limit: u32) -> Pool {
         absolute_timeout: Duration::from_secs(8 * 3600),
         overdraft: 0,
         shared_token: None,
+        linger: Duration::ZERO,
+        min_hold: Duration::ZERO,
     }
 }
 

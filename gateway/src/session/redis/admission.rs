@@ -121,6 +121,7 @@ impl RedisStore {
             request.identity.subject_key.to_hex(),
             self.history_arg(pool),
             pool.overdraft_bucket().unwrap_or(0).to_string(),
+            Self::hold_arg(pool),
         ];
         args.extend(Self::bucket_args(pool));
         let token_key = request.token.map_or("", |t| t.key);

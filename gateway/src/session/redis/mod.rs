@@ -230,6 +230,12 @@ impl RedisStore {
         )
     }
 
+    /// The HOLD argument of the scripts that close (`lua/common.lua`, "Held
+    /// seats"): the pool's `linger` and `min_hold`.
+    fn hold_arg(pool: &Pool) -> String {
+        format!("{},{}", millis(pool.linger), millis(pool.min_hold))
+    }
+
     fn pool(&self, name: &str) -> Result<Arc<Pool>, StoreError> {
         self.pools
             .load()

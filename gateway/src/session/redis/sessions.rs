@@ -261,6 +261,7 @@ impl RedisStore {
                 pool.bucket_count().to_string(),
                 millis(pool.idle_timeout).to_string(),
                 self.history_arg(pool),
+                Self::hold_arg(pool),
             ],
         )
         .await
@@ -287,6 +288,7 @@ impl RedisStore {
                         reason.as_str().to_string(),
                         millis(pool.idle_timeout).to_string(),
                         self.history_arg(pool),
+                        Self::hold_arg(pool),
                     ],
                 )
                 .await?;
@@ -314,6 +316,7 @@ impl RedisStore {
         let slot = layout::slot(subject);
         let idle = millis(pool.idle_timeout).to_string();
         let history = self.history_arg(pool);
+        let hold = Self::hold_arg(pool);
         let mut closed = Vec::new();
         let mut cursor = "0".to_string();
         loop {
@@ -325,6 +328,7 @@ impl RedisStore {
                 cursor.clone(),
                 idle.clone(),
                 history.clone(),
+                hold.clone(),
             ];
             let value = match self.run(&self.scripts.close_subject, &keys, &args).await {
                 Ok(value) => value,

@@ -19,7 +19,8 @@
 --          17 identity hex, 18 subject key hex (the layout 1 names)
 --          19 HISTORY (see common.lua)   20 the overdraft bucket (0 = none: the
 --          sessions admitted beyond the limit; its capacity is the overdraft)
---          21 bucket count n   22 .. 21+n  capacity of bucket 0 .. n-1
+--          21 HOLD (see common.lua)
+--          22 bucket count n   23 .. 22+n  capacity of bucket 0 .. n-1
 -- Returns  { kind, session, replaced, in_use or count, retry ms, closed }:
 --          in_use is the pool's seats held after a new session opened, and
 --          before a 'full' refusal
@@ -35,10 +36,11 @@ local idle, absolute, linger = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(A
 local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14]
 local h = history_of(ARGV[19])
 local over = tonumber(ARGV[20])
-local n = tonumber(ARGV[21])
+local hold = holds_of(ARGV[21])
+local n = tonumber(ARGV[22])
 local caps = {}
 for b = 0, n - 1 do
-    caps[b] = tonumber(ARGV[22 + b])
+    caps[b] = tonumber(ARGV[23 + b])
 end
 
 if ARGV[15] == '1' then
@@ -61,7 +63,7 @@ if ARGV[15] == '1' then
 end
 
 local closed = {}
-purge(tag, n, now, idle, closed, h)
+purge(tag, n, now, idle, closed, h, hold)
 
 local function link(session)
     if KEYS[4] then
@@ -70,7 +72,64 @@ local function link(session)
     end
 end
 
+-- The subject's live sessions of both layouts, least recently used first;
+-- index entries whose session is gone are dropped on the way.
+local function subject_members()
+    local members = {}
+    local ukey = tag .. ':u:' .. ARGV[8]
+    for _, id in ipairs(redis.call('SMEMBERS', ukey)) do
+        local m = load_id(tag, id, idle)
+        if alive(m, now) then
+            table.insert(members, m)
+        elseif not m then
+            redis.call('SREM', ukey, id)
+        end
+    end
+    local legacy = tag .. ':u:' .. ARGV[18]
+    for _, hex in ipairs(redis.call('ZRANGE', legacy, 0, -1)) do
+        local m = legacy_load(tag, hex)
+        if alive(m, now) then
+            table.insert(members, m)
+        elseif not m then
+            redis.call('ZREM', legacy, hex)
+        end
+    end
+    table.sort(members, function(a, b)
+        if a[9] ~= b[9] then
+            return tonumber(a[9]) < tonumber(b[9])
+        end
+        return a[1] < b[1]
+    end)
+    return members
+end
+
 local s = find_alive(tag, identity, ARGV[17], now, idle)
+-- The identity's held seat: its session comes back under its id, unless its
+-- absolute lifetime is over (then the seat frees for the admission below).
+if not s and (hold[1] > 0 or hold[2] > 0) then
+    local slot = string.sub(identity, 1, SLOT)
+    local raw = redis.call('HGET', tag .. ':l', slot)
+    if raw then
+        local held = cmsgpack.unpack(raw)
+        local v = cmsgpack.unpack(held[2])
+        local bkey = tag .. ':b:' .. v[3]
+        -- A subject at its cap gets no second session this way; its seat
+        -- frees and the admission below applies the cap.
+        local below_cap = subject_max == 0 or #subject_members() < subject_max
+        if held[1] > now and v[9] > now and below_cap then
+            redis.call('HDEL', tag .. ':l', slot)
+            redis.call('ZREM', bkey, 'h:' .. slot)
+            redis.call('HSET', tag .. ':s', slot, held[2])
+            redis.call('ZADD', bkey, math.min(now + idle, v[9]), v[1])
+            if subject_max > 0 then
+                redis.call('SADD', tag .. ':u:' .. v[7], v[1])
+            end
+            s = load_slot(tag, slot, idle)
+        else
+            end_hold(tag, h, bkey, 'h:' .. slot, math.min(held[1], now), now)
+        end
+    end
+end
 if s then
     slide(tag, s, now, idle)
     link(s)
@@ -105,33 +164,7 @@ end
 
 local replaced = {}
 if subject_max > 0 then
-    -- The subject's live sessions of both layouts, least recently used
-    -- first; index entries whose session is gone are dropped on the way.
-    local members = {}
-    local ukey = tag .. ':u:' .. ARGV[8]
-    for _, id in ipairs(redis.call('SMEMBERS', ukey)) do
-        local m = load_id(tag, id, idle)
-        if alive(m, now) then
-            table.insert(members, m)
-        elseif not m then
-            redis.call('SREM', ukey, id)
-        end
-    end
-    local legacy = tag .. ':u:' .. ARGV[18]
-    for _, hex in ipairs(redis.call('ZRANGE', legacy, 0, -1)) do
-        local m = legacy_load(tag, hex)
-        if alive(m, now) then
-            table.insert(members, m)
-        elseif not m then
-            redis.call('ZREM', legacy, hex)
-        end
-    end
-    table.sort(members, function(a, b)
-        if a[9] ~= b[9] then
-            return tonumber(a[9]) < tonumber(b[9])
-        end
-        return a[1] < b[1]
-    end)
+    local members = subject_members()
     if #members >= subject_max then
         if policy ~= 'replace' then
             local earliest = nil

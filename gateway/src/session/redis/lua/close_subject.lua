@@ -7,17 +7,16 @@
 --
 -- KEYS[1]  T:s   KEYS[2]  T:u:<subject key hex> (layout 1)
 -- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 reason   4 subject slot
---          5 HSCAN cursor ('0' to start)   6 idle ms   7 HISTORY (see common.lua)
+--          5 HSCAN cursor ('0' to start)   6 idle ms   7 HISTORY   8 HOLD (see common.lua)
 -- Returns  { next cursor ('0' when done), closed sessions each with its
 --          reason as 12th field }.
 local now, tag, reason, slot, idle = now_ms(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
-local h = history_of(ARGV[7])
+local h, hold = history_of(ARGV[7]), holds_of(ARGV[8])
 local out = {}
 local function close(s)
-    remove(tag, s)
-    revoke(tag, s)
     s[12] = reason
-    history_closed(tag, h, s, now, reason, now)
+    close_session(tag, h, hold, s, now, reason, now)
+    revoke(tag, s)
     table.insert(out, s)
 end
 if ARGV[5] == '0' then

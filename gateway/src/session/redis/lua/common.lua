@@ -414,9 +414,77 @@ local function history_refused(tag, h, now, reason)
     each_interval(tag .. ':h', h, now, now, 'r:' .. reason, nil)
 end
 
+-- Held seats (`linger`, `min_hold`) -----------------------------------------
+--   T:l   HASH  field = the identity slot of a closed session whose seat is
+--               still held for its identity; value = cmsgpack {until ms, the
+--               session's PACKED value, close reason}
+-- The seat stays in T:b:<bucket> as the member 'h:' .. slot, scored by its end,
+-- so every seat count includes it. HOLD, an ARGV of the scripts that close:
+-- '<linger ms>,<min_hold ms>' ('0,0': seats free at the close).
+
+local KEEPS_SEAT = {logout = true, backchannel = true, idle = true, absolute = true}
+
+local function holds_of(arg)
+    local linger, min_hold = string.match(arg or '', '^(%d+),(%d+)$')
+    return {tonumber(linger) or 0, tonumber(min_hold) or 0}
+end
+
+-- Until when the seat of session `s` (WIRE), closed at `at` for `reason`,
+-- stays with its identity, or nil. Layout 1 sessions free their seats.
+local function hold_until(hold, s, at, reason)
+    if not KEEPS_SEAT[reason] or (hold[1] == 0 and hold[2] == 0) or is_legacy(s) then
+        return nil
+    end
+    local free_at = math.max(at + hold[1], tonumber(s[8]) + hold[2])
+    if free_at > at then
+        return free_at
+    end
+    return nil
+end
+
+-- Frees the held seat `member` of seat set `bkey`, writing its close into
+-- the history at `at`.
+local function end_hold(tag, h, bkey, member, at, now)
+    local slot = string.sub(member, 3)
+    local lkey = tag .. ':l'
+    local raw = redis.call('HGET', lkey, slot)
+    redis.call('ZREM', bkey, member)
+    redis.call('HDEL', lkey, slot)
+    if raw then
+        local held = cmsgpack.unpack(raw)
+        local s = unpacked(slot, cmsgpack.unpack(held[2]), held[1], 0)
+        history_closed(tag, h, s, at, held[3], now)
+    end
+end
+
+-- Closes session `s` (WIRE) at `at` for `reason`: into a held seat while the
+-- pool keeps it (the history goes on counting the seat), else the seat frees,
+-- at the hold's end if that has passed already.
+local function close_session(tag, h, hold, s, at, reason, now)
+    local free_at = hold_until(hold, s, at, reason)
+    if free_at and free_at > now then
+        local slot = string.sub(s[2], 1, SLOT)
+        local skey, bkey, lkey = tag .. ':s', tag .. ':b:' .. s[3], tag .. ':l'
+        local raw = redis.call('HGET', skey, slot)
+        redis.call('HDEL', skey, slot)
+        redis.call('ZREM', bkey, s[1])
+        redis.call('SREM', tag .. ':u:' .. s[7], s[1])
+        redis.call('ZADD', bkey, free_at, 'h:' .. slot)
+        redis.call('HSET', lkey, slot, cmsgpack.pack({free_at, raw, reason}))
+        extend(bkey, free_at - now + 600000)
+        extend(lkey, free_at - now + 600000)
+        return
+    end
+    remove(tag, s)
+    history_closed(tag, h, s, free_at or at, reason, now)
+end
+
 -- The session of a seat member: a layout 2 session id, or a layout 1
 -- identity (64 hex characters).
 local function load_member(tag, member, idle)
+    if string.sub(member, 1, 2) == 'h:' then
+        return nil
+    end
     if #member == 64 then
         return legacy_load(tag, member)
     end
@@ -427,19 +495,22 @@ end
 -- it, with its reason as a 12th field, to `out`; each close goes into the
 -- usage history `h` at its expiry. Bounded per call so one script never
 -- blocks Redis for long; the rest goes on the next call.
-local function purge(tag, buckets, now, idle, out, h)
+local function purge(tag, buckets, now, idle, out, h, hold)
     for b = 0, buckets - 1 do
         local key = tag .. ':b:' .. b
         local members = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 500)
         for _, m in ipairs(members) do
-            local s = load_member(tag, m, idle)
-            if s and expires(s) <= now then
-                remove(tag, s)
-                s[12] = expiry_reason(s)
-                history_closed(tag, h, s, expires(s), s[12], now)
-                table.insert(out, s)
-            elseif not s then
-                redis.call('ZREM', key, m)
+            if string.sub(m, 1, 2) == 'h:' then
+                end_hold(tag, h, key, m, tonumber(redis.call('ZSCORE', key, m)) or now, now)
+            else
+                local s = load_member(tag, m, idle)
+                if s and expires(s) <= now then
+                    s[12] = expiry_reason(s)
+                    close_session(tag, h, hold, s, expires(s), s[12], now)
+                    table.insert(out, s)
+                elseif not s then
+                    redis.call('ZREM', key, m)
+                end
             end
         end
     end
