@@ -23,6 +23,7 @@
 
 mod audit;
 mod clients;
+mod holds;
 mod pools;
 
 pub use audit::MEMORY_AUDIT_CAP;

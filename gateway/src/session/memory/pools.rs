@@ -26,6 +26,8 @@ use crate::session::{
 };
 use crate::usage::{LedgerSnapshot, PoolLedger, Step, UsageRetention};
 
+use super::holds::Hold;
+
 /// Everything the store knows, guarded by one lock.
 #[derive(Debug)]
 pub(super) struct State {
@@ -66,17 +68,6 @@ pub(super) struct PoolState {
     pub(super) holds: BTreeMap<IdentityKey, Hold>,
     /// Every hold's `(end, identity)`, earliest first.
     pub(super) hold_ends: BTreeSet<(UnixMillis, IdentityKey)>,
-}
-
-/// A seat kept for an identity after its session closed.
-#[derive(Debug, Clone)]
-pub(super) struct Hold {
-    /// When the seat frees.
-    pub(super) until: UnixMillis,
-    /// The closed session, to give back to its identity.
-    pub(super) session: Session,
-    /// Why it closed (written into the usage history when the seat frees).
-    pub(super) reason: CloseReason,
 }
 
 impl State {
@@ -393,7 +384,7 @@ impl PoolState {
 
     /// Writes a close (at `at`) into the pool's history and its reserved
     /// bucket's.
-    fn record_closed(
+    pub(super) fn record_closed(
         &mut self,
         session: &Session,
         at: UnixMillis,
@@ -425,61 +416,6 @@ impl PoolState {
             .take_while(|(until, _)| *until <= now)
             .count();
         (self.sessions.len() + self.holds.len()).saturating_sub(expired + holds_ended) as u32
-    }
-
-    /// Closes a session into a hold: the session leaves, its seat stays
-    /// (counted in `per_bucket`) for its identity until `until`.
-    pub(super) fn hold_seat(
-        &mut self,
-        identity: &IdentityKey,
-        until: UnixMillis,
-        reason: CloseReason,
-    ) -> Option<Session> {
-        let session = self.sessions.remove(identity)?;
-        self.by_expiry
-            .remove(&(session.expires_ms(), session.id.clone()));
-        self.by_subject.remove(&(session.subject_key, *identity));
-        self.hold_ends.insert((until, *identity));
-        self.holds.insert(
-            *identity,
-            Hold {
-                until,
-                session: session.clone(),
-                reason,
-            },
-        );
-        Some(session)
-    }
-
-    /// Takes an identity's hold out of the indexes (its seat still counted).
-    fn end_hold(&mut self, identity: &IdentityKey) -> Option<Hold> {
-        let hold = self.holds.remove(identity)?;
-        self.hold_ends.remove(&(hold.until, *identity));
-        Some(hold)
-    }
-
-    /// Frees the seat of an ended hold, which it held until `at`, and
-    /// writes the close into the history there.
-    fn free_held_seat(
-        &mut self,
-        hold: &Hold,
-        at: UnixMillis,
-        now: UnixMillis,
-        keep: &UsageRetention,
-    ) {
-        if let Some(count) = self.per_bucket.get_mut(hold.session.bucket) {
-            *count = count.saturating_sub(1);
-        }
-        self.record_closed(&hold.session, at, hold.reason, now, keep);
-    }
-
-    /// Indexes a session given back from its hold (its seat is counted).
-    fn index(&mut self, session: Session) {
-        self.by_expiry
-            .insert((session.expires_ms(), session.id.clone()), session.identity);
-        self.by_subject
-            .insert((session.subject_key, session.identity));
-        self.sessions.insert(session.identity, session);
     }
 
     /// Adds a session and indexes it.
