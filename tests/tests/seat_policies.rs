@@ -224,6 +224,18 @@ async fn a_lingering_seat_waits_for_its_identity_across_the_fleet() -> anyhow::R
     assert_eq!(opened.status, 200);
     let id = opened.forwarded_header("x-session-id");
     assert_eq!(first.logout(&alice).await?.status, 200);
+    // The close says the seat stays held, in the trail and the metrics.
+    let held = "session_gateway_seats_held_after_close_total{pool=\"default\"}";
+    assert_eq!(first.metric(held).await?, Some(1.0));
+    let closed = session_gateway_e2e::eventually("the logout in the trail", || async {
+        let trail = admin(&first, Method::GET, "/admin/v1/audit?event=session_closed").await?;
+        Ok(trail.json()["events"]
+            .as_array()
+            .and_then(|e| e.first().cloned()))
+    })
+    .await?;
+    assert_eq!(closed["reason"], "logout");
+    assert!(closed["seat_held_until"].is_string(), "{closed}");
     // Bob waits for the seat: refused, told to retry when the linger ends.
     let bob = second.get("/api/x", &kit.token("bob")).await?;
     assert_eq!(bob.status, 429, "{:?}", bob.json());

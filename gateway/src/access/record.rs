@@ -7,20 +7,53 @@ use crate::session::{AuditEvent, ClosedSession, Refusal, Session, SessionIdentit
 use crate::telemetry::audit;
 
 impl Access {
-    /// Audits and counts a closed session.
+    /// Audits and counts a closed session, and whether its seat stays held
+    /// for its identity (`linger`, `min_hold`).
     pub fn record_closed(&self, closed: &ClosedSession) {
-        audit::session_closed(closed);
-        self.trail(vec![
+        let held_until = self.seat_held_until(closed);
+        audit::session_closed(closed, held_until);
+        let mut event = vec![
             ("event", "session_closed".into()),
             ("session_id", closed.session.id.clone()),
             ("pool", closed.session.pool.clone()),
             ("subject", closed.session.subject.clone()),
             ("reason", closed.reason.as_str().into()),
-        ]);
+        ];
+        if let Some(until) = held_until {
+            event.push(("seat_held_until", crate::clock::rfc3339_ms(until)));
+            self.metrics
+                .seats_held
+                .with_label_values(&[closed.session.pool.as_str()])
+                .inc();
+        }
+        self.trail(event);
         self.metrics
             .sessions_closed
             .with_label_values(&[closed.session.pool.as_str(), closed.reason.as_str()])
             .inc();
+    }
+
+    /// Until when the store keeps a closed session's seat for its identity,
+    /// by the same rule as the stores: the later of close + linger and open +
+    /// min_hold, for a close by the user or by time, if still ahead.
+    fn seat_held_until(&self, closed: &ClosedSession) -> Option<crate::clock::UnixMillis> {
+        let pools = self.pools();
+        let pool = pools.get(&closed.session.pool)?;
+        if !pool.holds_seats() {
+            return None;
+        }
+        let by_time = matches!(
+            closed.reason,
+            crate::session::CloseReason::Idle | crate::session::CloseReason::Absolute
+        );
+        let now = self.clock.now_ms();
+        let at = if by_time {
+            closed.session.expires_ms()
+        } else {
+            now
+        };
+        pool.hold_until(closed.session.created_ms, at, closed.reason.keeps_seat())
+            .filter(|until| *until > now)
     }
 
     /// Audits and counts an opened session.

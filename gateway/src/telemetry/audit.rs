@@ -18,7 +18,7 @@ pub fn session_opened(session: &Session, overdraft: bool) {
 }
 
 /// A session closed and freed its seat.
-pub fn session_closed(closed: &ClosedSession) {
+pub fn session_closed(closed: &ClosedSession, seat_held_until: Option<u64>) {
     tracing::info!(
         target: "audit",
         event = "session_closed",
@@ -26,6 +26,7 @@ pub fn session_closed(closed: &ClosedSession) {
         pool = %closed.session.pool,
         subject = %closed.session.subject,
         reason = closed.reason.as_str(),
+        seat_held_until = seat_held_until.map(crate::clock::rfc3339_ms),
         "session closed"
     );
 }

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub overdraft_opened: IntCounterVec,
     /// Sessions found used from more clients than allowed, by pool and action.
     pub tokens_shared: IntCounterVec,
+    /// Closed sessions whose seats stay held for their identities, by pool.
+    pub seats_held: IntCounterVec,
     /// Sessions closed, by pool and reason.
     pub sessions_closed: IntCounterVec,
     /// New sessions refused, by pool and reason (`pool_full`, `subject_limit`).
@@ -177,6 +179,11 @@ impl Metrics {
             overdraft_opened: counter(
                 "session_gateway_overdraft_sessions_opened_total",
                 "Sessions this instance opened beyond the pool's limit (its overdraft), by pool.",
+                &["pool"],
+            ),
+            seats_held: counter(
+                "session_gateway_seats_held_after_close_total",
+                "Sessions this instance saw close whose seats stay held for their identities (linger, min_hold), by pool.",
                 &["pool"],
             ),
             tokens_shared: counter(
