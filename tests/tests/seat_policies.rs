@@ -12,13 +12,18 @@ use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, Reply};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
+/// The configuration with the fleet's store: `redis`.
+fn on_redis(mut config: ConfigDoc, redis: &RedisServer) -> ConfigDoc {
+    config.set("sessions", "store", "redis");
+    config.set("redis", "url", redis.url());
+    config
+}
+
 #[tokio::test]
 async fn the_overdraft_is_exact_across_a_fleet_and_marked_everywhere() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let redis = RedisServer::start()?;
-    let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    let mut config = on_redis(kit.config(), &redis);
     config.pool(0).insert("limit".into(), 1.into());
     config.pool(0).insert("overdraft".into(), 1.into());
     let pool = config.pool(0)["name"]
@@ -123,9 +128,7 @@ async fn a_token_used_from_too_many_addresses_is_refused_to_the_newcomer_across_
 -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let redis = RedisServer::start()?;
-    let mut config = shared_token_config(&kit, "deny");
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    let mut config = on_redis(shared_token_config(&kit, "deny"), &redis);
     let pool = config.pool(0)["name"]
         .as_str()
         .unwrap_or_default()
@@ -211,9 +214,7 @@ async fn in_audit_mode_a_shared_token_is_recorded_and_served() -> anyhow::Result
 async fn a_lingering_seat_waits_for_its_identity_across_the_fleet() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
     let redis = RedisServer::start()?;
-    let mut config = kit.config();
-    config.set("sessions", "store", "redis");
-    config.set("redis", "url", redis.url());
+    let mut config = on_redis(kit.config(), &redis);
     config.pool(0).insert("limit".into(), 1.into());
     config.pool(0).insert("linger".into(), "10m".into());
     let first = AdminGateway::start(BIN, config.clone()).await?;
