@@ -310,3 +310,41 @@ async fn an_unreachable_issuer_is_a_503_not_a_401() -> anyhow::Result<()> {
     assert!(r.header("retry-after").is_some());
     Ok(())
 }
+
+/// `[routes.timeouts]`: a route's own read timeout, and its total bound on
+/// the exchange with the backend, answer 504 `upstream_timeout` where the
+/// upstream group alone would wait; calls within them pass.
+#[tokio::test]
+async fn route_timeouts_bound_the_backend_exchange() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    for timeouts in [
+        "{ read = \"1s\" }",
+        "{ total = \"1s\" }",
+        "{ connect = \"1s\", total = \"1s\" }",
+    ] {
+        let mut config = kit.config();
+        config.push(
+            "upstreams",
+            &format!(
+                "name = \"patient\"\nservers = [\"{}\"]\nread_timeout = \"30s\"\n",
+                kit.backend.addr()
+            ),
+        );
+        config.push(
+            "routes",
+            &format!(
+                "name = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"patient\"\npolicy = \"public\"\ntimeouts = {timeouts}\n"
+            ),
+        );
+        let gw = Gateway::start(BIN, &config).await?;
+        let r = gw.get_anonymous("/slow?ms=3000").await?;
+        assert_eq!(r.status, 504, "{timeouts}");
+        assert_eq!(r.problem(), "upstream_timeout");
+        assert_eq!(
+            gw.get_anonymous("/slow?ms=10").await?.status,
+            200,
+            "{timeouts}"
+        );
+    }
+    Ok(())
+}

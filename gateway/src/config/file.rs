@@ -414,6 +414,20 @@ pub struct RouteSection {
     pub upgrades: String,
     #[serde(default)]
     pub cors: Option<CorsSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<RouteTimeoutsSection>,
+}
+
+/// `[routes.timeouts]`: the route's own bounds on its upstream exchange.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTimeoutsSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<String>,
 }
 
 /// `[routes.cors]`: the route answers CORS preflights itself and marks the

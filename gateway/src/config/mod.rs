@@ -462,6 +462,20 @@ pub struct RouteConfig {
     /// The route's CORS policy; `None`: the gateway answers no preflight
     /// and adds no CORS header (the default).
     pub cors: Option<CorsConfig>,
+    /// The route's own upstream timeouts (the group's where `None`).
+    pub timeouts: RouteTimeouts,
+}
+
+/// `[routes.timeouts]`, validated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    /// Connect (and TLS) timeout, instead of the upstream group's.
+    pub connect: Option<Duration>,
+    /// Timeout of each read from the server, instead of the group's.
+    pub read: Option<Duration>,
+    /// The whole exchange with the backend, from the request's arrival to
+    /// the last byte of the response.
+    pub total: Option<Duration>,
 }
 
 /// `[routes.cors]`: which cross-origin callers a browser may let read the

@@ -2452,3 +2452,33 @@ fn linger_and_min_hold_are_off_by_default_and_bounded() {
         "is not a duration",
     );
 }
+
+#[test]
+fn route_timeouts_are_optional_and_positive() {
+    assert_eq!(
+        valid(MINIMAL).routes[0].timeouts,
+        crate::config::RouteTimeouts::default()
+    );
+    let with = |t: &str| {
+        MINIMAL.replacen(
+            "policy = \"session\"",
+            &format!("policy = \"session\"\ntimeouts = {t}"),
+            1,
+        )
+    };
+    let r = &valid(&with("{ connect = \"2s\", total = \"1m\" }")).routes[0];
+    assert_eq!(
+        (r.timeouts.connect, r.timeouts.read, r.timeouts.total),
+        (Some(secs(2)), None, Some(secs(60)))
+    );
+    refused(
+        &with("{ read = \"0s\" }"),
+        "routes[0].timeouts.read",
+        "longer than zero",
+    );
+    refused(
+        &with("{ whole = \"1s\" }"),
+        "routes[0].timeouts.whole",
+        "unknown field",
+    );
+}

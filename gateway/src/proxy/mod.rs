@@ -27,6 +27,7 @@ pub mod host;
 pub mod probe;
 pub mod problem;
 pub mod respond;
+pub mod route_timeouts;
 pub mod routes;
 pub mod service;
 pub mod table;

@@ -270,6 +270,7 @@ mod tests {
             authorization: UpstreamAuthorization::Pass,
             upgrades: UpgradePolicy::Refuse,
             cors: None,
+            timeouts: Default::default(),
         }
     }
 

@@ -329,15 +329,18 @@ impl ProxyHttp for Gateway {
             .zip(ctx.route())
             .and_then(|(table, route)| table.upstreams.get(route.upstream))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
-        upstream
+        let mut peer = upstream
             .peer(&ctx.connect_attempts.to_le_bytes())
-            .map(Box::new)
             .ok_or_else(|| {
                 Error::explain(
                     ErrorType::ConnectNoRoute,
                     format!("no healthy server in `{}`", upstream.name),
                 )
-            })
+            })?;
+        if let Some(timeouts) = ctx.route().map(|r| r.timeouts) {
+            super::route_timeouts::apply(&timeouts, &mut peer.options, ctx.started)?;
+        }
+        Ok(Box::new(peer))
     }
 
     fn fail_to_connect(
@@ -433,6 +436,15 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> pingora::Result<Option<std::time::Duration>> {
+        // A response still streaming past its route's total ends (an
+        // upgraded connection is not bounded: it lives as its session does).
+        if ctx.tunnel.is_none()
+            && ctx
+                .route()
+                .is_some_and(|r| super::route_timeouts::is_past_total(&r.timeouts, ctx.started))
+        {
+            return Err(super::route_timeouts::past_total());
+        }
         self.carry_tunnel(body, ctx).map(|()| None)
     }
 

@@ -7,7 +7,7 @@ use http::HeaderValue;
 use super::Check;
 use crate::config::file::RouteSection;
 use crate::config::{
-    ConfigError, RouteConfig, RoutePolicy, Secret, ServerConfig, UpgradePolicy,
+    ConfigError, RouteConfig, RoutePolicy, RouteTimeouts, Secret, ServerConfig, UpgradePolicy,
     UpstreamAuthorization, UpstreamConfig,
 };
 
@@ -144,6 +144,22 @@ pub(super) fn route(
         .as_ref()
         .map(|section| super::cors::cors(c, &format!("{key}.cors"), section))
         .transpose()?;
+    let timeouts = match &r.timeouts {
+        None => RouteTimeouts::default(),
+        Some(t) => {
+            let one = |name: &str, value: &Option<String>| {
+                value
+                    .as_ref()
+                    .map(|text| c.positive_duration(&format!("{key}.timeouts.{name}"), text))
+                    .transpose()
+            };
+            RouteTimeouts {
+                connect: one("connect", &t.connect)?,
+                read: one("read", &t.read)?,
+                total: one("total", &t.total)?,
+            }
+        }
+    };
     Ok(RouteConfig {
         name: r.name.clone(),
         host,
@@ -154,5 +170,6 @@ pub(super) fn route(
         authorization,
         upgrades,
         cors,
+        timeouts,
     })
 }
