@@ -42,7 +42,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Verifier;
 use crate::clock::SharedClock;
-use crate::licensing::Pools;
+use crate::licensing::{Pool, Pools};
 use crate::session::{IdentityRule, SharedStore, StoreError};
 use crate::telemetry::Metrics;
 
@@ -127,6 +127,12 @@ impl Access {
     /// The pools in force.
     pub fn pools(&self) -> Pools {
         self.policy.load().pools.clone()
+    }
+
+    /// One pool in force by name, without copying the whole list (for the
+    /// request path).
+    fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.policy.load().pools.get(name).cloned()
     }
 
     /// The clock decisions are made by.

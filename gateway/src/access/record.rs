@@ -37,8 +37,7 @@ impl Access {
     /// by the same rule as the stores: the later of close + linger and open +
     /// min_hold, for a close by the user or by time, if still ahead.
     fn seat_held_until(&self, closed: &ClosedSession) -> Option<crate::clock::UnixMillis> {
-        let pools = self.pools();
-        let pool = pools.get(&closed.session.pool)?;
+        let pool = self.pool(&closed.session.pool)?;
         if !pool.holds_seats() {
             return None;
         }
@@ -89,17 +88,7 @@ impl Access {
     ) {
         let session = &seated.session;
         let action = policy.on_shared.as_str();
-        tracing::warn!(
-            target: "audit",
-            event = "token_shared",
-            session_id = %session.id,
-            pool = %session.pool,
-            subject = %session.subject,
-            addresses = counts.addresses,
-            user_agents = counts.user_agents,
-            action,
-            "session used from more clients than its pool allows"
-        );
+        audit::token_shared(session, counts.addresses, counts.user_agents, action);
         self.trail(vec![
             ("event", "token_shared".into()),
             ("session_id", session.id.clone()),

@@ -57,8 +57,7 @@ impl Access {
         address: Option<IpAddr>,
         user_agent: Option<&str>,
     ) -> Result<(), Denial> {
-        let pools = self.pools();
-        let Some(policy) = pools.get(&seated.session.pool).and_then(|p| p.shared_token) else {
+        let Some(policy) = self.pool(&seated.session.pool).and_then(|p| p.shared_token) else {
             return Ok(());
         };
         let address = address.map(|a| a.to_string()).unwrap_or_default();

@@ -31,6 +31,22 @@ pub fn session_closed(closed: &ClosedSession, seat_held_until: Option<u64>) {
     );
 }
 
+/// A session was found used from more client addresses or user agents
+/// than its pool allows (`action`: `audit` or `deny`).
+pub fn token_shared(session: &Session, addresses: u32, user_agents: u32, action: &str) {
+    tracing::warn!(
+        target: "audit",
+        event = "token_shared",
+        session_id = %session.id,
+        pool = %session.pool,
+        subject = %session.subject,
+        addresses,
+        user_agents,
+        action,
+        "session used from more clients than its pool allows"
+    );
+}
+
 /// An upgraded connection (tunnel) was ended because its session no
 /// longer holds its seat (`reason`: `session_closed`, `session_replaced`).
 pub fn tunnel_closed(session: &Session, reason: &str) {
