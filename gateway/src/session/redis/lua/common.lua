@@ -463,12 +463,11 @@ end
 local function close_session(tag, h, hold, s, at, reason, now)
     local free_at = hold_until(hold, s, at, reason)
     if free_at and free_at > now then
+        -- The session goes as any other; its value and its seat stay as the hold.
         local slot = string.sub(s[2], 1, SLOT)
-        local skey, bkey, lkey = tag .. ':s', tag .. ':b:' .. s[3], tag .. ':l'
-        local raw = redis.call('HGET', skey, slot)
-        redis.call('HDEL', skey, slot)
-        redis.call('ZREM', bkey, s[1])
-        redis.call('SREM', tag .. ':u:' .. s[7], s[1])
+        local bkey, lkey = tag .. ':b:' .. s[3], tag .. ':l'
+        local raw = redis.call('HGET', tag .. ':s', slot)
+        remove(tag, s)
         redis.call('ZADD', bkey, free_at, 'h:' .. slot)
         redis.call('HSET', lkey, slot, cmsgpack.pack({free_at, raw, reason}))
         extend(bkey, free_at - now + 600000)
