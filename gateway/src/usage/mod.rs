@@ -205,15 +205,16 @@ pub fn rebuild(snapshot: &LedgerSnapshot, step: Step, from: u64, to: u64) -> Vec
         .range(from..=now_index)
         .map(|(i, t)| (*i, t.clone()))
         .collect();
-    // The closes of sessions not purged yet, where they happened. Those
-    // before `from` change no level in range (they are not in `live`).
+    // The closes of sessions not purged yet, where they happened, as
+    // `expired` (the store writes `idle` or `absolute` once it purges them).
+    // Those before `from` change no level in range (they are not in `live`).
     for &expiry in &snapshot.unpurged_expiries {
         let index = step.index(expiry);
         if index >= from {
             tallies
                 .entry(index)
                 .or_default()
-                .close(expiry, step.end(index), "expired_unpurged");
+                .close(expiry, step.end(index), "expired");
         }
     }
     // Seats held at the start of interval i = held now − changes from i on.
@@ -239,12 +240,6 @@ pub fn rebuild(snapshot: &LedgerSnapshot, step: Step, from: u64, to: u64) -> Vec
             let upto = end.min(now.max(start));
             let seat_ms = held * step.ms() as i64 + tally.weighted_ms
                 - after * end.saturating_sub(upto) as i64;
-            let mut closed = tally.closed;
-            // The virtual closes above are expiries by time; the store will
-            // write them as `idle` or `absolute` once it purges them.
-            if let Some(n) = closed.remove("expired_unpurged") {
-                *closed.entry("expired".into()).or_default() += n;
-            }
             UsageInterval {
                 start_ms: start,
                 end_ms: end,
@@ -253,7 +248,7 @@ pub fn rebuild(snapshot: &LedgerSnapshot, step: Step, from: u64, to: u64) -> Vec
                 held_at_start: held as u32,
                 seat_ms: seat_ms.max(0) as u64,
                 opened: tally.opened,
-                closed,
+                closed: tally.closed,
                 refused: tally.refused,
                 subjects: (step == Step::Day).then_some(tally.subjects),
             }
