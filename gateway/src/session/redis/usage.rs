@@ -6,7 +6,6 @@ use async_trait::async_trait;
 
 use super::RedisStore;
 use super::decode::{array, int, protocol, text};
-use crate::clock::{Clock, SystemClock};
 use crate::licensing::Bucket;
 use crate::session::{StoreError, UsageLedger};
 use crate::usage::{LedgerSnapshot, Month, Step, Tally};
@@ -24,18 +23,8 @@ impl UsageLedger for RedisStore {
             return Ok(None);
         };
         let tag = self.tag(&pool.name);
-        // Months come with days: those from `from` through now, and one
-        // more in case the Redis clock has passed into the next month.
-        let months = if step == Step::Day && bucket.is_none() {
-            let now = self
-                .clock
-                .as_ref()
-                .map_or_else(|| SystemClock.now_ms(), |c| c.now_ms());
-            let first = Month::of_day(from);
-            (first.0, Month::of(now).next().0.max(first.0))
-        } else {
-            (0, 0)
-        };
+        // Months come with the pool's days (the script knows its now).
+        let months = step == Step::Day && bucket.is_none();
         let value = self
             .run(
                 &self.scripts.history,
@@ -47,8 +36,7 @@ impl UsageLedger for RedisStore {
                     step.ms().to_string(),
                     from.to_string(),
                     pool.bucket_count().to_string(),
-                    months.0.to_string(),
-                    months.1.to_string(),
+                    if months { "1" } else { "0" }.to_string(),
                     bucket.unwrap_or(0).to_string(),
                 ],
             )

@@ -5,13 +5,13 @@
 -- KEYS[1]  T:s (declares the pool's slot)
 -- ARGV     1 now ms (0 = Redis TIME)   2 tag T   3 step letter (m, h, d)
 --          4 step ms   5 first interval   6 bucket count n
---          7 first month, 8 last month (months' distinct subjects; 0 0 = none)
---          9 reserved bucket (0 = the whole pool)
+--          7 '1': also the distinct subjects of the months from the first
+--          interval's (a day) through now's   8 reserved bucket (0 = the pool)
 -- Returns  { now, began ms (-1 = none), live seats, { unpurged expiry ms, … },
 --            { interval, { field, value, … }, … }, { month, subjects, … } }
 local now, tag = now_ms(ARGV[1]), ARGV[2]
 local letter, length, first = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local n, bucket = tonumber(ARGV[6]), tonumber(ARGV[9])
+local n, bucket = tonumber(ARGV[6]), tonumber(ARGV[8])
 local base, first_bucket, last_bucket = tag .. ':h', 0, n - 1
 if bucket > 0 then
     base, first_bucket, last_bucket = tag .. ':h' .. bucket, bucket, bucket
@@ -34,8 +34,8 @@ for index = first, math.floor(now / length) do
     end
 end
 local months = {}
-for month = tonumber(ARGV[7]), tonumber(ARGV[8]) do
-    if month > 0 then
+if ARGV[7] == '1' then
+    for month = month_of_day(first), month_of_day(math.floor(now / DAY)) do
         local u = redis.call('HGET', tag .. ':h:M:' .. month, 'u')
         if u then
             table.insert(months, tostring(month))
