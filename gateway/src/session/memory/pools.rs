@@ -454,35 +454,31 @@ impl PoolState {
                 break;
             }
             let (key, identity) = (key.clone(), *identity);
-            let held = self.sessions.get(&identity).and_then(|s| {
-                let reason = CloseReason::of_expiry(s);
-                self.pool
-                    .hold_until(s.created_ms, s.expires_ms(), reason.keeps_seat())
-                    .map(|until| (until, reason))
-            });
-            match held {
+            // An index entry without its session cannot happen; drop it
+            // rather than loop on it.
+            let Some(session) = self.sessions.get(&identity) else {
+                self.by_expiry.remove(&key);
+                continue;
+            };
+            let reason = CloseReason::of_expiry(session);
+            let at = session.expires_ms();
+            let until = self
+                .pool
+                .hold_until(session.created_ms, at, reason.keeps_seat());
+            let session = match until {
                 // Still held: reported closed, the seat stays counted.
-                Some((until, reason)) if until > now => {
-                    if let Some(session) = self.hold_seat(&identity, until, reason) {
-                        closed.push(ClosedSession { reason, session });
+                Some(until) if until > now => self.hold_seat(&identity, until, reason),
+                // Freed, at the end of a hold that ended before this purge.
+                _ => {
+                    let removed = self.remove(&identity);
+                    if let Some(session) = &removed {
+                        self.record_closed(session, until.unwrap_or(at), reason, now, keep);
                     }
-                    continue;
+                    removed
                 }
-                _ => {}
-            }
-            match self.remove(&identity) {
-                Some(session) => {
-                    let reason = CloseReason::of_expiry(&session);
-                    // A hold that ended before this purge freed the seat then.
-                    let freed = held.map_or(session.expires_ms(), |(until, _)| until);
-                    self.record_closed(&session, freed, reason, now, keep);
-                    closed.push(ClosedSession { reason, session });
-                }
-                // An index entry without its session cannot happen; drop it
-                // rather than loop on it.
-                None => {
-                    self.by_expiry.remove(&key);
-                }
+            };
+            if let Some(session) = session {
+                closed.push(ClosedSession { reason, session });
             }
         }
         // Holds that ended free their seats, each at its end.
