@@ -7,13 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use session_gateway::clock::ManualClock;
 use session_gateway::config::RedisConfig;
-use session_gateway::licensing::Pools;
+use session_gateway::licensing::{Pool, Pools};
 use session_gateway::session::{
     AdmitOutcome, AdmitRequest, AuditEvent, AuditPage, AuditQuery, AuditSink, CloseReason,
     ClosedSession, IdentityKey, LogoutLedger, PoolUsage, RedisStore, Revocation, RevocationStore,
     Session, SessionFilter, SessionStore, Store, StoreError, SubjectKey, UsageLedger,
 };
 use session_gateway::session::{ClientBound, ClientCounts, ClientLedger, ClientSighting};
+use session_gateway::session::{QueueExit, SeatListener, SeatQueue, Ticket};
 use session_gateway::usage::{LedgerSnapshot, Step};
 use session_gateway_e2e::RedisServer;
 use session_gateway_e2e::contract::StoreFuture;
@@ -154,6 +155,22 @@ impl ClientLedger for StoreWithServer {
         self.store
             .note_client(pool, session_id, sighting, window, refuse_beyond)
             .await
+    }
+}
+
+#[async_trait]
+impl SeatQueue for StoreWithServer {
+    async fn leave_queue(
+        &self,
+        pool: &Pool,
+        ticket: &Ticket,
+        exit: QueueExit,
+    ) -> Result<bool, StoreError> {
+        self.store.leave_queue(pool, ticket, exit).await
+    }
+
+    fn on_seat_freed(&self, listener: SeatListener) {
+        self.store.on_seat_freed(listener);
     }
 }
 

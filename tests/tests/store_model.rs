@@ -16,6 +16,12 @@
 //!   then a shared seat; everyone else only shared seats.
 //! * `replace_oldest` evicts the subject's least recently used session only
 //!   when the new session then gets a seat.
+//! * With a queue (`p`), a caller that finds no seat gets a ticket at the
+//!   end of the line (or `queue_full`); shared and overdraft seats go to the
+//!   callers ahead first, so a caller takes one only while more are free
+//!   than wait before it; every answer but another wait takes its ticket out
+//!   of line; a ticket lapses at `max_wait` and then gets no seat, even a
+//!   free one.
 //!
 //! Stores under test: the memory store, and a fleet of two or three
 //! `RedisStore`s on one real `redis-server` (one server per case) and one
@@ -38,10 +44,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use session_gateway::clock::ManualClock;
 use session_gateway::config::RedisConfig;
-use session_gateway::licensing::{Pool, Pools, SubjectLimitPolicy};
+use session_gateway::licensing::{Pool, Pools, SeatQueuePolicy, SubjectLimitPolicy};
 use session_gateway::session::{
     Admission, AdmitOutcome, AdmitRequest, CloseReason, ClosedSession, MemoryStore, PoolUsage,
-    RedisStore, Refusal, Session, SessionFilter, Store, SubjectKey,
+    QueueExit, RedisStore, Refusal, Session, SessionFilter, Store, SubjectKey, Ticket,
 };
 use session_gateway_e2e::RedisServer;
 use session_gateway_e2e::contract::{
@@ -70,6 +76,10 @@ const Q_SUBJECT_CAP: u32 = 1;
 /// after it opened (`min_hold`).
 const Q_LINGER_MS: u64 = 2_000;
 const P_MIN_HOLD_MS: u64 = 3_000;
+/// Callers that find no seat in `p` wait for one, at most two at once and
+/// for at most this long (`queue`).
+const P_QUEUE_WAIT_MS: u64 = 8_000;
+const P_QUEUE_LENGTH: u32 = 2;
 
 const POOL_NAMES: [&str; 2] = ["p", "q"];
 
@@ -121,6 +131,10 @@ fn store_pools(policy: SubjectLimitPolicy) -> Vec<Pool> {
     // One session beyond the limit (bucket 2, after the reserved group).
     p.overdraft = 1;
     p.min_hold = Duration::from_millis(P_MIN_HOLD_MS);
+    p.queue = Some(SeatQueuePolicy {
+        max_wait: Duration::from_millis(P_QUEUE_WAIT_MS),
+        max_length: P_QUEUE_LENGTH,
+    });
     let q = with_timeouts(
         pool("q", Q_LIMIT),
         Duration::from_millis(Q_IDLE_MS),
@@ -147,6 +161,7 @@ fn model_rules(policy: SubjectLimitPolicy) -> Vec<Rules> {
             overdraft: Some(2),
             linger_ms: 0,
             min_hold_ms: P_MIN_HOLD_MS,
+            queue: Some((P_QUEUE_WAIT_MS, P_QUEUE_LENGTH)),
         },
         Rules {
             limit: Q_LIMIT,
@@ -159,6 +174,7 @@ fn model_rules(policy: SubjectLimitPolicy) -> Vec<Rules> {
             overdraft: None,
             linger_ms: Q_LINGER_MS,
             min_hold_ms: 0,
+            queue: None,
         },
     ]
 }
@@ -183,6 +199,8 @@ struct Rules {
     /// `linger` and `min_hold`, in ms.
     linger_ms: u64,
     min_hold_ms: u64,
+    /// `queue`: `(max_wait ms, max_length)`.
+    queue: Option<(u64, u32)>,
 }
 
 impl Rules {
@@ -195,6 +213,17 @@ impl Rules {
         let until = (at + self.linger_ms).max(s.created + self.min_hold_ms);
         (until > at).then_some(until)
     }
+}
+
+/// A caller waiting in a pool's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelTicket {
+    pool: usize,
+    who: usize,
+    /// Its number: the pool's line is in number order.
+    number: u64,
+    /// When it lapses: handed out + max_wait.
+    lapse: u64,
 }
 
 /// A seat kept for an identity after its session closed.
@@ -270,6 +299,23 @@ enum Decision {
         limit: u32,
         retry_after_s: u64,
     },
+    /// In line with ticket `number`, `ahead` callers before it; the
+    /// earliest usable seat frees by time in `retry_ms`, if any does.
+    Queued {
+        number: u64,
+        ahead: u32,
+        retry_ms: Option<u64>,
+    },
+    QueueFull {
+        limit: u32,
+        in_use: u32,
+        waiting: u32,
+        retry_after_s: u64,
+    },
+    QueueTimeout {
+        limit: u32,
+        retry_after_s: u64,
+    },
 }
 
 /// One admission as the model answers it.
@@ -288,6 +334,13 @@ struct Model {
     /// Seats of closed sessions still kept for their identities.
     kept: Vec<KeptSeat>,
     next_mid: usize,
+    /// The pools' lines (only tickets neither lapsed-and-dropped nor gone).
+    line: Vec<ModelTicket>,
+    /// The last ticket number handed out, per pool.
+    last_number: Vec<u64>,
+    /// The ticket number each caller holds, by `(pool, who)`: what it
+    /// presents with its next call, whether or not still in line.
+    holding: BTreeMap<(usize, usize), u64>,
 }
 
 /// Whole seconds until `at`, rounded up, at least one; the idle timeout
@@ -308,7 +361,44 @@ impl Model {
             held: Vec::new(),
             kept: Vec::new(),
             next_mid: 0,
+            line: Vec::new(),
+            last_number: vec![0; POOL_NAMES.len()],
+            holding: BTreeMap::new(),
         }
+    }
+
+    /// Callers of a pool waiting at `now` (lapsed tickets not counted).
+    fn waiting_in(&self, pool: usize) -> u32 {
+        self.line
+            .iter()
+            .filter(|t| t.pool == pool && t.lapse > self.now)
+            .count() as u32
+    }
+
+    /// Whether a ticket number is still in a pool's line.
+    fn in_line(&self, pool: usize, number: u64) -> bool {
+        self.line
+            .iter()
+            .any(|t| t.pool == pool && t.number == number)
+    }
+
+    /// A caller's call ended other than by waiting: its ticket goes.
+    fn drop_ticket(&mut self, pool: usize, who: usize) {
+        if let Some(number) = self.holding.remove(&(pool, who)) {
+            self.line
+                .retain(|t| !(t.pool == pool && t.number == number));
+        }
+    }
+
+    /// A caller leaves the line (timed out, or its client left); whether
+    /// its ticket was still there.
+    fn leave(&mut self, pool: usize, who: usize) -> bool {
+        let Some(number) = self.holding.get(&(pool, who)).copied() else {
+            return false;
+        };
+        let was = self.in_line(pool, number);
+        self.drop_ticket(pool, who);
+        was
     }
 
     fn open_sessions(&self) -> Vec<&ModelSession> {
@@ -362,6 +452,25 @@ impl Model {
             .filter(move |k| k.session.pool == pool && k.until > now)
     }
 
+    /// When the earliest seat a caller could use frees by time.
+    fn earliest_usable(&self, pool: usize, who: usize) -> Option<u64> {
+        let rules = &self.rules[pool];
+        let reserved = self.reserved_bucket(pool, who);
+        let usable = |bucket: usize| {
+            bucket == 0 || Some(bucket) == reserved || Some(bucket) == rules.overdraft
+        };
+        self.held
+            .iter()
+            .filter(|s| s.pool == pool && usable(s.bucket))
+            .map(ModelSession::expires)
+            .chain(
+                self.kept_in(pool)
+                    .filter(|k| usable(k.session.bucket))
+                    .map(|k| k.until),
+            )
+            .min()
+    }
+
     /// Every answer an admission may give, each with the model state after
     /// it. Usually one; `replace_oldest` with several sessions last used in
     /// the same millisecond may evict any of them.
@@ -370,11 +479,14 @@ impl Model {
         let expired = m.purge(Some(pool));
         let rules = m.rules[pool].clone();
         let now = m.now;
+        // Tickets that lapsed leave the line.
+        m.line.retain(|t| !(t.pool == pool && t.lapse <= now));
 
         if let Some(s) = m.held.iter_mut().find(|s| s.pool == pool && s.who == who) {
             s.last_seen = now;
             s.idle_exp = now + rules.idle_ms;
             let decision = Decision::Reused(s.clone());
+            m.drop_ticket(pool, who);
             return vec![(m, ModelAdmit { decision, expired })];
         }
         // The identity's kept seat: its session comes back while its
@@ -399,11 +511,38 @@ impl Model {
                 s.idle_exp = now + rules.idle_ms;
                 m.held.push(s.clone());
                 let decision = Decision::Reused(s);
+                m.drop_ticket(pool, who);
                 return vec![(m, ModelAdmit { decision, expired })];
             }
         }
 
-        let mine: Vec<ModelSession> = m
+        // A ticket no longer in line lapsed: no seat, even a free one.
+        let mine = m.holding.get(&(pool, who)).copied();
+        if let Some(number) = mine
+            && !m.in_line(pool, number)
+        {
+            let earliest = m.earliest_usable(pool, who);
+            let decision = Decision::QueueTimeout {
+                limit: rules.limit,
+                retry_after_s: retry_after_s(earliest, now, rules.idle_ms),
+            };
+            m.drop_ticket(pool, who);
+            return vec![(m, ModelAdmit { decision, expired })];
+        }
+        // Callers ahead: those before its ticket, or (a newcomer) the line.
+        let ahead = match mine {
+            Some(number) => m
+                .line
+                .iter()
+                .filter(|t| t.pool == pool && t.number < number)
+                .count() as u32,
+            None if rules.queue.is_some() => {
+                m.line.iter().filter(|t| t.pool == pool).count() as u32
+            }
+            None => 0,
+        };
+
+        let subjects: Vec<ModelSession> = m
             .held
             .iter()
             .filter(|s| s.pool == pool && subject_of(s.who) == subject_of(who))
@@ -411,20 +550,21 @@ impl Model {
             .collect();
         let mut victims: Vec<Option<ModelSession>> = vec![None];
         if let Some((cap, policy)) = rules.subject_cap
-            && mine.len() >= cap as usize
+            && subjects.len() >= cap as usize
         {
             match policy {
                 SubjectLimitPolicy::Deny => {
-                    let earliest = mine.iter().map(ModelSession::expires).min();
+                    let earliest = subjects.iter().map(ModelSession::expires).min();
                     let decision = Decision::SubjectLimit {
                         limit: cap,
                         retry_after_s: retry_after_s(earliest, now, rules.idle_ms),
                     };
+                    m.drop_ticket(pool, who);
                     return vec![(m, ModelAdmit { decision, expired })];
                 }
                 SubjectLimitPolicy::ReplaceOldest => {
-                    let lru = mine.iter().map(|s| s.last_seen).min();
-                    victims = mine
+                    let lru = subjects.iter().map(|s| s.last_seen).min();
+                    victims = subjects
                         .iter()
                         .filter(|s| Some(s.last_seen) == lru)
                         .cloned()
@@ -437,7 +577,7 @@ impl Model {
             .into_iter()
             .map(|victim| {
                 let mut next = m.clone();
-                let decision = next.open_or_refuse(pool, who, victim);
+                let decision = next.open_or_refuse(pool, who, victim, ahead);
                 let expired = expired.clone();
                 (next, ModelAdmit { decision, expired })
             })
@@ -451,6 +591,7 @@ impl Model {
         pool: usize,
         who: usize,
         victim: Option<ModelSession>,
+        ahead: u32,
     ) -> Decision {
         let rules = self.rules[pool].clone();
         let now = self.now;
@@ -465,8 +606,14 @@ impl Model {
             used[v.bucket] -= 1;
         }
         let reserved = self.reserved_bucket(pool, who);
+        // Seats anyone may take go to the callers ahead first.
+        let common_free = rules.bucket_caps[0].saturating_sub(used[0])
+            + rules
+                .overdraft
+                .map_or(0, |o| rules.bucket_caps[o].saturating_sub(used[o]));
         let bucket = match reserved {
             Some(r) if used[r] < rules.bucket_caps[r] => Some(r),
+            _ if common_free <= ahead => None,
             _ if used[0] < rules.bucket_caps[0] => Some(0),
             _ => rules.overdraft.filter(|o| used[*o] < rules.bucket_caps[*o]),
         };
@@ -485,12 +632,46 @@ impl Model {
                         .map(|k| k.until),
                 )
                 .min();
-            return Decision::PoolFull {
-                limit: rules.limit,
-                in_use: (in_pool.len() + self.kept_in(pool).count()) as u32,
-                retry_after_s: retry_after_s(earliest, now, rules.idle_ms),
+            let in_use = (in_pool.len() + self.kept_in(pool).count()) as u32;
+            let retry_ms = earliest.map(|at| at.saturating_sub(now));
+            if let Some(number) = self.holding.get(&(pool, who)).copied() {
+                return Decision::Queued {
+                    number,
+                    ahead,
+                    retry_ms,
+                };
+            }
+            return match rules.queue {
+                Some((wait, length)) if ahead < length => {
+                    self.last_number[pool] += 1;
+                    let number = self.last_number[pool];
+                    self.line.push(ModelTicket {
+                        pool,
+                        who,
+                        number,
+                        lapse: now + wait,
+                    });
+                    self.holding.insert((pool, who), number);
+                    Decision::Queued {
+                        number,
+                        ahead,
+                        retry_ms,
+                    }
+                }
+                Some(_) => Decision::QueueFull {
+                    limit: rules.limit,
+                    in_use,
+                    waiting: ahead,
+                    retry_after_s: retry_after_s(earliest, now, rules.idle_ms),
+                },
+                None => Decision::PoolFull {
+                    limit: rules.limit,
+                    in_use,
+                    retry_after_s: retry_after_s(earliest, now, rules.idle_ms),
+                },
             };
         };
+        self.drop_ticket(pool, who);
         if let Some(v) = &victim {
             self.held.retain(|s| s.mid != v.mid);
         }
@@ -575,6 +756,16 @@ enum Op {
     CloseSubject { subject: usize, on: usize },
     /// The sweeper runs.
     Sweep { on: usize },
+    /// The `pick`-th caller holding a ticket asks again, as a waiting
+    /// request does when woken (or caller `pick` in `p` when none holds one).
+    Retry { pick: usize, on: usize },
+    /// The `pick`-th caller holding a ticket leaves the line: it timed out,
+    /// or its client went away.
+    Leave {
+        pick: usize,
+        timed_out: bool,
+        on: usize,
+    },
 }
 
 impl fmt::Debug for Op {
@@ -606,6 +797,16 @@ impl fmt::Debug for Op {
                 )
             }
             Op::Sweep { on } => write!(f, "sweep on #{on}"),
+            Op::Retry { pick, on } => write!(f, "retry(ticket #{pick}) on #{on}"),
+            Op::Leave {
+                pick,
+                timed_out,
+                on,
+            } => write!(
+                f,
+                "leave(ticket #{pick}, {}) on #{on}",
+                if *timed_out { "timed out" } else { "left" }
+            ),
         }
     }
 }
@@ -648,7 +849,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         7 => advance_strategy().prop_map(|ms| Op::Advance { ms }),
         2 => (0..64usize, on.clone()).prop_map(|(pick, on)| Op::Close { pick, on }),
         2 => (0..SUBJECTS.len(), on.clone()).prop_map(|(subject, on)| Op::CloseSubject { subject, on }),
-        2 => on.prop_map(|on| Op::Sweep { on }),
+        2 => on.clone().prop_map(|on| Op::Sweep { on }),
+        5 => (0..4usize, on.clone()).prop_map(|(pick, on)| Op::Retry { pick, on }),
+        2 => (0..4usize, any::<bool>(), on).prop_map(|(pick, timed_out, on)| Op::Leave { pick, timed_out, on }),
     ]
 }
 
@@ -670,7 +873,9 @@ impl Op {
             | Op::Sibling { on, .. }
             | Op::Close { on, .. }
             | Op::CloseSubject { on, .. }
-            | Op::Sweep { on } => *on %= n,
+            | Op::Sweep { on }
+            | Op::Retry { on, .. }
+            | Op::Leave { on, .. } => *on %= n,
             Op::Advance { .. } => {}
         }
         op
@@ -733,6 +938,8 @@ fn redis_fleet(policy: SubjectLimitPolicy, size: usize) -> Result<Fleet, String>
 struct Ids {
     of_mid: HashMap<usize, String>,
     of_id: HashMap<String, usize>,
+    /// The store's ticket each caller holds, by `(pool, who)`.
+    tickets: HashMap<(usize, usize), Ticket>,
 }
 
 impl Ids {
@@ -925,6 +1132,50 @@ fn same_admission(
                 retry_after: r,
             }),
         ) if limit == l && Duration::from_secs(*retry_after_s) == *r => Ok(None),
+        (
+            Decision::Queued {
+                number,
+                ahead,
+                retry_ms,
+            },
+            Admission::Queued {
+                ticket,
+                ahead: a,
+                retry_after: r,
+            },
+        ) if ticket.seq == *number && ahead == a && retry_ms.map(Duration::from_millis) == *r => {
+            Ok(None)
+        }
+        (
+            Decision::QueueFull {
+                limit,
+                in_use,
+                waiting,
+                retry_after_s,
+            },
+            Admission::Refused(Refusal::QueueFull {
+                limit: l,
+                in_use: u,
+                waiting: w,
+                retry_after: r,
+            }),
+        ) if limit == l
+            && in_use == u
+            && waiting == w
+            && Duration::from_secs(*retry_after_s) == *r =>
+        {
+            Ok(None)
+        }
+        (
+            Decision::QueueTimeout {
+                limit,
+                retry_after_s,
+            },
+            Admission::Refused(Refusal::QueueTimeout {
+                limit: l,
+                retry_after: r,
+            }),
+        ) if limit == l && Duration::from_secs(*retry_after_s) == *r => Ok(None),
         _ => Err(mismatch()),
     }
 }
@@ -949,6 +1200,23 @@ fn show_decision(d: &Decision, ids: &Ids) -> String {
         } => {
             format!("subject limit (limit {limit}, retry after {retry_after_s} s)")
         }
+        Decision::Queued {
+            number,
+            ahead,
+            retry_ms,
+        } => format!("queued (ticket {number}, {ahead} ahead, seat frees in {retry_ms:?} ms)"),
+        Decision::QueueFull {
+            limit,
+            in_use,
+            waiting,
+            retry_after_s,
+        } => format!(
+            "queue full (limit {limit}, in use {in_use}, {waiting} waiting, retry after {retry_after_s} s)"
+        ),
+        Decision::QueueTimeout {
+            limit,
+            retry_after_s,
+        } => format!("ticket lapsed (limit {limit}, retry after {retry_after_s} s)"),
     }
 }
 
@@ -975,6 +1243,28 @@ fn show_admission(a: &Admission) -> String {
         Admission::Refused(Refusal::Revoked) => "revoked".to_string(),
         Admission::Refused(Refusal::SubjectLimit { limit, retry_after }) => format!(
             "subject limit (limit {limit}, retry after {} s)",
+            retry_after.as_secs_f64()
+        ),
+        Admission::Queued {
+            ticket,
+            ahead,
+            retry_after,
+        } => format!(
+            "queued (ticket {}, {ahead} ahead, seat frees in {:?} ms)",
+            ticket.seq,
+            retry_after.map(|d| d.as_millis())
+        ),
+        Admission::Refused(Refusal::QueueFull {
+            limit,
+            in_use,
+            waiting,
+            retry_after,
+        }) => format!(
+            "queue full (limit {limit}, in use {in_use}, {waiting} waiting, retry after {} s)",
+            retry_after.as_secs_f64()
+        ),
+        Admission::Refused(Refusal::QueueTimeout { limit, retry_after }) => format!(
+            "ticket lapsed (limit {limit}, retry after {} s)",
             retry_after.as_secs_f64()
         ),
     }
@@ -1016,6 +1306,7 @@ async fn check_state(
             reserved: p.reserved_total(),
             in_use: (open.iter().filter(|s| s.pool == index).count() + model.kept_in(index).count())
                 as u32,
+            waiting: model.waiting_in(index),
         })
         .collect();
     // The hard bound: the limit plus the pool's overdraft, whatever the model says.
@@ -1402,6 +1693,53 @@ async fn run_step(
             count_closed(&want, "close_subject closing some", tally);
             Ok(format!("closed {}", show_closed(&got, ids)))
         }
+        Op::Retry { pick, on } => {
+            let holders: Vec<(usize, usize)> = model.holding.keys().copied().collect();
+            let (pool, who) = if holders.is_empty() {
+                (0, pick % CALLERS)
+            } else {
+                holders[pick % holders.len()]
+            };
+            admit(fleet, callers, model, ids, (who, pool, on), tally).await
+        }
+        Op::Leave {
+            pick,
+            timed_out,
+            on,
+        } => {
+            let holders: Vec<(usize, usize)> = model.holding.keys().copied().collect();
+            if holders.is_empty() {
+                return Ok("nobody holds a ticket".into());
+            }
+            let (pool, who) = holders[pick % holders.len()];
+            let ticket = ids
+                .tickets
+                .remove(&(pool, who))
+                .ok_or_else(|| format!("test setup: no store ticket for {}", caller_name(who)))?;
+            let pool_config =
+                Arc::clone(fleet.pools.get(POOL_NAMES[pool]).expect("configured pool"));
+            let exit = if timed_out {
+                QueueExit::TimedOut
+            } else {
+                QueueExit::Left
+            };
+            let got = fleet.instances[on]
+                .leave_queue(&pool_config, &ticket, exit)
+                .await
+                .map_err(|e| format!("leave_queue: {e}"))?;
+            let want = model.leave(pool, who);
+            if got != want {
+                return Err(format!(
+                    "leave_queue: expected {want} (ticket still in line), store said {got}"
+                ));
+            }
+            tally.count(if want {
+                "left the line"
+            } else {
+                "left the line after its ticket lapsed"
+            });
+            Ok(format!("{} left the line: {got}", caller_name(who)))
+        }
         Op::Sweep { on } => {
             let got = fleet.instances[on]
                 .sweep()
@@ -1435,12 +1773,14 @@ async fn admit(
             model.reserved_bucket(pool, who)
         ));
     }
+    let ticket = ids.tickets.get(&(pool, who)).cloned();
     let request = AdmitRequest {
         pool: &pool_config,
         identity: &caller.identity,
         reserved,
         sid: None,
         token: None,
+        ticket: ticket.as_ref(),
     };
     let outcome = fleet.instances[on]
         .admit(&request)
@@ -1456,6 +1796,14 @@ async fn admit(
             Ok(opened) => {
                 if let Some((mid, id)) = opened {
                     ids.record(mid, &id)?;
+                }
+                match &outcome.admission {
+                    Admission::Queued { ticket, .. } => {
+                        ids.tickets.insert((pool, who), ticket.clone());
+                    }
+                    _ => {
+                        ids.tickets.remove(&(pool, who));
+                    }
                 }
                 count_admission(model, &expected, pool, who, tally);
                 *model = next;
@@ -1521,6 +1869,39 @@ fn count_admission(before: &Model, answer: &ModelAdmit, pool: usize, who: usize,
             }
         }
         Decision::SubjectLimit { .. } => tally.count("refused: subject limit"),
+        Decision::Queued { ahead, .. } => {
+            if before.holding.contains_key(&(pool, who)) {
+                tally.count("still waiting with a ticket");
+            } else {
+                tally.count("queued");
+            }
+            if *ahead > 0 {
+                tally.count("queued behind another caller");
+            }
+        }
+        Decision::QueueFull { .. } => tally.count("refused: queue full"),
+        Decision::QueueTimeout { .. } => tally.count("refused: the ticket lapsed"),
+    }
+    if before.holding.contains_key(&(pool, who))
+        && matches!(answer.decision, Decision::Opened { .. })
+    {
+        tally.count("a waiting caller got its seat");
+    }
+    if !before.holding.contains_key(&(pool, who))
+        && before
+            .line
+            .iter()
+            .any(|t| t.pool == pool && t.lapse > before.now)
+        && matches!(answer.decision, Decision::Queued { .. })
+        && before
+            .open_sessions()
+            .iter()
+            .filter(|s| s.pool == pool)
+            .count()
+            + before.kept_in(pool).count()
+            < (before.rules[pool].limit as usize)
+    {
+        tally.count("a newcomer waited behind callers while a seat was free");
     }
 }
 
@@ -1547,6 +1928,14 @@ const ALWAYS: &[&str] = &[
     "close_subject across pools",
     "operation at a session's exact expiry",
     "operation 1 ms before a session's expiry",
+    "queued",
+    "queued behind another caller",
+    "still waiting with a ticket",
+    "a waiting caller got its seat",
+    "refused: queue full",
+    "refused: the ticket lapsed",
+    "left the line",
+    "left the line after its ticket lapsed",
 ];
 
 const DENY: &[&str] = &["refused: subject limit"];
@@ -1665,7 +2054,7 @@ fn memory_store_follows_the_model_with_subject_cap_replace_oldest() {
 fn redis_fleet_follows_the_model_with_subject_cap_deny() {
     run_cases(
         "redis fleet, deny",
-        40,
+        80,
         0x5e55_10de_0003,
         2..=3,
         &[ALWAYS, DENY],
@@ -1677,7 +2066,7 @@ fn redis_fleet_follows_the_model_with_subject_cap_deny() {
 fn redis_fleet_follows_the_model_with_subject_cap_replace_oldest() {
     run_cases(
         "redis fleet, replace_oldest",
-        40,
+        80,
         0x5e55_10de_0004,
         2..=3,
         &[ALWAYS, REPLACE],

@@ -1,12 +1,15 @@
-//! Admission: the session identity and pool of a principal, and the one
-//! store call that reuses its session, opens one, or refuses.
+//! Admission: the session identity and pool of a principal, and the store
+//! call that reuses its session, opens one, puts it in line (see
+//! [`super::queue`]), or refuses.
+
+use std::future::Future;
 
 use super::{Access, Denial};
 use crate::auth::{Principal, TokenError};
 use crate::licensing::PoolChoice;
 use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, IdpSession, PresentedToken, Refusal, Session,
-    SessionIdentity,
+    SessionIdentity, Ticket,
 };
 
 /// A request let through on a `session` route.
@@ -19,6 +22,24 @@ pub struct Seated {
     /// Whether the session holds a seat beyond the pool's limit (its
     /// overdraft), for its whole life.
     pub overdraft: bool,
+}
+
+/// What one admission left a call with.
+pub(super) enum Step {
+    /// A session to use.
+    Seated(Seated),
+    /// A place in the pool's line.
+    Waiting(Waiting),
+}
+
+/// A call in the pool's line, as the store's last answer left it.
+pub(super) struct Waiting {
+    /// Its ticket.
+    pub(super) ticket: Ticket,
+    /// Callers ahead of it, fleet-wide.
+    pub(super) ahead: u32,
+    /// Time until the earliest seat it could use frees by expiry, if any.
+    pub(super) retry_after: Option<std::time::Duration>,
 }
 
 impl Access {
@@ -41,8 +62,15 @@ impl Access {
     }
 
     /// Reuses or opens the principal's session, or refuses. A refusal
-    /// changes nothing in the store.
-    pub async fn admit(&self, principal: &Principal) -> Result<Seated, Denial> {
+    /// changes nothing in the store. In a pool with a queue, a call that
+    /// finds no seat waits for one (see [`super::queue`]) until it gets one,
+    /// the pool's `max_wait` passes, or `gone` resolves: the client went
+    /// away. `gone` is only polled while waiting.
+    pub async fn admit(
+        &self,
+        principal: &Principal,
+        gone: impl Future<Output = ()>,
+    ) -> Result<Seated, Denial> {
         let (identity, choice) = self.placement(principal)?;
         // Back-channel logout finds sessions by the identity provider session
         // their opening token named.
@@ -62,13 +90,30 @@ impl Access {
                 key: &principal.token_key,
                 issued_ms,
             }),
+            ticket: None,
         };
+        match self.admit_once(&request, &choice, &identity).await? {
+            Step::Seated(seated) => Ok(seated),
+            Step::Waiting(waiting) => {
+                self.wait_for_seat(&request, &choice, &identity, waiting, gone)
+                    .await
+            }
+        }
+    }
+
+    /// One store admission, recorded: seated, in line, or denied.
+    pub(super) async fn admit_once(
+        &self,
+        request: &AdmitRequest<'_>,
+        choice: &PoolChoice,
+        identity: &SessionIdentity,
+    ) -> Result<Step, Denial> {
         let AdmitOutcome {
             admission,
             expired,
             seats_held,
         } = self
-            .timed("admit", self.store.admit(&request))
+            .timed("admit", self.store.admit(request))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, pool = %choice.pool.name, "store admission failed");
@@ -78,11 +123,11 @@ impl Access {
             self.record_closed(closed);
         }
         match admission {
-            Admission::Reused(session) => Ok(Seated {
+            Admission::Reused(session) => Ok(Step::Seated(Seated {
                 overdraft: choice.pool.is_overdraft(session.bucket),
                 session,
                 opened: false,
-            }),
+            })),
             Admission::Opened { session, replaced } => {
                 if let Some(replaced) = &replaced {
                     self.record_closed(replaced);
@@ -92,12 +137,21 @@ impl Access {
                 if let Some(held) = seats_held {
                     self.metrics.observe_seats_held(&session.pool, held);
                 }
-                Ok(Seated {
+                Ok(Step::Seated(Seated {
                     session,
                     opened: true,
                     overdraft,
-                })
+                }))
             }
+            Admission::Queued {
+                ticket,
+                ahead,
+                retry_after,
+            } => Ok(Step::Waiting(Waiting {
+                ticket,
+                ahead,
+                retry_after,
+            })),
             // A revocation this instance had not heard of yet: the store
             // refused it inside the admission.
             Admission::Refused(Refusal::Revoked) => {
@@ -105,7 +159,7 @@ impl Access {
                 Err(Denial::InvalidToken(TokenError::Revoked.to_string()))
             }
             Admission::Refused(refusal) => {
-                self.record_refused(&choice.pool.name, &identity, &refusal);
+                self.record_refused(&choice.pool.name, identity, &refusal);
                 Err(Denial::Refused {
                     pool: choice.pool.name.clone(),
                     refusal,

@@ -449,6 +449,21 @@ mod tests {
     }
 
     #[async_trait::async_trait]
+    impl crate::session::SeatQueue for FlakyStore {
+        async fn leave_queue(
+            &self,
+            pool: &crate::licensing::Pool,
+            ticket: &crate::session::Ticket,
+            exit: crate::session::QueueExit,
+        ) -> Result<bool, crate::session::StoreError> {
+            self.inner.leave_queue(pool, ticket, exit).await
+        }
+        fn on_seat_freed(&self, listener: crate::session::SeatListener) {
+            self.inner.on_seat_freed(listener)
+        }
+    }
+
+    #[async_trait::async_trait]
     impl crate::session::LogoutLedger for FlakyStore {
         async fn linked_sessions(
             &self,
@@ -533,6 +548,7 @@ mod tests {
             shared_token: None,
             linger: Duration::ZERO,
             min_hold: Duration::ZERO,
+            queue: None,
         }]);
         let store = Arc::new(FlakyStore {
             inner: crate::session::MemoryStore::new(&pools, Arc::new(clock.clone())),
@@ -553,7 +569,13 @@ mod tests {
         );
         let token = idp.mint(&TokenRequest::new("alice").claim("iat", clock.now_secs() - 30));
         let (alice, _) = access.verifier().verify(&token).await.unwrap();
-        assert!(access.admit(&alice).await.unwrap().opened);
+        assert!(
+            access
+                .admit(&alice, std::future::pending())
+                .await
+                .unwrap()
+                .opened
+        );
 
         let now = clock.now_secs();
         let mut header = idp.header(jsonwebtoken::Algorithm::RS256);

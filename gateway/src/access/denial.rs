@@ -30,6 +30,9 @@ pub enum Denial {
     /// The session is used from more clients than its pool allows
     /// (`shared_token`, `on_shared = "deny"`); this client came last.
     TokenShared,
+    /// The client went away while its request waited for a seat; it left
+    /// the queue.
+    ClientLeft,
 }
 
 impl Denial {

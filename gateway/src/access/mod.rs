@@ -6,6 +6,7 @@
 //! * [`authenticate`]: bearer token → verified, unrevoked principal, and the
 //!   route's scopes;
 //! * [`admit`]: principal → session identity and pool → one store admission;
+//! * [`queue`]: waiting for a seat in a pool with a queue;
 //! * [`logout`]: the caller's own logout;
 //! * [`backchannel`]: OpenID Connect Back-Channel Logout;
 //! * [`revocations`]: recording, deleting and mirroring revocations (the
@@ -27,6 +28,7 @@ pub mod backchannel;
 pub mod denial;
 pub mod logout;
 pub mod operator;
+pub mod queue;
 pub mod record;
 pub mod revocation_list;
 pub mod revocations;
@@ -78,6 +80,8 @@ pub struct Access {
     syncing: tokio::sync::Mutex<()>,
     /// This instance's last verdicts on sessions' clients (shared tokens).
     sightings: sharing::Sightings,
+    /// This instance's requests waiting for a seat.
+    waitlists: queue::Waitlists,
 }
 
 impl std::fmt::Debug for Access {
@@ -105,6 +109,7 @@ impl Access {
             revocations: RevocationList::new(),
             syncing: tokio::sync::Mutex::new(()),
             sightings: sharing::Sightings::default(),
+            waitlists: queue::Waitlists::default(),
         }
     }
 

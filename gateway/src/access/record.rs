@@ -120,6 +120,43 @@ impl Access {
             .inc();
     }
 
+    /// Audits a call that found no seat and waits in its pool's queue.
+    pub(super) fn record_queued(&self, pool: &str, identity: &SessionIdentity, ahead: u32) {
+        audit::queued(pool, identity, ahead);
+        self.trail(vec![
+            ("event", "session_queued".into()),
+            ("pool", pool.to_string()),
+            ("subject", identity.subject.clone()),
+            ("ahead", ahead.to_string()),
+        ]);
+    }
+
+    /// Audits and counts the end of a wait for a seat (`outcome`:
+    /// `admitted`, `timed_out`, `left`, `failed`).
+    pub(super) fn record_queue_left(
+        &self,
+        pool: &str,
+        identity: &SessionIdentity,
+        outcome: &str,
+        waited: std::time::Duration,
+    ) {
+        let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        audit::queue_left(pool, identity, outcome, waited_ms);
+        self.trail(vec![
+            ("event", "queue_left".into()),
+            ("pool", pool.to_string()),
+            ("subject", identity.subject.clone()),
+            ("outcome", outcome.into()),
+            ("waited_ms", waited_ms.to_string()),
+        ]);
+        let labels = [pool, outcome];
+        self.metrics.queue_exits.with_label_values(&labels).inc();
+        self.metrics
+            .queue_wait
+            .with_label_values(&labels)
+            .observe(waited.as_secs_f64());
+    }
+
     /// Queues an audit event for the store's trail (the Redis stream, written
     /// in batches in the background); the log line of the event is written
     /// anyway, by the caller.

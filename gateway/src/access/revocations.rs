@@ -93,6 +93,8 @@ impl Access {
                     access.revocations.add_heard(revocation);
                 }
                 RevocationNews::Resubscribed => {
+                    // Closes published meanwhile were not heard either.
+                    access.waitlists.wake_every_front();
                     tokio::spawn(async move { access.sync_revocations().await });
                 }
             }

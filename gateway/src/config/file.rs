@@ -310,6 +310,26 @@ pub struct PoolSection {
     /// How long a seat is held at least after its session opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_hold: Option<String>,
+    /// Whether callers that find no seat wait for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueSection>,
+}
+
+/// `[[pools]] queue`: callers that find no seat wait for one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    pub max_wait: String,
+    pub max_length: u32,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        Self {
+            max_wait: "10s".into(),
+            max_length: 100,
+        }
+    }
 }
 
 /// `[[pools]] shared_token`: when one token counts as used by several.

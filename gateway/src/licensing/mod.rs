@@ -99,6 +99,20 @@ pub struct Pool {
     /// A seat is held at least this long after its session opened, even if
     /// the session closes earlier (zero: not at all).
     pub min_hold: Duration,
+    /// Callers that find no seat wait for one, first come first served
+    /// across the fleet (`None`: they are refused at once).
+    pub queue: Option<SeatQueuePolicy>,
+}
+
+/// How callers that find no seat wait for one (`[[pools]] queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatQueuePolicy {
+    /// How long a caller waits at most; then it is refused as from a full
+    /// pool.
+    pub max_wait: Duration,
+    /// How many callers may wait at once, fleet-wide; one more is refused
+    /// at once.
+    pub max_length: u32,
 }
 
 /// When a session counts as shared: more distinct client addresses or user
@@ -207,22 +221,45 @@ impl Pool {
             .map(|g| g + 1)
     }
 
-    /// The bucket a new session takes, given current use per bucket, or
-    /// `None` when no seat the requester may use is free: its reserved
-    /// group's, else a shared one, else (with an overdraft) one beyond the
-    /// limit.
-    pub fn choose_bucket(&self, reserved: Option<Bucket>, in_use: &[u32]) -> Option<Bucket> {
+    /// The bucket a new session takes, given current use per bucket and
+    /// the number of waiting callers that go first (`ahead`), or `None` when
+    /// no seat the requester may use is free: its reserved group's, else a
+    /// shared one, else (with an overdraft) one beyond the limit.
+    ///
+    /// Shared and overdraft seats go to waiting callers first: a requester
+    /// takes one only while more are free than callers wait ahead of it. A
+    /// reserved group's seat belongs to its group and never waits for
+    /// anyone.
+    pub fn choose_bucket(
+        &self,
+        reserved: Option<Bucket>,
+        in_use: &[u32],
+        ahead: u32,
+    ) -> Option<Bucket> {
         let used = |b: Bucket| in_use.get(b).copied().unwrap_or(0);
         if let Some(b) = reserved
             && used(b) < self.bucket_capacity(b)
         {
             return Some(b);
         }
+        if self.common_free(in_use) <= ahead {
+            return None;
+        }
         if used(SHARED) < self.shared_seats() {
             return Some(SHARED);
         }
         self.overdraft_bucket()
             .filter(|b| used(*b) < self.overdraft)
+    }
+
+    /// Free seats anyone may take: shared ones, and the overdraft's.
+    pub fn common_free(&self, in_use: &[u32]) -> u32 {
+        let used = |b: Bucket| in_use.get(b).copied().unwrap_or(0);
+        let shared = self.shared_seats().saturating_sub(used(SHARED));
+        let over = self
+            .overdraft_bucket()
+            .map_or(0, |b| self.overdraft.saturating_sub(used(b)));
+        shared + over
     }
 
     /// The buckets whose freed seats a requester could take.
@@ -335,6 +372,7 @@ mod tests {
             shared_token: None,
             linger: Duration::ZERO,
             min_hold: Duration::ZERO,
+            queue: None,
         }
     }
 
@@ -396,12 +434,37 @@ mod tests {
         assert_eq!(cfo, Some(1));
         assert_eq!(p.reserved_bucket(&claims(json!({"sub": "bob"}))), None);
         // Reserved seat free: cfo takes it even with shared seats full.
-        assert_eq!(p.choose_bucket(cfo, &[3, 0]), Some(1));
+        assert_eq!(p.choose_bucket(cfo, &[3, 0], 0), Some(1));
         // Reserved seat held: cfo falls back to a shared seat.
-        assert_eq!(p.choose_bucket(cfo, &[2, 1]), Some(SHARED));
-        assert_eq!(p.choose_bucket(cfo, &[3, 1]), None);
+        assert_eq!(p.choose_bucket(cfo, &[2, 1], 0), Some(SHARED));
+        assert_eq!(p.choose_bucket(cfo, &[3, 1], 0), None);
         // Others never touch the reserved seat.
-        assert_eq!(p.choose_bucket(None, &[3, 0]), None);
-        assert_eq!(p.choose_bucket(None, &[2, 0]), Some(SHARED));
+        assert_eq!(p.choose_bucket(None, &[3, 0], 0), None);
+        assert_eq!(p.choose_bucket(None, &[2, 0], 0), Some(SHARED));
+    }
+
+    #[test]
+    fn waiting_callers_go_first_for_shared_and_overdraft_seats_only() {
+        let mut p = pool(
+            "p",
+            4,
+            None,
+            vec![ReservedSeats {
+                rule: rule("sub", &["cfo"]),
+                seats: 1,
+            }],
+        );
+        p.overdraft = 1;
+        let cfo = Some(1);
+        // One shared seat and the overdraft seat free: two waiting.
+        let in_use = [2, 0, 0];
+        assert_eq!(p.common_free(&in_use), 2);
+        assert_eq!(p.choose_bucket(None, &in_use, 2), None);
+        assert_eq!(p.choose_bucket(None, &in_use, 1), Some(SHARED));
+        assert_eq!(p.choose_bucket(None, &[3, 0, 0], 1), None);
+        assert_eq!(p.choose_bucket(None, &[3, 0, 0], 0), Some(2));
+        // A reserved seat never waits for anyone.
+        assert_eq!(p.choose_bucket(cfo, &[3, 0, 1], 5), Some(1));
+        assert_eq!(p.choose_bucket(cfo, &[3, 1, 0], 1), None);
     }
 }

@@ -48,6 +48,10 @@ pub fn problem(denial: &Denial, wording: &Wording) -> Problem {
             "this session is already used from as many client addresses and user agents as its \
              pool allows; this client is refused",
         ),
+        Denial::ClientLeft => Problem::new(
+            ErrorCode::ClientClosedRequest,
+            "the client went away while its request waited for a seat",
+        ),
     }
 }
 
@@ -65,6 +69,35 @@ fn refusal_problem(pool: &str, refusal: &Refusal, wording: &Wording) -> Problem 
         .with("pool", pool)
         .with("limit", *limit)
         .with("in_use", *in_use)
+        .retry_after(*retry_after),
+        Refusal::QueueFull {
+            limit,
+            in_use,
+            waiting,
+            retry_after,
+        } => Problem::new(
+            ErrorCode::LicenseUnavailable,
+            format!(
+                "MaximumLicenseCountExceeded: all {limit} seats of pool `{pool}` are in use and \
+                 {waiting} callers already wait for one, as many as its queue holds"
+            ),
+        )
+        .with_status(wording.license_unavailable_status)
+        .with("pool", pool)
+        .with("limit", *limit)
+        .with("in_use", *in_use)
+        .with("waiting", *waiting)
+        .retry_after(*retry_after),
+        Refusal::QueueTimeout { limit, retry_after } => Problem::new(
+            ErrorCode::LicenseUnavailable,
+            format!(
+                "MaximumLicenseCountExceeded: all {limit} seats of pool `{pool}` stayed in use \
+                 for as long as its queue lets a caller wait"
+            ),
+        )
+        .with_status(wording.license_unavailable_status)
+        .with("pool", pool)
+        .with("limit", *limit)
         .retry_after(*retry_after),
         Refusal::Revoked => Problem::invalid_token(
             &wording.realm,

@@ -49,6 +49,9 @@ pub enum ErrorCode {
     CorsRefused,
     /// The session is used from more clients than its pool allows (403).
     TokenShared,
+    /// The client went away while its request waited for a seat (499, as
+    /// nginx logs it; nobody reads the response).
+    ClientClosedRequest,
 }
 
 impl ErrorCode {
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::UpgradeRefused => "upgrade_refused",
             ErrorCode::CorsRefused => "cors_refused",
             ErrorCode::TokenShared => "token_shared",
+            ErrorCode::ClientClosedRequest => "client_closed_request",
         }
     }
 
@@ -94,6 +98,7 @@ impl ErrorCode {
             ErrorCode::UpgradeRefused => "Upgrade refused",
             ErrorCode::CorsRefused => "Cross-origin request refused",
             ErrorCode::TokenShared => "Token shared",
+            ErrorCode::ClientClosedRequest => "Client closed request",
         }
     }
 }
@@ -133,6 +138,7 @@ impl Problem {
             ErrorCode::BadRequest => 400,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::UpgradeRefused | ErrorCode::CorsRefused | ErrorCode::TokenShared => 403,
+            ErrorCode::ClientClosedRequest => 499,
         };
         Self {
             status,

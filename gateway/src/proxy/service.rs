@@ -103,7 +103,7 @@ impl Gateway {
     async fn decide(
         &self,
         route: &RouteConfig,
-        request: &RequestHeader,
+        session: &mut HttpSession,
         wording: &Wording,
         ctx: &mut RequestContext,
     ) -> Result<(), Problem> {
@@ -113,15 +113,20 @@ impl Gateway {
         let denied = |d| denial::problem(&d, wording);
         let (principal, _) = self
             .access
-            .authenticate(&authorization(request))
+            .authenticate(&authorization(session.req_header()))
             .await
             .map_err(denied)?;
         self.access
             .check_scopes(&principal, &route.required_scopes)
             .map_err(denied)?;
         if route.policy == RoutePolicy::Session {
-            let seated = self.access.admit(&principal).await.map_err(denied)?;
-            let user_agent = request
+            let seated = self
+                .access
+                .admit(&principal, client_gone(session))
+                .await
+                .map_err(denied)?;
+            let user_agent = session
+                .req_header()
                 .headers
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok());
@@ -137,6 +142,26 @@ impl Gateway {
         ctx.principal = Some(principal);
         Ok(())
     }
+}
+
+/// Resolves when the client of a request goes away: polled only while the
+/// request waits for a seat, so that it leaves the queue at once.
+///
+/// HTTP/2 tells by resetting the stream. HTTP/1.1 tells by closing the
+/// connection, which a read finds once the request body is read (or there
+/// is none); a request whose body is still on its way is not read from
+/// here, as that would eat the body, so it waits until `max_wait`.
+async fn client_gone(session: &mut HttpSession) {
+    if let Some(reset) = session.watch_h2_stream_close() {
+        let _ = reset.await;
+        return;
+    }
+    if (session.is_body_empty() || session.is_body_done())
+        && session.read_body_or_idle(true).await.is_err()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Every `Authorization` header of a request (more than one is refused).
@@ -294,7 +319,7 @@ impl ProxyHttp for Gateway {
                             ))
                         } else {
                             let span = ctx.span.clone();
-                            self.decide(route, request, &table.wording, ctx)
+                            self.decide(route, session, &table.wording, ctx)
                                 .instrument(span)
                                 .await
                         }

@@ -116,6 +116,7 @@ fn build(
     server.bootstrap();
 
     access.listen_to_revocations();
+    access.listen_for_seats();
 
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for (index, upstream) in config.upstreams.iter().enumerate() {

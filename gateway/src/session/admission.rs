@@ -35,6 +35,10 @@ pub struct AdmitRequest<'a> {
     /// revoked token or identity even while it has missed the revocation
     /// message. `None` skips the check (store tests).
     pub token: Option<PresentedToken<'a>>,
+    /// The caller's ticket when it already waits in the pool's queue
+    /// (`[[pools]] queue`): the store then weighs it at its place in line.
+    /// `None` for a newcomer, which lines up behind every waiting caller.
+    pub ticket: Option<&'a Ticket>,
 }
 
 impl<'a> AdmitRequest<'a> {
@@ -48,8 +52,19 @@ impl<'a> AdmitRequest<'a> {
             reserved: None,
             sid: None,
             token: None,
+            ticket: None,
         }
     }
+}
+
+/// A caller's place in a pool's queue, as the store handed it out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ticket {
+    /// Its id, unique in the pool.
+    pub id: String,
+    /// Its number in the pool's line: a ticket handed out later has a
+    /// larger one, fleet-wide.
+    pub seq: u64,
 }
 
 /// What an admission checks of the presented token against revocations.
@@ -93,6 +108,26 @@ pub enum Refusal {
     /// The token, its identity provider session or its subject is revoked
     /// (a revocation this instance may not have heard of yet).
     Revoked,
+    /// Every seat is held and the pool's queue already holds as many
+    /// waiting callers as it may.
+    QueueFull {
+        /// The pool's limit.
+        limit: u32,
+        /// Seats held now.
+        in_use: u32,
+        /// Callers waiting now.
+        waiting: u32,
+        /// Time until the earliest seat the caller could use frees by expiry.
+        retry_after: Duration,
+    },
+    /// The caller waited in the queue as long as the pool allows
+    /// (`max_wait`) and no seat came its way.
+    QueueTimeout {
+        /// The pool's limit.
+        limit: u32,
+        /// Time until the earliest seat the caller could use frees by expiry.
+        retry_after: Duration,
+    },
     /// The subject already holds its maximum number of sessions (`deny`).
     SubjectLimit {
         /// The per-subject cap.
@@ -107,6 +142,8 @@ impl Refusal {
     pub fn as_str(&self) -> &'static str {
         match self {
             Refusal::PoolFull { .. } => "pool_full",
+            Refusal::QueueFull { .. } => "queue_full",
+            Refusal::QueueTimeout { .. } => "queue_timeout",
             Refusal::SubjectLimit { .. } => "subject_limit",
             Refusal::Revoked => "revoked",
         }
@@ -128,6 +165,17 @@ pub enum Admission {
         /// The session evicted for it under `replace_oldest`, if any.
         replaced: Option<ClosedSession>,
     },
+    /// No seat for the caller yet: it waits in the pool's queue (nothing
+    /// may be forwarded meanwhile) and asks again with its ticket.
+    Queued {
+        /// Its place in line.
+        ticket: Ticket,
+        /// Callers waiting ahead of it, fleet-wide.
+        ahead: u32,
+        /// Time until the earliest seat it could use frees by expiry, if
+        /// any does.
+        retry_after: Option<Duration>,
+    },
     /// No session: nothing may be forwarded.
     Refused(Refusal),
 }
@@ -137,7 +185,7 @@ impl Admission {
     pub fn session(&self) -> Option<&Session> {
         match self {
             Admission::Reused(s) | Admission::Opened { session: s, .. } => Some(s),
-            Admission::Refused(_) => None,
+            Admission::Refused(_) | Admission::Queued { .. } => None,
         }
     }
 }

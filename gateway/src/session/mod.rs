@@ -27,7 +27,9 @@ pub mod redis;
 pub mod revocation;
 pub mod store;
 
-pub use admission::{Admission, AdmitOutcome, AdmitRequest, IdpSession, PresentedToken, Refusal};
+pub use admission::{
+    Admission, AdmitOutcome, AdmitRequest, IdpSession, PresentedToken, Refusal, Ticket,
+};
 pub use identity::{IdentityKey, IdentityRule, SessionIdentity, SubjectKey, sid_key};
 pub use memory::{MEMORY_AUDIT_CAP, MemoryStore};
 pub use record::{CloseReason, ClosedSession, Session, SessionId, SessionView, new_session_id};
@@ -42,3 +44,4 @@ pub use store::{
     SharedStore, Store, StoreError, UsageLedger,
 };
 pub use store::{CLIENT_SIGHTINGS_CAP, ClientBound, ClientCounts, ClientLedger, ClientSighting};
+pub use store::{QueueExit, SeatListener, SeatNews, SeatQueue};

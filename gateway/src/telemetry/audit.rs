@@ -111,3 +111,32 @@ pub fn revocation_deleted(id: &str, count: usize) {
         "revocation deleted"
     );
 }
+
+/// A call found no seat and waits in its pool's queue, `ahead` callers
+/// before it.
+pub fn queued(pool: &str, identity: &SessionIdentity, ahead: u32) {
+    tracing::info!(
+        target: "audit",
+        event = "session_queued",
+        pool,
+        subject = %identity.subject,
+        client = identity.client.as_deref().unwrap_or(""),
+        ahead,
+        "waiting for a seat"
+    );
+}
+
+/// A wait for a seat ended (`outcome`: `admitted`, `timed_out`, `left`,
+/// `failed`) after `waited_ms`.
+pub fn queue_left(pool: &str, identity: &SessionIdentity, outcome: &str, waited_ms: u64) {
+    tracing::info!(
+        target: "audit",
+        event = "queue_left",
+        pool,
+        subject = %identity.subject,
+        client = identity.client.as_deref().unwrap_or(""),
+        outcome,
+        waited_ms,
+        "wait for a seat ended"
+    );
+}

@@ -48,6 +48,13 @@ pub struct Metrics {
     pub license_refusals: IntCounterVec,
     /// Seats held, per pool (fleet-wide with Redis).
     pub seats_in_use: IntGaugeVec,
+    /// Callers waiting for a seat, per pool (fleet-wide with Redis).
+    pub queue_waiting: IntGaugeVec,
+    /// Waits for a seat this instance ended, by pool and outcome
+    /// (`admitted`, `timed_out`, `left`, `failed`).
+    pub queue_exits: IntCounterVec,
+    /// How long the waits this instance ended lasted, by pool and outcome.
+    pub queue_wait: HistogramVec,
     /// `session_gateway_tunnels_open{pool}`: upgraded connections on
     /// `session` routes this instance carries now.
     pub tunnels_open: IntGaugeVec,
@@ -100,6 +107,11 @@ impl std::fmt::Debug for Metrics {
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
+];
+
+/// Wait buckets from 10 ms to the longest `max_wait`, five minutes.
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 impl Metrics {
@@ -181,6 +193,27 @@ impl Metrics {
                 "Sessions this instance opened beyond the pool's limit (its overdraft), by pool.",
                 &["pool"],
             ),
+            queue_exits: counter(
+                "session_gateway_queue_exits_total",
+                "Waits for a seat this instance ended, by pool and outcome (admitted, timed_out, left: \
+                 the client went away, failed: refused otherwise or the store failed).",
+                &["pool", "outcome"],
+            ),
+            queue_wait: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "session_gateway_queue_wait_seconds",
+                        "How long callers waited for a seat on this instance, by pool and outcome.",
+                    )
+                    .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
+                    &["pool", "outcome"],
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("metric registered once");
+                h
+            },
             seats_held: counter(
                 "session_gateway_seats_held_after_close_total",
                 "Sessions this instance saw close whose seats stay held for their identities (linger, min_hold), by pool.",
@@ -204,6 +237,11 @@ impl Metrics {
             seats_in_use: gauge(
                 "session_gateway_seats_in_use",
                 "Seats held now, per pool (the whole fleet with the Redis store).",
+                &["pool"],
+            ),
+            queue_waiting: gauge(
+                "session_gateway_queue_waiting",
+                "Callers waiting for a seat now, per pool (the whole fleet with the Redis store).",
                 &["pool"],
             ),
             tunnels_open: gauge(
@@ -323,6 +361,7 @@ impl Metrics {
     /// or the current one, and starts again from the current one.
     pub fn set_usage(&self, usage: &[PoolUsage]) {
         self.seats_in_use.reset();
+        self.queue_waiting.reset();
         self.seats_limit.reset();
         self.seats_reserved.reset();
         self.seats_peak.reset();
@@ -336,6 +375,9 @@ impl Metrics {
             self.seats_limit
                 .with_label_values(&name)
                 .set(i64::from(pool.limit));
+            self.queue_waiting
+                .with_label_values(&name)
+                .set(i64::from(pool.waiting));
             self.seats_reserved
                 .with_label_values(&name)
                 .set(i64::from(pool.reserved));
@@ -352,6 +394,7 @@ impl Metrics {
     /// stay.
     pub fn set_store_unreachable(&self) {
         self.seats_in_use.reset();
+        self.queue_waiting.reset();
         // The peaks noted meanwhile wait for the next reading.
         self.seats_peak.reset();
         self.store_up.with_label_values(&[] as &[&str]).set(0);
@@ -384,6 +427,7 @@ mod tests {
             limit: 10,
             reserved: 0,
             in_use,
+            waiting: 0,
         }
     }
 
@@ -422,6 +466,7 @@ mod tests {
             limit: 10,
             reserved: 1,
             in_use: 3,
+            waiting: 2,
         }]);
         let (content_type, body) = m.render().unwrap();
         let text = String::from_utf8(body).unwrap();

@@ -124,6 +124,7 @@ pub fn pool(name: &str, limit: u32) -> Pool {
         shared_token: None,
         linger: Duration::ZERO,
         min_hold: Duration::ZERO,
+        queue: None,
     }
 }
 
@@ -245,6 +246,7 @@ impl StoreUnderTest {
                 sid,
             }),
             token: None,
+            ticket: None,
         };
         self.store.admit(&request).await.expect("admit")
     }
@@ -345,6 +347,7 @@ fn usage_of(pool: &str, limit: u32, reserved: u32, in_use: u32) -> PoolUsage {
         limit,
         reserved,
         in_use,
+        waiting: 0,
     }
 }
 

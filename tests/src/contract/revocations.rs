@@ -55,6 +55,7 @@ pub async fn admissions_refuse_revoked_tokens(factory: &dyn StoreFactory) {
                 sid,
             }),
             token: Some(PresentedToken { key, issued_ms }),
+            ticket: None,
         };
         t.store.admit(&request).await.expect("admit").admission
     }

@@ -113,6 +113,7 @@ async fn admit_on(store: &dyn Store, pools: &Pools, who: &Caller) -> AdmitOutcom
         reserved: None,
         sid: None,
         token: None,
+        ticket: None,
     };
     store.admit(&request).await.expect("admit")
 }

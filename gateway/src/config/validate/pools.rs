@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Check;
-use crate::config::file::{ClaimMatchSection, PoolSection, SharedTokenSection};
+use crate::config::file::{ClaimMatchSection, PoolSection, QueueSection, SharedTokenSection};
 use crate::config::{ConfigError, FileConfig, SessionSettings};
 use crate::licensing::{
-    ClaimMatch, OnShared, Pool, ReservedSeats, SharedTokenPolicy, SubjectLimit, SubjectLimitPolicy,
+    ClaimMatch, OnShared, Pool, ReservedSeats, SeatQueuePolicy, SharedTokenPolicy, SubjectLimit,
+    SubjectLimitPolicy,
 };
 
 // Parsers of `Check` that only `[[pools]]` uses, kept beside the rules they serve.
@@ -163,6 +164,11 @@ fn pool(
     };
     let linger = hold("linger", &p.linger)?;
     let min_hold = hold("min_hold", &p.min_hold)?;
+    let queue = p
+        .queue
+        .as_ref()
+        .map(|q| queue(c, &format!("{key}.queue"), q))
+        .transpose()?;
     Ok(Pool {
         name: p.name.clone(),
         limit: p.limit,
@@ -175,6 +181,34 @@ fn pool(
         shared_token,
         linger,
         min_hold,
+        queue,
+    })
+}
+
+/// The longest a request may be held waiting for a seat: beyond a few
+/// minutes, clients, load balancers and the backend's own timeouts give up
+/// first, and a held request holds a connection.
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(300);
+
+/// The most callers one pool's queue may hold.
+const MAX_QUEUE_LENGTH: u32 = 100_000;
+
+/// `queue`: a positive wait of at most five minutes and a length of 1 to
+/// 100,000.
+fn queue(c: &Check, key: &str, q: &QueueSection) -> Result<SeatQueuePolicy, ConfigError> {
+    let max_wait = c.positive_duration(&format!("{key}.max_wait"), &q.max_wait)?;
+    if max_wait > MAX_QUEUE_WAIT {
+        return c.fail(format!("{key}.max_wait"), "must be at most 5 minutes");
+    }
+    if q.max_length == 0 || q.max_length > MAX_QUEUE_LENGTH {
+        return c.fail(
+            format!("{key}.max_length"),
+            format!("must be between 1 and {MAX_QUEUE_LENGTH}"),
+        );
+    }
+    Ok(SeatQueuePolicy {
+        max_wait,
+        max_length: q.max_length,
     })
 }
 

@@ -25,6 +25,7 @@ mod audit;
 mod clients;
 mod holds;
 mod pools;
+mod queue;
 
 pub use audit::MEMORY_AUDIT_CAP;
 
@@ -40,8 +41,9 @@ use super::{
     SessionStore, StoreError, SubjectKey, UsageLedger,
 };
 use super::{ClientBound, ClientCounts, ClientLedger, ClientSighting};
+use super::{QueueExit, SeatListener, SeatNews, SeatQueue, Ticket};
 use crate::clock::{SharedClock, UnixMillis};
-use crate::licensing::{Bucket, Pools};
+use crate::licensing::{Bucket, Pool, Pools};
 use crate::usage::{LedgerSnapshot, Step};
 use pools::{PoolState, State};
 
@@ -65,6 +67,8 @@ pub struct MemoryStore {
     audit: Mutex<audit::AuditRing>,
     /// Where each session was used from (shared-token detection).
     clients: Mutex<clients::ClientSightings>,
+    /// Who hears that a seat may have freed (waiting callers).
+    seats: SeatNews,
 }
 
 impl MemoryStore {
@@ -89,6 +93,7 @@ impl MemoryStore {
             used: Mutex::new(BTreeMap::new()),
             audit: Mutex::new(audit::AuditRing::default()),
             clients: Mutex::new(clients::ClientSightings::default()),
+            seats: SeatNews::default(),
         }
     }
 
@@ -124,7 +129,18 @@ impl SessionStore for MemoryStore {
                 });
             }
         }
-        let outcome = self.state.lock().admit(request, now);
+        let (outcome, wake) = {
+            let mut state = self.state.lock();
+            let outcome = state.admit(request, now);
+            // A waiter that got its seat: the next in line may find one too.
+            let wake = request.ticket.is_some()
+                && matches!(outcome.admission, Admission::Opened { .. })
+                && state.seat_free_for_waiters(&request.pool.name);
+            (outcome, wake)
+        };
+        if wake {
+            self.seats.tell(&request.pool.name);
+        }
         // Reused sessions are linked too: a token of a new identity provider
         // session may reuse a session opened under an older one.
         if let (Some(session), Some(sid)) = (outcome.admission.session(), request.sid) {
@@ -164,7 +180,12 @@ impl SessionStore for MemoryStore {
         let Some((index, identity)) = state.locate(id, now).map(|(i, s)| (i, s.identity)) else {
             return Ok(None);
         };
-        Ok(state.close(index, &identity, reason, now))
+        let closed = state.close(index, &identity, reason, now);
+        drop(state);
+        if let Some(closed) = &closed {
+            self.seats.tell(&closed.session.pool);
+        }
+        Ok(closed)
     }
 
     async fn close_subject(
@@ -189,6 +210,12 @@ impl SessionStore for MemoryStore {
         closed.sort_by(|a, b| {
             (a.session.created_ms, &a.session.id).cmp(&(b.session.created_ms, &b.session.id))
         });
+        drop(state);
+        let pools: std::collections::BTreeSet<&str> =
+            closed.iter().map(|c| c.session.pool.as_str()).collect();
+        for pool in pools {
+            self.seats.tell(pool);
+        }
         Ok(closed)
     }
 
@@ -220,6 +247,7 @@ impl SessionStore for MemoryStore {
                 limit: p.pool.limit,
                 reserved: p.pool.reserved_total(),
                 in_use: p.in_use_at(now),
+                waiting: p.waitline.waiting_at(now),
             })
             .collect())
     }
@@ -369,6 +397,32 @@ impl UsageLedger for MemoryStore {
     ) -> Result<Option<LedgerSnapshot>, StoreError> {
         let now = self.clock.now_ms();
         Ok(self.state.lock().ledger(pool, bucket, step, from, now))
+    }
+}
+
+#[async_trait]
+impl SeatQueue for MemoryStore {
+    async fn leave_queue(
+        &self,
+        pool: &Pool,
+        ticket: &Ticket,
+        exit: QueueExit,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let (removed, wake) = {
+            let mut state = self.state.lock();
+            let removed =
+                state.leave_queue(&pool.name, &ticket.id, exit == QueueExit::TimedOut, now);
+            (removed, removed && state.seat_free_for_waiters(&pool.name))
+        };
+        if wake {
+            self.seats.tell(&pool.name);
+        }
+        Ok(removed)
+    }
+
+    fn on_seat_freed(&self, listener: SeatListener) {
+        self.seats.listen(listener);
     }
 }
 

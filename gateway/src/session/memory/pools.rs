@@ -27,6 +27,7 @@ use crate::session::{
 use crate::usage::{LedgerSnapshot, PoolLedger, Step, UsageRetention};
 
 use super::holds::Hold;
+use super::queue::Waitline;
 
 /// Everything the store knows, guarded by one lock.
 #[derive(Debug)]
@@ -68,6 +69,8 @@ pub(super) struct PoolState {
     pub(super) holds: BTreeMap<IdentityKey, Hold>,
     /// Every hold's `(end, identity)`, earliest first.
     pub(super) hold_ends: BTreeSet<(UnixMillis, IdentityKey)>,
+    /// Callers waiting for a seat (`queue`).
+    pub(super) waitline: Waitline,
 }
 
 impl State {
@@ -91,7 +94,16 @@ impl State {
         let keep = self.usage;
         let pool = &mut self.pools[index];
         let expired = pool.purge(now, &keep);
+        for lapse in pool.waitline.purge(now) {
+            pool.ledger.refused(lapse, "queue_timeout", now, &keep);
+        }
         let admission = pool.admit(request, now, &keep);
+        // Every answer but a wait takes the caller's ticket out of line.
+        if let Some(ticket) = request.ticket
+            && !matches!(admission, Admission::Queued { .. })
+        {
+            pool.waitline.remove(&ticket.id);
+        }
         for closed in &expired {
             self.by_id.remove(&closed.session.id);
         }
@@ -118,17 +130,48 @@ impl State {
                 }
                 Some(pool.record_opened(session, now, &keep))
             }
+            // A lapsed ticket was written when it lapsed.
+            Admission::Refused(Refusal::QueueTimeout { .. }) => None,
             Admission::Refused(refusal) => {
                 pool.ledger.refused(now, refusal.as_str(), now, &keep);
                 None
             }
-            Admission::Reused(_) => None,
+            Admission::Reused(_) | Admission::Queued { .. } => None,
         };
         AdmitOutcome {
             admission,
             expired,
             seats_held,
         }
+    }
+
+    /// Whether a caller waits in a pool's line while a seat anyone may take
+    /// is free (so the waiters should look again). Purged pools only.
+    pub(super) fn seat_free_for_waiters(&self, pool: &str) -> bool {
+        self.pool_index(pool)
+            .and_then(|i| self.pools.get(i))
+            .is_some_and(|p| p.waitline.len() > 0 && p.pool.common_free(&p.per_bucket) > 0)
+    }
+
+    /// Takes a ticket out of a pool's line, written into the usage history
+    /// as a refusal when it timed out; whether it was there.
+    pub(super) fn leave_queue(
+        &mut self,
+        pool: &str,
+        ticket: &str,
+        timed_out: bool,
+        now: UnixMillis,
+    ) -> bool {
+        let keep = self.usage;
+        let Some(index) = self.pool_index(pool) else {
+            return false;
+        };
+        let pool = &mut self.pools[index];
+        let removed = pool.waitline.remove(ticket);
+        if removed && timed_out {
+            pool.ledger.refused(now, "queue_timeout", now, &keep);
+        }
+        removed
     }
 
     /// An open session by id, with its pool position.
@@ -233,6 +276,7 @@ impl PoolState {
             ledger_unwritten: PoolLedger::new(now),
             holds: BTreeMap::new(),
             hold_ends: BTreeSet::new(),
+            waitline: Waitline::default(),
             per_bucket: vec![0; pool.bucket_count()],
             pool,
             configured: true,
@@ -293,6 +337,24 @@ impl PoolState {
             self.free_held_seat(&hold, now, now, keep);
         }
 
+        // Callers waiting ahead of this one: its place in line, or (a
+        // newcomer) the whole line. Shared and overdraft seats go to them
+        // first. A ticket no longer in line lapsed: no seat, even a free one.
+        let ahead = match request.ticket {
+            Some(ticket) => match self.waitline.ahead_of(&ticket.id) {
+                Some(ahead) => ahead,
+                None => {
+                    let earliest = self.earliest_expiry_in(pool.usable_buckets(request.reserved));
+                    return Admission::Refused(Refusal::QueueTimeout {
+                        limit: pool.limit,
+                        retry_after: retry_after(earliest, now, pool.idle_timeout),
+                    });
+                }
+            },
+            None if pool.queue.is_some() => self.waitline.len(),
+            None => 0,
+        };
+
         // The subject's cap: refuse, or pick the session to replace.
         let mut evict: Option<IdentityKey> = None;
         if let Some(cap) = pool.subject_limit {
@@ -323,13 +385,39 @@ impl PoolState {
         {
             *count = count.saturating_sub(1);
         }
-        let Some(bucket) = pool.choose_bucket(request.reserved, &in_use) else {
+        let Some(bucket) = pool.choose_bucket(request.reserved, &in_use, ahead) else {
             let earliest = self.earliest_expiry_in(pool.usable_buckets(request.reserved));
-            return Admission::Refused(Refusal::PoolFull {
-                limit: pool.limit,
-                in_use: self.in_use_at(now),
-                retry_after: retry_after(earliest, now, pool.idle_timeout),
-            });
+            let retry = retry_after(earliest, now, pool.idle_timeout);
+            let in_use = self.in_use_at(now);
+            if let Some(ticket) = request.ticket {
+                return Admission::Queued {
+                    ticket: ticket.clone(),
+                    ahead,
+                    retry_after: earliest.map(|at| Duration::from_millis(at.saturating_sub(now))),
+                };
+            }
+            return match pool.queue {
+                Some(queue) if ahead < queue.max_length => {
+                    let lapse = now.saturating_add(millis(queue.max_wait));
+                    Admission::Queued {
+                        ticket: self.waitline.push(lapse),
+                        ahead,
+                        retry_after: earliest
+                            .map(|at| Duration::from_millis(at.saturating_sub(now))),
+                    }
+                }
+                Some(_) => Admission::Refused(Refusal::QueueFull {
+                    limit: pool.limit,
+                    in_use,
+                    waiting: ahead,
+                    retry_after: retry,
+                }),
+                None => Admission::Refused(Refusal::PoolFull {
+                    limit: pool.limit,
+                    in_use,
+                    retry_after: retry,
+                }),
+            };
         };
 
         let replaced = evict

@@ -31,6 +31,7 @@ fn pool(name: &str, limit: u32) -> Pool {
         shared_token: None,
         linger: Duration::ZERO,
         min_hold: Duration::ZERO,
+        queue: None,
     }
 }
 

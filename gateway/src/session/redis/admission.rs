@@ -122,6 +122,14 @@ impl RedisStore {
             self.history_arg(pool),
             pool.overdraft_bucket().unwrap_or(0).to_string(),
             Self::hold_arg(pool),
+            Self::queue_arg(pool),
+            request.ticket.map(|t| t.id.clone()).unwrap_or_default(),
+            // The ticket to hand out if the caller must wait.
+            if pool.queue.is_some() && request.ticket.is_none() {
+                crate::session::new_session_id()
+            } else {
+                String::new()
+            },
         ];
         args.extend(Self::bucket_args(pool));
         let token_key = request.token.map_or("", |t| t.key);
@@ -146,7 +154,7 @@ impl RedisStore {
             Err(error) => return Err(error),
         };
         let parts = array(&value)?;
-        if parts.len() != 6 {
+        if !(6..=7).contains(&parts.len()) {
             return Err(protocol("admit reply has the wrong shape"));
         }
         let kind = text(&parts[0])?;
@@ -178,6 +186,25 @@ impl RedisStore {
                 retry_after,
             }),
             "revoked" => Admission::Refused(Refusal::Revoked),
+            "queued" => Admission::Queued {
+                ticket: ticket_of(&parts[1])?,
+                ahead: count,
+                retry_after: (retry_ms >= 0).then(|| Duration::from_millis(retry_ms as u64)),
+            },
+            "queue_full" => Admission::Refused(Refusal::QueueFull {
+                limit: pool.limit,
+                in_use: count,
+                waiting: parts
+                    .get(6)
+                    .map(int)
+                    .transpose()?
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                retry_after,
+            }),
+            "queue_timeout" => Admission::Refused(Refusal::QueueTimeout {
+                limit: pool.limit,
+                retry_after,
+            }),
             // Only an admission already given up answers this, and nobody
             // waits for its answer.
             "abandoned" => {
@@ -207,4 +234,18 @@ impl RedisStore {
             seats_held,
         })
     }
+}
+
+/// The ticket of a `queued` answer: `{id, number}`.
+fn ticket_of(value: &Value) -> Result<crate::session::Ticket, StoreError> {
+    let parts = array(value)?;
+    let (Some(id), Some(seq)) = (parts.first(), parts.get(1)) else {
+        return Err(protocol("queued reply lacks the ticket"));
+    };
+    Ok(crate::session::Ticket {
+        id: text(id)?,
+        seq: text(seq)?
+            .parse()
+            .map_err(|_| protocol("queued reply has a bad ticket number"))?,
+    })
 }

@@ -40,6 +40,7 @@ mod health;
 mod layout;
 mod lease;
 mod logout_ledger;
+mod queue;
 mod replication;
 mod revocations;
 mod scripts;
@@ -101,6 +102,8 @@ pub struct RedisStore {
     me: Weak<RedisStore>,
     /// Who hears the revocations published by the fleet.
     revocation_listener: parking_lot::Mutex<Option<RevocationListener>>,
+    /// Who hears that a seat may have freed (waiting callers).
+    seats: crate::session::SeatNews,
     /// `redis.wait_replicas` and `redis.wait_timeout`.
     wait_replicas: u32,
     wait_timeout: Duration,
@@ -195,6 +198,7 @@ impl RedisStore {
             touch_delay: touch_delay(config.touch_interval),
             me: me.clone(),
             revocation_listener: parking_lot::Mutex::new(None),
+            seats: crate::session::SeatNews::default(),
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
             version_ok: std::sync::atomic::AtomicBool::new(false),
@@ -234,6 +238,14 @@ impl RedisStore {
     /// seats"): the pool's `linger` and `min_hold`.
     fn hold_arg(pool: &Pool) -> String {
         format!("{},{}", millis(pool.linger), millis(pool.min_hold))
+    }
+
+    /// The QUEUE argument of the admission (`lua/common.lua`, "Seat
+    /// queue"): the pool's `max_wait` and `max_length`, or empty.
+    fn queue_arg(pool: &Pool) -> String {
+        pool.queue.map_or_else(String::new, |q| {
+            format!("{},{}", millis(q.max_wait), q.max_length)
+        })
     }
 
     fn pool(&self, name: &str) -> Result<Arc<Pool>, StoreError> {

@@ -42,6 +42,7 @@ pub(super) struct Scripts {
     pub(super) audit_oldest: Script,
     pub(super) history: Script,
     pub(super) clients: Script,
+    pub(super) leave: Script,
 }
 
 impl Scripts {
@@ -65,6 +66,7 @@ impl Scripts {
             forget_marker: Script::new("return redis.call('DEL', KEYS[1])"),
             generation: Script::new(include_str!("lua/generation.lua")),
             abandon: with_common(include_str!("lua/abandon.lua")),
+            leave: with_common(include_str!("lua/leave.lua")),
             first_use: with_common(include_str!("lua/first_use.lua")),
             release_use: Script::new("return redis.call('DEL', KEYS[1])"),
             members: Script::new("return redis.call('SMEMBERS', KEYS[1])"),

@@ -187,11 +187,19 @@ impl SessionStore for RedisStore {
         let pools = self.pools.load_full();
         for pool in pools.configured.iter() {
             let value = self.whole_pool(&self.scripts.usage, pool).await?;
+            let counts = array(&value)?;
+            let count = |i: usize| -> Result<u32, StoreError> {
+                let value = counts
+                    .get(i)
+                    .ok_or_else(|| protocol("usage reply has the wrong shape"))?;
+                Ok(u32::try_from(int(value)?).unwrap_or(u32::MAX))
+            };
             usage.push(PoolUsage {
                 pool: pool.name.clone(),
                 limit: pool.limit,
                 reserved: pool.reserved_total(),
-                in_use: u32::try_from(int(&value)?).unwrap_or(u32::MAX),
+                in_use: count(0)?,
+                waiting: count(1)?,
             });
         }
         Ok(usage)

@@ -1,5 +1,5 @@
-//! The revocation channel: a pubsub subscription that hears revocations and
-//! lease drops from the fleet, checked with a PING so a half-open one ends,
+//! The revocation channel: a pubsub subscription that hears revocations,
+//! lease drops and freed seats from the fleet, checked with a PING so a half-open one ends,
 //! and the store generation that reveals a Redis that lost its data.
 
 use std::time::Duration;
@@ -53,8 +53,13 @@ impl RedisStore {
                                 if let Some(revocation) = Revocation::decode(encoded) {
                                     self.tell(RevocationNews::Revoked(revocation));
                                 }
+                            } else if let Some(pool) = text.strip_prefix("seat|") {
+                                self.seats.tell(pool);
                             } else if let Some(revocation) = LeaseDrop::parse(&text) {
                                 self.leases.forget(&revocation.pool, &revocation.identity);
+                                // A closed session: its seat may be free
+                                // for a waiting caller.
+                                self.seats.tell(&revocation.pool);
                             }
                         }
                         _ = ping.tick() => {

@@ -8,7 +8,8 @@
 //!   one-time logout token ids);
 //! * [`AuditSink`]: the store's own audit trail, where it has one;
 //! * [`UsageLedger`]: the pools' usage history;
-//! * [`ClientLedger`]: where sessions were used from (shared-token detection).
+//! * [`ClientLedger`]: where sessions were used from (shared-token detection);
+//! * [`SeatQueue`]: callers waiting for a seat.
 //!
 //! [`Store`] is all of them at once: what the memory and the Redis store are,
 //! and what the rest of the crate holds as a [`SharedStore`].
@@ -16,6 +17,7 @@
 mod audit;
 mod clients;
 mod logout_ledger;
+mod queue;
 mod revocations;
 mod sessions;
 mod usage;
@@ -28,6 +30,7 @@ pub use audit::{
 };
 pub use clients::{CLIENT_SIGHTINGS_CAP, ClientBound, ClientCounts, ClientLedger, ClientSighting};
 pub use logout_ledger::LogoutLedger;
+pub use queue::{QueueExit, SeatListener, SeatNews, SeatQueue};
 pub use revocations::RevocationStore;
 pub use sessions::{PoolUsage, SessionFilter, SessionStore};
 pub use usage::UsageLedger;
@@ -50,7 +53,7 @@ pub enum StoreError {
 /// A new capability adds its own narrow trait (in this folder, with its
 /// contract tests in `tests/src/contract/`) and one line here.
 pub trait Store:
-    SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger + ClientLedger
+    SessionStore + RevocationStore + LogoutLedger + AuditSink + UsageLedger + ClientLedger + SeatQueue
 {
 }
 
@@ -61,6 +64,7 @@ impl<T> Store for T where
         + AuditSink
         + UsageLedger
         + ClientLedger
+        + SeatQueue
         + ?Sized
 {
 }

@@ -21,6 +21,8 @@ pub struct PoolUsage {
     pub reserved: u32,
     /// Open sessions.
     pub in_use: u32,
+    /// Callers waiting for a seat in the pool's queue.
+    pub waiting: u32,
 }
 
 /// Filters for [`SessionStore::list`].

@@ -20,12 +20,19 @@
 --          19 HISTORY (see common.lua)   20 the overdraft bucket (0 = none: the
 --          sessions admitted beyond the limit; its capacity is the overdraft)
 --          21 HOLD (see common.lua)
---          22 bucket count n   23 .. 22+n  capacity of bucket 0 .. n-1
--- Returns  { kind, session, replaced, in_use or count, retry ms, closed }:
+--          22 QUEUE (see common.lua)   23 the caller's ticket ('' = none: a
+--          newcomer, behind every waiting caller)   24 the ticket to hand out
+--          if the caller must wait
+--          25 bucket count n   26 .. 25+n  capacity of bucket 0 .. n-1
+-- Returns  { kind, session, replaced, in_use or count, retry ms, closed [, waiting] }:
 --          in_use is the pool's seats held after a new session opened, and
---          before a 'full' refusal
+--          before a 'full', 'queue_full' or 'queue_timeout' refusal
 --          kind = 'reused' | 'opened' | 'full' | 'subject' | 'revoked' | 'abandoned'
+--                 | 'queued' (session = {ticket, its number}, count = callers
+--                 ahead) | 'queue_full' (waiting = callers waiting)
+--                 | 'queue_timeout' (the caller's ticket lapsed)
 --          retry ms is -1 when no seat the caller could use frees by time
+--          The caller's ticket leaves the line with every answer but 'queued'.
 --
 -- The revocation markers (written into every pool's slot by mark_revoked)
 -- are checked first: an instance that missed a revocation message must
@@ -37,10 +44,21 @@ local reserved, subject_max, policy = tonumber(ARGV[12]), tonumber(ARGV[13]), AR
 local h = history_of(ARGV[19])
 local over = tonumber(ARGV[20])
 local hold = holds_of(ARGV[21])
-local n = tonumber(ARGV[22])
+local queue = queue_of(ARGV[22])
+local ticket = ARGV[23] ~= '' and ARGV[23] or nil
+local n = tonumber(ARGV[25])
 local caps = {}
 for b = 0, n - 1 do
-    caps[b] = tonumber(ARGV[23 + b])
+    caps[b] = tonumber(ARGV[26 + b])
+end
+
+-- Every answer but 'queued' takes the caller's ticket out of the line.
+local function done(reply)
+    if ticket then
+        redis.call('ZREM', tag .. ':q', ticket)
+        redis.call('ZREM', tag .. ':qd', ticket)
+    end
+    return reply
 end
 
 if ARGV[15] == '1' then
@@ -58,12 +76,15 @@ if ARGV[15] == '1' then
     end
     if in_force(KEYS[2]) or in_force(KEYS[5]) or subject_revoked then
         history_refused(tag, h, now, 'revoked')
-        return {'revoked', {}, {}, 0, 0, {}}
+        return done({'revoked', {}, {}, 0, 0, {}})
     end
 end
 
 local closed = {}
 purge(tag, n, now, idle, closed, h, hold)
+if queue or ticket then
+    purge_queue(tag, h, now)
+end
 
 local function link(session)
     if KEYS[4] then
@@ -133,13 +154,13 @@ end
 if s then
     slide(tag, s, now, idle)
     link(s)
-    return {'reused', s, {}, 0, 0, closed}
+    return done({'reused', s, {}, 0, 0, closed})
 end
 
 -- An admission whose caller already gave up (abandon ran first) opens
 -- nothing under the id it proposed.
 if redis.call('EXISTS', tag .. ':ab:' .. ARGV[4]) == 1 then
-    return {'abandoned', {}, {}, 0, 0, closed}
+    return done({'abandoned', {}, {}, 0, 0, closed})
 end
 
 -- Seats held now: only sessions alive at `now` count, so expired ones the
@@ -148,9 +169,59 @@ local used = {}
 for b = 0, n - 1 do
     used[b] = redis.call('ZCOUNT', tag .. ':b:' .. b, '(' .. now, '+inf')
 end
+
+-- Callers waiting ahead of this one: its rank in the line, or (a newcomer)
+-- the whole line. Shared and overdraft seats go to them first.
+local ahead, lapsed = 0, false
+if ticket then
+    local rank = redis.call('ZRANK', tag .. ':q', ticket)
+    if rank then
+        ahead = rank
+    else
+        lapsed = true
+    end
+elseif queue then
+    ahead = redis.call('ZCARD', tag .. ':q')
+end
+
+local function seats_in_use()
+    local in_use = 0
+    for b = 0, n - 1 do
+        in_use = in_use + used[b]
+    end
+    return in_use
+end
+-- Time until the earliest seat the caller could use frees by time, or -1.
+local function retry_ms()
+    local earliest = nil
+    local usable = {0}
+    if reserved >= 1 then
+        table.insert(usable, reserved)
+    end
+    if over > 0 then
+        table.insert(usable, over)
+    end
+    for _, b in ipairs(usable) do
+        local first = redis.call('ZRANGEBYSCORE', tag .. ':b:' .. b, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+        if first[2] and (not earliest or tonumber(first[2]) < earliest) then
+            earliest = tonumber(first[2])
+        end
+    end
+    return earliest and (earliest - now) or -1
+end
+
+-- A ticket that lapsed (written into the history when it was dropped) gets
+-- no seat, even a free one: its caller has been told it waited too long.
+if lapsed then
+    return {'queue_timeout', {}, {}, seats_in_use(), retry_ms(), closed}
+end
+
 local function choose()
     if reserved >= 1 and used[reserved] and used[reserved] < caps[reserved] then
         return reserved
+    end
+    if common_free(used, caps, over) <= ahead then
+        return nil
     end
     if used[0] < caps[0] then
         return 0
@@ -174,7 +245,7 @@ if subject_max > 0 then
                 end
             end
             history_refused(tag, h, now, 'subject_limit')
-            return {'subject', {}, {}, #members, earliest and (earliest - now) or -1, closed}
+            return done({'subject', {}, {}, #members, earliest and (earliest - now) or -1, closed})
         end
         -- The least recently used one makes room.
         local victim = members[1]
@@ -200,26 +271,24 @@ end
 
 local bucket = choose()
 if bucket == nil then
-    local in_use = 0
-    for b = 0, n - 1 do
-        in_use = in_use + used[b]
+    if ticket then
+        local number = redis.call('ZSCORE', tag .. ':q', ticket)
+        return {'queued', {ticket, number}, {}, ahead, retry_ms(), closed}
     end
-    local earliest = nil
-    local usable = {0}
-    if reserved >= 1 then
-        table.insert(usable, reserved)
-    end
-    if over > 0 then
-        table.insert(usable, over)
-    end
-    for _, b in ipairs(usable) do
-        local first = redis.call('ZRANGEBYSCORE', tag .. ':b:' .. b, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-        if first[2] and (not earliest or tonumber(first[2]) < earliest) then
-            earliest = tonumber(first[2])
+    if queue then
+        if ahead < queue[2] then
+            local number = redis.call('INCR', tag .. ':qn')
+            redis.call('ZADD', tag .. ':q', number, ARGV[24])
+            redis.call('ZADD', tag .. ':qd', now + queue[1], ARGV[24])
+            extend(tag .. ':q', queue[1] + 60000)
+            extend(tag .. ':qd', queue[1] + 60000)
+            return {'queued', {ARGV[24], tostring(number)}, {}, ahead, retry_ms(), closed}
         end
+        history_refused(tag, h, now, 'queue_full')
+        return {'queue_full', {}, {}, seats_in_use(), retry_ms(), closed, ahead}
     end
     history_refused(tag, h, now, 'pool_full')
-    return {'full', {}, {}, in_use, earliest and (earliest - now) or -1, closed}
+    return {'full', {}, {}, seats_in_use(), retry_ms(), closed}
 end
 
 s = {ARGV[4], identity, tostring(bucket), ARGV[5], ARGV[6], ARGV[7], ARGV[8],
@@ -231,4 +300,12 @@ for b = 0, n - 1 do
     held = held + used[b]
 end
 history_opened(tag, h, now, held, ARGV[8], bucket, used[bucket] + 1)
+-- A waiter that got its seat: the next in line may find one free too.
+if ticket then
+    used[bucket] = used[bucket] + 1
+    done(nil)
+    if common_free(used, caps, over) > 0 and redis.call('EXISTS', tag .. ':q') == 1 then
+        wake(tag)
+    end
+end
 return {'opened', s, replaced, held, 0, closed}

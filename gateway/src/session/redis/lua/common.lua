@@ -514,3 +514,49 @@ local function purge(tag, buckets, now, idle, out, h, hold)
         end
     end
 end
+
+-- Seat queue (`[[pools]] queue`) ---------------------------------------------
+--   T:q    ZSET    ticket id -> its number: the line, first come first
+--                  served (the admission weighs a ticket by its rank here)
+--   T:qd   ZSET    ticket id -> when it lapses (ms): handed out + max_wait
+--   T:qn   STRING  the last number handed out
+-- A caller whose instance died leaves a ticket behind: it lapses at max_wait
+-- and is dropped by the next admission of the pool.
+-- QUEUE, an ARGV of the admission: '<max_wait ms>,<max_length>' ('' = none).
+
+local function queue_of(arg)
+    local wait, length = string.match(arg or '', '^(%d+),(%d+)$')
+    if not wait then
+        return nil
+    end
+    return {tonumber(wait), tonumber(length)}
+end
+
+-- Drops the tickets that lapsed by `now`, each written into the history as
+-- a `queue_timeout` refusal when it lapsed (bounded, like the purge).
+local function purge_queue(tag, h, now)
+    local lapsed = redis.call('ZRANGEBYSCORE', tag .. ':qd', '-inf', now, 'WITHSCORES', 'LIMIT', 0, 500)
+    for i = 1, #lapsed, 2 do
+        redis.call('ZREM', tag .. ':q', lapsed[i])
+        redis.call('ZREM', tag .. ':qd', lapsed[i])
+        each_interval(tag .. ':h', h, tonumber(lapsed[i + 1]), now, 'r:queue_timeout', nil)
+    end
+end
+
+-- Tells every instance that a seat of the pool may be free for a waiting
+-- caller (`seat|<pool>` on `<prefix>:revocations`).
+local function wake(tag)
+    local prefix, pool = string.match(tag, '^{(.*):([^:]*)}$')
+    redis.call('PUBLISH', prefix .. ':revocations', 'seat|' .. pool)
+end
+
+-- Free seats anyone may take, from seats held per bucket `used` and their
+-- capacities `caps`: the shared ones and the overdraft's (bucket `over`, 0 =
+-- none).
+local function common_free(used, caps, over)
+    local free = caps[0] - used[0]
+    if over > 0 then
+        free = free + caps[over] - used[over]
+    end
+    return math.max(free, 0)
+end
