@@ -9,7 +9,9 @@
 //!   [`logout_ledger`];
 //! * [`AuditSink`](session_gateway::session::AuditSink) in [`audit`];
 //! * [`UsageLedger`](session_gateway::session::UsageLedger) in [`usage`];
-//! * [`ClientLedger`](session_gateway::session::ClientLedger) in [`clients`].
+//! * [`ClientLedger`](session_gateway::session::ClientLedger) in [`clients`];
+//! * [`SeatQueue`](session_gateway::session::SeatQueue), with the tickets of
+//!   the admission, in [`queue`].
 //!
 //! It lives in the end-to-end crate, not in the gateway, so the gateway
 //! ships no test code and needs no feature for it. The memory store runs it
@@ -51,6 +53,7 @@
 pub mod audit;
 pub mod clients;
 pub mod logout_ledger;
+pub mod queue;
 pub mod revocations;
 pub mod sessions;
 pub mod usage;
@@ -58,6 +61,7 @@ pub mod usage;
 pub use audit::*;
 pub use clients::*;
 pub use logout_ledger::*;
+pub use queue::*;
 pub use revocations::*;
 pub use sessions::*;
 pub use usage::*;
@@ -422,6 +426,9 @@ macro_rules! store_contract_tests {
             usage_history_of_a_reserved_group_counts_its_seats_only,
             clients_of_a_session_are_counted_within_the_window,
             a_client_beyond_the_bound_is_not_recorded,
+            waiting_callers_get_freed_seats_first_come_first_served,
+            reserved_seats_do_not_wait_for_the_line,
+            a_ticket_lapses_at_max_wait_and_gets_no_seat,
         );
         $crate::store_contract_tests!(@concurrent $factory;
             concurrent_admissions_never_exceed_the_limit,
