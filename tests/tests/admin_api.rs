@@ -516,8 +516,8 @@ async fn licenses_show_limit_use_and_free_seats_per_pool() -> anyhow::Result<()>
     assert_eq!(
         licenses().await?,
         json!({"pools": [
-            {"pool": "desktop", "limit": 2, "reserved": 0, "in_use": 0, "free": 2},
-            {"pool": "default", "limit": 3, "reserved": 1, "in_use": 0, "free": 3},
+            {"pool": "desktop", "limit": 2, "reserved": 0, "in_use": 0, "free": 2, "waiting": 0},
+            {"pool": "default", "limit": 3, "reserved": 1, "in_use": 0, "free": 3, "waiting": 0},
         ]})
     );
     call(&gw, &desktop(&kit, "alice")).await?;
@@ -526,8 +526,8 @@ async fn licenses_show_limit_use_and_free_seats_per_pool() -> anyhow::Result<()>
     assert_eq!(
         licenses().await?,
         json!({"pools": [
-            {"pool": "desktop", "limit": 2, "reserved": 0, "in_use": 1, "free": 1},
-            {"pool": "default", "limit": 3, "reserved": 1, "in_use": 2, "free": 1},
+            {"pool": "desktop", "limit": 2, "reserved": 0, "in_use": 1, "free": 1, "waiting": 0},
+            {"pool": "default", "limit": 3, "reserved": 1, "in_use": 2, "free": 1, "waiting": 0},
         ]})
     );
     // Closing a session frees its seat at once.
@@ -674,7 +674,7 @@ async fn the_admin_command_shows_licenses_and_closes_sessions() -> anyhow::Resul
     let doc: Value = serde_json::from_str(&out.stdout)?;
     assert_eq!(
         doc,
-        json!({"pools": [{"pool": "default", "limit": 10, "reserved": 0, "in_use": 2, "free": 8}]})
+        json!({"pools": [{"pool": "default", "limit": 10, "reserved": 0, "in_use": 2, "free": 8, "waiting": 0}]})
     );
 
     let out = cli(

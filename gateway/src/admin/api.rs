@@ -85,6 +85,10 @@ pub struct PoolSeats {
     pub in_use: u32,
     /// `limit - in_use` (never negative).
     pub free: u32,
+    /// Callers waiting for a seat in the pool's queue (0 without one; absent
+    /// from servers before the queue, hence the default).
+    #[serde(default)]
+    pub waiting: u32,
 }
 
 /// A revocation as the API shows it. Times are RFC 3339 UTC with
@@ -287,6 +291,7 @@ async fn licenses(State(api): State<Arc<Api>>) -> Result<Response, AdminError> {
                 limit: u.limit,
                 reserved: u.reserved,
                 in_use: u.in_use,
+                waiting: u.waiting,
             })
             .collect(),
     }))

@@ -534,6 +534,7 @@ impl Render for Licenses {
                     p.reserved.to_string(),
                     p.in_use.to_string(),
                     p.free.to_string(),
+                    p.waiting.to_string(),
                 ]
             })
             .collect();
@@ -544,6 +545,7 @@ impl Render for Licenses {
                 ("RESERVED", Align::Right),
                 ("IN USE", Align::Right),
                 ("FREE", Align::Right),
+                ("WAITING", Align::Right),
             ],
             &rows,
         )

@@ -14,6 +14,7 @@ fn tables_align_their_columns() {
                 reserved: 1,
                 in_use: 7,
                 free: 43,
+                waiting: 0,
             },
             PoolSeats {
                 pool: "batch".into(),
@@ -21,14 +22,15 @@ fn tables_align_their_columns() {
                 reserved: 0,
                 in_use: 5,
                 free: 0,
+                waiting: 3,
             },
         ],
     };
     assert_eq!(
         licenses.table(),
-        "POOL         LIMIT  RESERVED  IN USE  FREE\n\
-         interactive     50         1       7    43\n\
-         batch            5         0       5     0\n"
+        "POOL         LIMIT  RESERVED  IN USE  FREE  WAITING\n\
+         interactive     50         1       7    43        0\n\
+         batch            5         0       5     0        3\n"
     );
 }
 
