@@ -658,9 +658,9 @@ async fn the_admin_command_shows_licenses_and_closes_sessions() -> anyhow::Resul
     };
     assert_eq!(
         words(lines[0]),
-        ["POOL", "LIMIT", "RESERVED", "IN", "USE", "FREE"]
+        ["POOL", "LIMIT", "RESERVED", "IN", "USE", "FREE", "WAITING"]
     );
-    assert_eq!(words(lines[1]), ["default", "10", "0", "2", "8"]);
+    assert_eq!(words(lines[1]), ["default", "10", "0", "2", "8", "0"]);
     assert_eq!(
         lines[0].len(),
         lines[1].len(),
