@@ -60,6 +60,7 @@ fn build_verifier(cache_size: usize) -> Verifier {
         require_logout_typ: false,
         access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
         min_rsa_bits: 2048,
+            ca_pem: None,
     };
     let policy = TokenPolicy {
         leeway: Duration::from_secs(LEEWAY as u64),

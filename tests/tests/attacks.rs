@@ -17,6 +17,11 @@
 //! 4. the gateway is healthy afterwards: the canary's token still gets 200
 //!    and its same session.
 //!
+//! Token cases ([`Target::refused`]) run over HTTP/1.1 and HTTP/2 (h2c with
+//! prior knowledge) in turn, each asserting the same. The raw-byte cases
+//! (smuggling shapes, header bytes) are HTTP/1.1's own: HTTP/2 frames every
+//! header and body length, so their ambiguities have no HTTP/2 form.
+//!
 //! docs/security.md lists the cases with their status and test name.
 
 use std::future::Future;
@@ -46,11 +51,19 @@ async fn bounded(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Resu
         .map_err(|_| anyhow::anyhow!("test exceeded {TEST_BUDGET:?}"))?
 }
 
+/// The most header bytes Pingora's HTTP/2 server takes in one request (its
+/// `SETTINGS_MAX_HEADER_LIST_SIZE`): a longer token is refused with 431
+/// there, before the gateway sees it.
+const H2_HEADER_LIST_LIMIT: usize = 64 * 1024;
+
 /// A gateway under attack: the devkit, the gateway with its admin API on,
 /// and a canary session opened before the first case.
 struct Target {
     kit: Devkit,
     gw: Gateway,
+    /// A client speaking HTTP/2 with prior knowledge (the listener has
+    /// `server.h2c`): token cases run over both protocols.
+    h2: reqwest::Client,
     canary: String,
     canary_session: String,
     _dir: tempfile::TempDir,
@@ -86,6 +99,7 @@ impl Target {
         let path = dir.path().join("admin-token");
         std::fs::write(&path, ADMIN_TOKEN)?;
         config.set("admin", "token_file", path.display().to_string());
+        config.set("server", "h2c", true);
         edit(&kit, dir.path(), &mut config)?;
         let gw = Gateway::start(BIN, &config).await?;
         let canary = kit.token("canary");
@@ -94,9 +108,14 @@ impl Target {
         let canary_session = r
             .forwarded_header("x-session-id")
             .ok_or_else(|| anyhow::anyhow!("canary: no X-Session-Id forwarded"))?;
+        let h2 = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .no_proxy()
+            .build()?;
         let target = Self {
             kit,
             gw,
+            h2,
             canary,
             canary_session,
             _dir: dir,
@@ -169,11 +188,32 @@ impl Target {
 
     /// Sends `token` to a session route and asserts a 401 `invalid_token`
     /// whose description mentions `why`, and that nothing changed.
+    /// Over HTTP/1.1 and over HTTP/2 in turn.
     async fn refused(&self, case: &str, token: &str, why: &str) -> anyhow::Result<()> {
-        let before = self.snapshot().await?;
-        let r = self.gw.get("/api/x", token).await?;
-        assert_invalid_token(case, &r, why);
-        self.untouched(case, before).await
+        for (protocol, client) in [("HTTP/1.1", self.gw.client()), ("HTTP/2", &self.h2)] {
+            let case = format!("{case} over {protocol}");
+            let before = self.snapshot().await?;
+            let response = client
+                .get(self.gw.url("/api/x"))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            let expected = if protocol == "HTTP/2" {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            };
+            assert_eq!(response.version(), expected, "{case}");
+            let r = Reply::read(response).await?;
+            if protocol == "HTTP/2" && token.len() > H2_HEADER_LIST_LIMIT {
+                // Refused by the HTTP/2 layer before the gateway reads it.
+                assert_eq!(r.status, 431, "{case}");
+            } else {
+                assert_invalid_token(&case, &r, why);
+            }
+            self.untouched(&case, before).await?;
+        }
+        Ok(())
     }
 
     /// Sends raw bytes and asserts what came back, that nothing reached the
@@ -980,6 +1020,10 @@ async fn smuggling_shapes_never_reach_the_backend() -> anyhow::Result<()> {
 /// catch-all: a Host the gateway misreads would land on the catch-all and
 /// reach the backend unauthenticated.
 fn host_bound_routes(config: &mut ConfigDoc) {
+    // With h2c, a plain-text request shorter than the HTTP/2 preface (24
+    // bytes, as the HTTP/1.0 cases below) waits for more bytes before it is
+    // read as HTTP/1.x; these raw HTTP/1 cases run without it.
+    config.set("server", "h2c", false);
     config.clear("routes");
     config.push(
         "routes",

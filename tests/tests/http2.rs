@@ -2,11 +2,12 @@
 //! `server.http2`), prior-knowledge h2c on plain ones (`server.h2c`, off by
 //! default). The session rules hold as on HTTP/1.1: a session is opened and
 //! reused, identity headers a client sends are dropped, a missing token is
-//! a problem, and a full pool refuses.
+//! a problem, and a full pool refuses. Toward upstreams, HTTP/2 is a setting
+//! per upstream (`[[upstreams]] http2`).
 
 use serde_json::Value;
 use session_gateway_e2e::redis::TestCa;
-use session_gateway_e2e::{Devkit, Gateway};
+use session_gateway_e2e::{ConfigDoc, Devkit, Gateway};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -147,5 +148,27 @@ async fn h2c_is_a_setting_of_plain_listeners() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!((status, version), (200, reqwest::Version::HTTP_11));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_with_http2_is_spoken_to_in_http2() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let version = |config: ConfigDoc| {
+        let token = kit.token("alice");
+        async move {
+            let gw = Gateway::start(BIN, &config).await?;
+            let reply = gw.get("/api/x", &token).await?;
+            anyhow::ensure!(reply.status == 200, "{:?}", reply.json());
+            anyhow::Ok(reply.json()["version"].as_str().unwrap_or("").to_string())
+        }
+    };
+    assert_eq!(version(kit.config()).await?, "HTTP/1.1", "the default");
+    let mut config = kit.config();
+    config
+        .item("upstreams", 0)
+        .insert("http2".into(), true.into());
+    // A plain upstream has nothing to negotiate: prior knowledge (h2c).
+    assert_eq!(version(config).await?, "HTTP/2.0");
     Ok(())
 }

@@ -263,6 +263,7 @@ mod tests {
             require_logout_typ,
             access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
             min_rsa_bits: 2048,
+            ca_pem: None,
         }
     }
 

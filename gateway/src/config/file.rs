@@ -127,6 +127,10 @@ pub struct IssuerSection {
     /// The smallest RSA modulus, in bits, a JWKS key may have.
     #[serde(default = "default_min_rsa_bits")]
     pub min_rsa_bits: u32,
+    /// PEM CA certificates trusted for discovery and JWKS fetches, instead
+    /// of the system's roots (a provider with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 fn default_min_rsa_bits() -> u32 {
@@ -384,6 +388,25 @@ pub struct UpstreamSection {
     pub tls: bool,
     #[serde(default)]
     pub sni: Option<String>,
+    /// PEM CA certificates the servers' certificates must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM certificate chain presented to the servers (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+    #[serde(default = "default_true")]
+    pub verify_cert: bool,
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+    #[serde(default)]
+    pub http2: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_connect_timeout() -> String {

@@ -192,6 +192,9 @@ pub struct IssuerConfig {
     /// The smallest RSA modulus, in bits, of a key the issuer's JWKS may
     /// hold (2048 unless set; 1024 at the least for legacy providers).
     pub min_rsa_bits: usize,
+    /// PEM CA certificates trusted for discovery and JWKS fetches instead of
+    /// the system's roots (`ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// `sessions.touch_interval` when unset (unless a quarter of the shortest
@@ -303,16 +306,26 @@ pub struct RedisTls {
     /// PEM CA certificates to trust instead of the system's roots.
     pub ca_pem: Option<Vec<u8>>,
     /// A client certificate and key, for servers that require mutual TLS.
-    pub client: Option<RedisClientIdentity>,
+    pub client: Option<ClientIdentity>,
 }
 
-/// A client certificate chain and its private key, both PEM.
-#[derive(Clone)]
-pub struct RedisClientIdentity {
+/// A client certificate chain and its private key, both PEM (Redis TLS,
+/// upstream mTLS).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
     /// The certificate chain.
     pub cert_pem: Vec<u8>,
     /// The private key.
     pub key_pem: Secret,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem", &self.cert_pem.len())
+            .field("key_pem", &self.key_pem)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for RedisTls {
@@ -370,6 +383,18 @@ pub struct UpstreamConfig {
     pub tls: bool,
     /// SNI (and certificate name) when `tls`.
     pub sni: String,
+    /// The CAs the servers' certificates must chain to (DER, `ca_file`);
+    /// `None`: the system's roots.
+    pub ca: Option<Vec<Vec<u8>>>,
+    /// The certificate and key the gateway presents to the servers (mTLS).
+    pub client_identity: Option<ClientIdentity>,
+    /// Whether the servers' certificates are verified at all.
+    pub verify_cert: bool,
+    /// Whether they must name `sni`.
+    pub verify_hostname: bool,
+    /// Whether HTTP/2 is offered to the servers (ALPN `h2` with TLS,
+    /// prior knowledge without).
+    pub http2: bool,
 }
 
 /// `[upstreams.health_check]`.

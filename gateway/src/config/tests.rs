@@ -2482,3 +2482,97 @@ fn route_timeouts_are_optional_and_positive() {
         "unknown field",
     );
 }
+
+/// MINIMAL's upstream with more keys, checked in `dir`.
+#[track_caller]
+fn upstream_refused_in(dir: &Path, keys: &str, key: &str, fragment: &str) {
+    let text = MINIMAL.replace(
+        "servers = [\"127.0.0.1:9000\"]",
+        &format!("servers = [\"127.0.0.1:9000\"]\n{keys}"),
+    );
+    let error = match Config::from_toml(&text, ORIGIN, dir, &no_env) {
+        Ok(_) => panic!("accepted, expected an error at `{key}`"),
+        Err(e) => e,
+    };
+    let message = error.to_string();
+    assert_eq!(error.key(), key, "wrong key path in: {message}");
+    assert!(message.contains(fragment), "`{fragment}` not in: {message}");
+    assert!(!message.contains('\n'), "not one line: {message}");
+}
+
+#[test]
+fn upstream_tls_trust_settings_are_checked_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path(), "ca");
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    upstream_refused_in(
+        dir.path(),
+        "ca_file = \"ca.crt\"",
+        "upstreams[0].ca_file",
+        "only applies with tls = true",
+    );
+    upstream_refused_in(
+        dir.path(),
+        "tls = true\nsni = \"\"",
+        "upstreams[0].sni",
+        "no certificate would be checked",
+    );
+    upstream_refused_in(
+        dir.path(),
+        "tls = true\nca_file = \"junk.pem\"",
+        "upstreams[0].ca_file",
+        "holds no PEM certificate",
+    );
+    upstream_refused_in(
+        dir.path(),
+        "tls = true\nclient_cert_file = \"ca.crt\"",
+        "upstreams[0].client_key_file",
+        "is needed with upstreams[0].client_cert_file",
+    );
+    upstream_refused_in(
+        dir.path(),
+        "tls = true\nverify_cert = false\nca_file = \"ca.crt\"",
+        "upstreams[0].ca_file",
+        "no effect with verify_cert = false",
+    );
+    let text = MINIMAL.replace(
+        "servers = [\"127.0.0.1:9000\"]",
+        "servers = [\"127.0.0.1:9000\"]\ntls = true\nca_file = \"ca.crt\"\nhttp2 = true",
+    );
+    let c = Config::from_toml(&text, ORIGIN, dir.path(), &no_env).unwrap();
+    let upstream = &c.upstreams[0];
+    assert_eq!(upstream.ca.as_ref().map(Vec::len), Some(1));
+    assert_eq!(upstream.sni, "127.0.0.1");
+    assert!(upstream.verify_cert && upstream.verify_hostname && upstream.http2);
+}
+
+#[test]
+fn an_issuer_ca_file_is_checked_and_needs_fetched_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path(), "ca");
+    let with = |keys: &str| {
+        MINIMAL.replace(
+            "audiences = [\"erp-api\"]",
+            &format!("audiences = [\"erp-api\"]\n{keys}"),
+        )
+    };
+    let c = Config::from_toml(&with("ca_file = \"ca.crt\""), ORIGIN, dir.path(), &no_env).unwrap();
+    assert!(c.issuers[0].ca_pem.is_some());
+    let error = Config::from_toml(
+        &with("ca_file = \"missing.pem\""),
+        ORIGIN,
+        dir.path(),
+        &no_env,
+    )
+    .unwrap_err();
+    assert_eq!(error.key(), "issuers[0].ca_file");
+    std::fs::write(dir.path().join("jwks.json"), r#"{"keys": []}"#).unwrap();
+    let error = Config::from_toml(
+        &with("jwks_file = \"jwks.json\"\nca_file = \"ca.crt\""),
+        ORIGIN,
+        dir.path(),
+        &no_env,
+    )
+    .unwrap_err();
+    assert_eq!(error.key(), "issuers[0].ca_file", "{error}");
+}

@@ -30,7 +30,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use parking_lot::Mutex;
@@ -168,6 +168,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// The HTTP version it came in (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
 }
 
 impl RecordedRequest {
@@ -286,8 +288,14 @@ impl BackendState {
 
 /// Builds the record of a request; header values that are not UTF-8 are
 /// kept lossily.
-fn recorded(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> RecordedRequest {
+fn recorded(
+    (method, version): (&Method, Version),
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> RecordedRequest {
     RecordedRequest {
+        version: format!("{version:?}"),
         method: method.as_str().to_owned(),
         path: uri.path().to_owned(),
         query: uri.query().map(str::to_owned),
@@ -303,7 +311,7 @@ fn text(value: &HeaderValue) -> String {
     String::from_utf8_lossy(value.as_bytes()).into_owned()
 }
 
-/// The echo body: `{backend, method, path, query, headers, body}`, with
+/// The echo body: `{backend, method, path, query, headers, body, version}`, with
 /// repeated headers joined by `", "`.
 fn echo_body(name: &str, request: &RecordedRequest) -> Value {
     let mut headers = Map::new();
@@ -325,6 +333,7 @@ fn echo_body(name: &str, request: &RecordedRequest) -> Value {
         "query": request.query,
         "headers": headers,
         "body": String::from_utf8_lossy(&request.body),
+        "version": request.version,
     })
 }
 
@@ -347,11 +356,12 @@ fn echo_response(state: &BackendState, status: StatusCode, request: &RecordedReq
 async fn echo(
     State(state): State<Arc<BackendState>>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = recorded(&method, &uri, &headers, &body);
+    let request = recorded((&method, version), &uri, &headers, &body);
     let response = echo_response(&state, StatusCode::OK, &request);
     state.record(request);
     response
@@ -373,11 +383,12 @@ async fn slow(
     State(state): State<Arc<BackendState>>,
     params: Result<Query<SlowParams>, QueryRejection>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = recorded(&method, &uri, &headers, &body);
+    let request = recorded((&method, version), &uri, &headers, &body);
     state.record(request.clone());
     match params {
         Ok(Query(SlowParams { ms })) => {
@@ -401,11 +412,12 @@ async fn status(
     State(state): State<Arc<BackendState>>,
     Path(code): Path<String>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = recorded(&method, &uri, &headers, &body);
+    let request = recorded((&method, version), &uri, &headers, &body);
     let response = match code
         .parse::<u16>()
         .ok()

@@ -1,5 +1,6 @@
 //! Upstream groups: round-robin over their servers, skipping those the HTTP
-//! health check marks down, and the peer (timeouts, TLS) to connect with.
+//! health check marks down, and the peer (timeouts, TLS trust, protocol) to
+//! connect with.
 
 use std::sync::Arc;
 
@@ -7,7 +8,12 @@ use pingora::http::RequestHeader;
 use pingora::lb::LoadBalancer;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
+use pingora::protocols::ALPN;
+use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::UpstreamConfig;
 
@@ -17,6 +23,58 @@ pub struct Upstream {
     pub name: String,
     balancer: Arc<LoadBalancer<RoundRobin>>,
     config: UpstreamConfig,
+    tls: PeerTls,
+}
+
+/// The TLS trust and protocol of a group's connections, built once from
+/// its configuration and copied into every peer (and the health check's).
+#[derive(Clone, Default)]
+struct PeerTls {
+    ca: Option<Arc<CaType>>,
+    client: Option<Arc<CertKey>>,
+}
+
+impl PeerTls {
+    /// From files already checked by the configuration's validation.
+    fn of(config: &UpstreamConfig) -> Result<Self, String> {
+        let ca = config.ca.as_ref().map(|ders| {
+            let certs: Vec<WrappedX509> = ders
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                .collect();
+            Arc::<CaType>::from(certs)
+        });
+        let client = match &config.client_identity {
+            None => None,
+            Some(identity) => {
+                let chain = CertificateDer::pem_slice_iter(&identity.cert_pem)
+                    .map(|c| c.map(|c| c.as_ref().to_vec()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("client_cert_file: {e}"))?;
+                if chain.is_empty() {
+                    return Err("client_cert_file: no certificate".into());
+                }
+                let key = PrivateKeyDer::from_pem_slice(identity.key_pem.expose().as_bytes())
+                    .map_err(|e| format!("client_key_file: {e}"))?;
+                Some(Arc::new(CertKey::new(chain, key.secret_der().to_vec())))
+            }
+        };
+        Ok(Self { ca, client })
+    }
+
+    /// Applies the group's TLS and protocol settings to a peer.
+    fn apply(&self, config: &UpstreamConfig, peer: &mut HttpPeer) {
+        peer.client_cert_key = self.client.clone();
+        let options = &mut peer.options;
+        options.ca = self.ca.clone();
+        options.verify_cert = config.verify_cert;
+        options.verify_hostname = config.verify_hostname;
+        if config.http2 {
+            // With TLS the servers choose by ALPN (HTTP/1.1 stays possible);
+            // without it there is nothing to negotiate: prior knowledge.
+            options.alpn = if config.tls { ALPN::H2H1 } else { ALPN::H2 };
+        }
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -59,7 +117,9 @@ impl Upstream {
             LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().map(String::as_str))
                 .map_err(|e| fail(e.to_string()))?;
         if let Some(hc) = &config.health_check {
+            let tls = PeerTls::of(config).map_err(fail)?;
             let mut check = HttpHealthCheck::new(&hc.host, config.tls);
+            tls.apply(config, &mut check.peer_template);
             let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
                 .map_err(|e| fail(format!("health_check.path: {e}")))?;
             req.insert_header("Host", hc.host.as_str())
@@ -75,12 +135,22 @@ impl Upstream {
     }
 
     /// A group over a balancer built by [`Upstream::balancer`].
-    pub fn new(config: &UpstreamConfig, balancer: Arc<LoadBalancer<RoundRobin>>) -> Self {
-        Upstream {
+    pub fn new(
+        index: usize,
+        config: &UpstreamConfig,
+        balancer: Arc<LoadBalancer<RoundRobin>>,
+    ) -> Result<Self, UpstreamError> {
+        let tls = PeerTls::of(config).map_err(|reason| UpstreamError::Servers {
+            index,
+            name: config.name.clone(),
+            reason,
+        })?;
+        Ok(Upstream {
             name: config.name.clone(),
             balancer,
             config: config.clone(),
-        }
+            tls,
+        })
     }
 
     /// A group and its balancer. When [`Upstream::is_health_checked`], its
@@ -88,7 +158,7 @@ impl Upstream {
     /// for the probes to happen.
     pub fn build(index: usize, config: &UpstreamConfig) -> Result<Self, UpstreamError> {
         let balancer = Self::new_balancer(index, config)?;
-        Ok(Self::new(config, Arc::new(balancer)))
+        Self::new(index, config, Arc::new(balancer))
     }
 
     /// The group's settings.
@@ -113,6 +183,7 @@ impl Upstream {
         peer.options.connection_timeout = Some(self.config.connect_timeout);
         peer.options.read_timeout = Some(self.config.read_timeout);
         peer.options.write_timeout = Some(self.config.write_timeout);
+        self.tls.apply(&self.config, &mut peer);
         Some(peer)
     }
 }

@@ -90,7 +90,17 @@ impl std::fmt::Debug for IssuerKeys {
 impl IssuerKeys {
     /// Keys for an issuer, not loaded yet.
     pub fn new(config: Arc<IssuerConfig>, clock: SharedClock) -> Result<Self, JwksError> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &config.ca_pem {
+            // A private CA: it alone is trusted for this issuer.
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| JwksError::Invalid(format!("ca_file: {e}")))?;
+            http = http.tls_built_in_root_certs(false);
+            for root in roots {
+                http = http.add_root_certificate(root);
+            }
+        }
+        let http = http
             .timeout(config.http_timeout)
             .connect_timeout(config.http_timeout)
             // Fetches are rare and may run on any of the server's runtimes;

@@ -35,6 +35,7 @@ async fn verifier_for(
         require_logout_typ: false,
         access_token_types: vec!["at+jwt".into(), "jwt".into(), "".into()],
         min_rsa_bits: 2048,
+        ca_pem: None,
     };
     let verifier = Verifier::new(&[config], policy(cache_size), Arc::new(clock)).unwrap();
     verifier.issuers()[0].refresh().await.unwrap();

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::Check;
+use super::tls_files::pem_certificates;
 use crate::config::file::IssuerSection;
 use crate::config::{ConfigError, IssuerConfig, KeySource};
 
@@ -91,6 +92,21 @@ pub(super) fn issuer(
             KeySource::Discovery(secure_url(c, &format!("{key}.issuer"), &discovery)?)
         }
     };
+    let ca_pem = match (&s.ca_file, &keys) {
+        (None, _) => None,
+        (Some(_), KeySource::JwksFile(_)) => {
+            return c.fail(
+                format!("{key}.ca_file"),
+                "has no effect with jwks_file (the keys are read from a file, not fetched)",
+            );
+        }
+        (Some(path), _) => Some(pem_certificates(
+            c,
+            &format!("{key}.ca_file"),
+            base_dir,
+            path,
+        )?),
+    };
     let logout_audiences = match &s.logout_audiences {
         // Safe as a default only because access tokens and logout tokens
         // are told apart by type, whatever audience they share.
@@ -140,6 +156,7 @@ pub(super) fn issuer(
         require_logout_typ: s.require_logout_typ,
         access_token_types,
         min_rsa_bits: s.min_rsa_bits as usize,
+        ca_pem,
     })
 }
 

@@ -19,6 +19,7 @@ mod redis;
 mod routes;
 mod server;
 mod sessions;
+mod tls_files;
 mod tokens;
 mod upstreams;
 mod usage;
@@ -119,7 +120,7 @@ pub(super) fn validate(
         }
     }
     let pools = pools(&c, &file, &sessions)?;
-    let upstreams = upstreams(&c, &file)?;
+    let upstreams = upstreams(&c, &file, base_dir)?;
     let routes = file
         .routes
         .iter()

@@ -4,13 +4,11 @@
 
 use std::path::Path;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
 use super::Check;
+use super::tls_files::{client_identity, pem_certificates};
 use crate::config::file::RedisSection;
 use crate::config::{
-    ConfigError, FileConfig, RedisClientIdentity, RedisConfig, RedisMode, RedisTls, Secret,
+    ClientIdentity, ConfigError, FileConfig, RedisConfig, RedisMode, RedisTls, Secret,
     SessionSettings,
 };
 
@@ -212,57 +210,12 @@ fn redis_tls(
         .as_deref()
         .map(|path| pem_certificates(c, "redis.tls_ca_file", base_dir, path))
         .transpose()?;
-    let client = match (&r.tls_cert_file, &r.tls_key_file) {
-        (None, None) => None,
-        (Some(_), None) => {
-            return c.fail(
-                "redis.tls_key_file",
-                "is needed with redis.tls_cert_file (the client certificate's private key)",
-            );
-        }
-        (None, Some(_)) => {
-            return c.fail(
-                "redis.tls_cert_file",
-                "is needed with redis.tls_key_file (the certificate of that key)",
-            );
-        }
-        (Some(cert), Some(key)) => {
-            let cert_pem = pem_certificates(c, "redis.tls_cert_file", base_dir, cert)?;
-            let key_pem = read_file(c, "redis.tls_key_file", base_dir, key)?;
-            if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
-                return c.fail(
-                    "redis.tls_key_file",
-                    format!("`{key}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"),
-                );
-            }
-            let Ok(key_pem) = String::from_utf8(key_pem) else {
-                return c.fail("redis.tls_key_file", format!("`{key}` is not PEM text"));
-            };
-            Some(RedisClientIdentity {
-                cert_pem,
-                key_pem: Secret::new(key_pem),
-            })
-        }
-    };
+    let client = client_identity(
+        c,
+        ("redis.tls_cert_file", "redis.tls_key_file"),
+        (&r.tls_cert_file, &r.tls_key_file),
+        base_dir,
+    )?
+    .map(|(cert_pem, key_pem)| ClientIdentity { cert_pem, key_pem });
     Ok(Some(RedisTls { ca_pem, client }))
-}
-
-/// A file of one or more PEM certificates, read and checked.
-fn pem_certificates(
-    c: &Check,
-    key: &str,
-    base_dir: &Path,
-    path: &str,
-) -> Result<Vec<u8>, ConfigError> {
-    let pem = read_file(c, key, base_dir, path)?;
-    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
-        Ok(certs) if !certs.is_empty() => Ok(pem),
-        Ok(_) => c.fail(key, format!("`{path}` holds no PEM certificate")),
-        Err(e) => c.fail(key, format!("`{path}` is not valid PEM ({e})")),
-    }
-}
-
-fn read_file(c: &Check, key: &str, base_dir: &Path, path: &str) -> Result<Vec<u8>, ConfigError> {
-    let full = base_dir.join(path);
-    std::fs::read(&full).or_else(|e| c.fail(key, format!("cannot read {}: {e}", full.display())))
 }

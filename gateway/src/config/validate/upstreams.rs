@@ -3,11 +3,18 @@
 
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
+use std::path::Path;
 
 use super::Check;
-use crate::config::{ConfigError, FileConfig, HealthCheckConfig, UpstreamConfig};
+use super::tls_files::{certificate_ders, client_identity};
+use crate::config::file::UpstreamSection;
+use crate::config::{ClientIdentity, ConfigError, FileConfig, HealthCheckConfig, UpstreamConfig};
 
-pub(super) fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConfig>, ConfigError> {
+pub(super) fn upstreams(
+    c: &Check,
+    file: &FileConfig,
+    base_dir: &Path,
+) -> Result<Vec<UpstreamConfig>, ConfigError> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for (i, u) in file.upstreams.iter().enumerate() {
@@ -64,6 +71,8 @@ pub(super) fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConf
                 })
             }
         };
+        let sni = u.sni.clone().unwrap_or(first_host);
+        let trust = trust(c, &key, u, &sni, base_dir)?;
         out.push(UpstreamConfig {
             name: u.name.clone(),
             servers: u.servers.clone(),
@@ -74,8 +83,81 @@ pub(super) fn upstreams(c: &Check, file: &FileConfig) -> Result<Vec<UpstreamConf
             write_timeout: c
                 .positive_duration(&format!("{key}.write_timeout"), &u.write_timeout)?,
             tls: u.tls,
-            sni: u.sni.clone().unwrap_or(first_host),
+            sni,
+            ca: trust.ca,
+            client_identity: trust.client_identity,
+            verify_cert: u.verify_cert,
+            verify_hostname: u.verify_hostname,
+            http2: u.http2,
         });
     }
     Ok(out)
+}
+
+/// What an upstream's TLS trusts and presents.
+struct Trust {
+    ca: Option<Vec<Vec<u8>>>,
+    client_identity: Option<ClientIdentity>,
+}
+
+/// The TLS settings of an upstream: only with `tls = true`, an SNI the
+/// certificate can be checked against (Pingora skips every check without
+/// one), the CA bundle and client certificate read and checked now.
+fn trust(
+    c: &Check,
+    key: &str,
+    u: &UpstreamSection,
+    sni: &str,
+    base_dir: &Path,
+) -> Result<Trust, ConfigError> {
+    let tls_only = [
+        ("ca_file", u.ca_file.is_some()),
+        ("client_cert_file", u.client_cert_file.is_some()),
+        ("client_key_file", u.client_key_file.is_some()),
+        ("verify_cert", !u.verify_cert),
+        ("verify_hostname", !u.verify_hostname),
+    ];
+    if !u.tls {
+        if let Some((name, _)) = tls_only.iter().find(|(_, set)| *set) {
+            return c.fail(
+                format!("{key}.{name}"),
+                "only applies with tls = true (the servers are spoken to in plain HTTP)",
+            );
+        }
+        return Ok(Trust {
+            ca: None,
+            client_identity: None,
+        });
+    }
+    if sni.is_empty() {
+        return c.fail(
+            format!("{key}.sni"),
+            "must name the servers' certificate: without a name, no certificate would be checked",
+        );
+    }
+    if !u.verify_cert && u.ca_file.is_some() {
+        return c.fail(
+            format!("{key}.ca_file"),
+            "has no effect with verify_cert = false (no certificate is checked)",
+        );
+    }
+    let ca = u
+        .ca_file
+        .as_deref()
+        .map(|path| certificate_ders(c, &format!("{key}.ca_file"), base_dir, path))
+        .transpose()?;
+    let client_identity = client_identity(
+        c,
+        (
+            &format!("{key}.client_cert_file"),
+            &format!("{key}.client_key_file"),
+        ),
+        (&u.client_cert_file, &u.client_key_file),
+        base_dir,
+    )?
+    .map(|(cert_pem, key_pem)| ClientIdentity { cert_pem, key_pem });
+    Ok(Trust {
+        ca,
+        client_identity,
+    })
 }
