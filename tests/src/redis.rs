@@ -66,6 +66,25 @@ impl TestCa {
         ))
     }
 
+    /// A server certificate for `names` (DNS names) signed by the CA, with
+    /// its key: `(<file>.crt, <file>.key)`.
+    pub fn server_cert_for(
+        &self,
+        file: &str,
+        names: &[&str],
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        self.sign(
+            file,
+            "serverAuth",
+            &format!("subjectAltName={}\n", san.join(",")),
+        )?;
+        Ok((
+            self.file(&format!("{file}.crt")),
+            self.file(&format!("{file}.key")),
+        ))
+    }
+
     /// Runs `openssl` in the CA's directory; `args` are separated by spaces.
     fn openssl(&self, args: &str) -> anyhow::Result<()> {
         let out = Command::new("openssl")

@@ -2,7 +2,8 @@
 //! test (`openssl`) and real HTTPS servers (`tests/tls/https_server.py`,
 //! Python's http.server over its ssl module): an upstream's `ca_file`,
 //! client certificate (mTLS) and verification settings, and an issuer's
-//! `ca_file` for its JWKS fetches.
+//! `ca_file` for its JWKS fetches, and the listeners' certificates chosen by
+//! the name a client asks for (SNI).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -178,5 +179,68 @@ async fn an_issuer_behind_a_private_ca_is_trusted_through_its_ca_file() -> anyho
     let trusted = Gateway::start(BIN, &config).await?;
     let reply = trusted.get("/api/x", &kit.token("alice")).await?;
     assert_eq!(reply.status, 200, "{:?}", reply.json());
+    Ok(())
+}
+
+#[tokio::test]
+async fn listeners_present_the_certificate_of_the_name_a_client_asks_for() -> anyhow::Result<()> {
+    let kit = Devkit::start().await?;
+    let ca = TestCa::new()?;
+    let (a_cert, a_key) = ca.server_cert_for("erp-a", &["erp-a.example.test"])?;
+    let (eu_cert, eu_key) = ca.server_cert_for("eu", &["*.eu.example.test"])?;
+    let mut config = kit.config();
+    let named = |names: &[&str], cert: &Path, key: &Path| {
+        let mut table = toml::Table::new();
+        let names: Vec<toml::Value> = names.iter().map(|n| (*n).into()).collect();
+        table.insert("names".into(), names.into());
+        table.insert("cert".into(), cert.display().to_string().into());
+        table.insert("key".into(), key.display().to_string().into());
+        toml::Value::Table(table)
+    };
+    config.set("server", "tls", {
+        let mut tls = toml::Table::new();
+        tls.insert("cert".into(), path(ca.server_cert()).into());
+        tls.insert("key".into(), path(ca.server_key()).into());
+        tls.insert(
+            "certificates".into(),
+            vec![
+                named(&["erp-a.example.test"], &a_cert, &a_key),
+                named(&["*.eu.example.test"], &eu_cert, &eu_key),
+            ]
+            .into(),
+        );
+        tls
+    });
+    let gw = Gateway::start(BIN, &config).await?;
+    let root = reqwest::Certificate::from_pem(&std::fs::read(ca.ca_cert())?)?;
+    let mut client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .no_proxy();
+    for name in [
+        "erp-a.example.test",
+        "fr.eu.example.test",
+        "other.example.test",
+    ] {
+        client = client.resolve(name, gw.addr);
+    }
+    let client = client.build()?;
+    let port = gw.addr.port();
+    // The client checks the certificate against the name it asked for: a
+    // good answer means the listener chose that name's certificate.
+    for host in ["erp-a.example.test", "fr.eu.example.test", "localhost"] {
+        let reply = client
+            .get(format!("https://{host}:{port}/public/x"))
+            .send()
+            .await
+            .with_context(|| format!("TLS to {host}"))?;
+        assert_eq!(reply.status(), 200, "{host}");
+    }
+    // A name without a certificate of its own gets the default one, which
+    // names localhost and 127.0.0.1 only.
+    let other = client
+        .get(format!("https://other.example.test:{port}/public/x"))
+        .send()
+        .await;
+    assert!(other.is_err(), "{other:?}");
     Ok(())
 }

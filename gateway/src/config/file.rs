@@ -94,6 +94,18 @@ impl Default for ServerSection {
 pub struct TlsSection {
     pub cert: String,
     pub key: String,
+    /// Further certificates, chosen by the name a client asks for (SNI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<NamedCertificateSection>,
+}
+
+/// `[server] tls.certificates[]`: a certificate for some host names.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCertificateSection {
+    pub names: Vec<String>,
+    pub cert: String,
+    pub key: String,
 }
 
 /// `[[issuers]]`: one trusted OpenID Connect provider.

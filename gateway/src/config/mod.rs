@@ -149,6 +149,20 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// Further certificates by host name (SNI); `cert` and `key` serve
+    /// every other name and clients that send none.
+    pub by_name: Vec<NamedCertificate>,
+}
+
+/// A listener certificate for some host names.
+#[derive(Debug, Clone)]
+pub struct NamedCertificate {
+    /// Lowercase host names, or `*.` and a parent domain (one label).
+    pub names: Vec<String>,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Where an issuer's signing keys come from.

@@ -2576,3 +2576,57 @@ fn an_issuer_ca_file_is_checked_and_needs_fetched_keys() {
     .unwrap_err();
     assert_eq!(error.key(), "issuers[0].ca_file", "{error}");
 }
+
+#[test]
+fn listener_certificates_by_name_are_checked_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path(), "gw");
+    write_certificate(dir.path(), "a");
+    let with = |certificates: &str| {
+        minimal_with(&format!(
+            "[server]\ntls = {{ cert = \"gw.crt\", key = \"gw.key\", certificates = [{certificates}] }}"
+        ))
+    };
+    let ok =
+        with(r#"{ names = ["A.example.com", "*.eu.example.com"], cert = "a.crt", key = "a.key" }"#);
+    let c = Config::from_toml(&ok, ORIGIN, dir.path(), &no_env).unwrap();
+    let tls = c.server.tls.expect("tls");
+    assert_eq!(tls.by_name[0].names, ["a.example.com", "*.eu.example.com"]);
+    for (certificates, key, fragment) in [
+        (
+            r#"{ names = [], cert = "a.crt", key = "a.key" }"#,
+            "server.tls.certificates[0].names",
+            "at least one",
+        ),
+        (
+            r#"{ names = ["*"], cert = "a.crt", key = "a.key" }"#,
+            "server.tls.certificates[0].names[0]",
+            "not a host name",
+        ),
+        (
+            r#"{ names = ["*.com.", "x"], cert = "a.crt", key = "a.key" }"#,
+            "server.tls.certificates[0].names[0]",
+            "not a host name",
+        ),
+        (
+            r#"{ names = ["a.example.com"], cert = "a.crt", key = "a.key" }, { names = ["A.example.com"], cert = "a.crt", key = "a.key" }"#,
+            "server.tls.certificates[1].names[0]",
+            "already has a certificate",
+        ),
+        (
+            r#"{ names = ["a.example.com"], cert = "a.crt", key = "gw.key" }"#,
+            "server.tls.certificates[0]",
+            "do not fit",
+        ),
+        (
+            r#"{ names = ["a.example.com"], cert = "missing.crt", key = "a.key" }"#,
+            "server.tls.certificates[0]",
+            "cannot read",
+        ),
+    ] {
+        let error =
+            Config::from_toml(&with(certificates), ORIGIN, dir.path(), &no_env).unwrap_err();
+        assert_eq!(error.key(), key, "{error}");
+        assert!(error.to_string().contains(fragment), "{error}");
+    }
+}

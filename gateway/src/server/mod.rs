@@ -5,6 +5,7 @@
 //! listener — and runs it until SIGTERM (graceful) or SIGINT. SIGHUP reloads
 //! the configuration ([`crate::reload`]); see [`signals`] for every signal.
 
+pub mod certificates;
 pub mod signals;
 
 use std::net::TcpListener;
@@ -146,6 +147,11 @@ fn build(
                     &tls.key.display().to_string(),
                 )
                 .map_err(|e| StartError::Build(format!("server.tls: {e}")))?;
+                if !tls.by_name.is_empty() {
+                    let by_name = certificates::CertificatesByName::load(tls)
+                        .map_err(|e| StartError::Build(format!("server.tls.certificates: {e}")))?;
+                    settings.set_cert_resolver(Arc::new(by_name));
+                }
                 if config.server.http2 {
                     settings.enable_h2();
                 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::Check;
-use crate::config::{ConfigError, FileConfig, ServerConfig, TlsFiles};
+use crate::config::{ConfigError, FileConfig, NamedCertificate, ServerConfig, TlsFiles};
 
 pub(super) fn server(
     c: &Check,
@@ -58,11 +58,46 @@ pub(super) fn server(
     let tls = match &s.tls {
         None => None,
         Some(t) => {
+            let mut by_name = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (i, n) in t.certificates.iter().enumerate() {
+                let key = format!("server.tls.certificates[{i}]");
+                if n.names.is_empty() {
+                    return c.fail(format!("{key}.names"), "must list at least one host name");
+                }
+                let mut names = Vec::new();
+                for (j, name) in n.names.iter().enumerate() {
+                    let name = name.trim().to_ascii_lowercase();
+                    if !is_certificate_name(&name) {
+                        return c.fail(
+                            format!("{key}.names[{j}]"),
+                            format!("`{name}` is not a host name or `*.` and a domain"),
+                        );
+                    }
+                    if !seen.insert(name.clone()) {
+                        return c.fail(
+                            format!("{key}.names[{j}]"),
+                            format!("`{name}` already has a certificate"),
+                        );
+                    }
+                    names.push(name);
+                }
+                let (cert, private) = (base_dir.join(&n.cert), base_dir.join(&n.key));
+                if let Err(e) = check_tls_pair(&cert, &private) {
+                    return c.fail(key, e);
+                }
+                by_name.push(NamedCertificate {
+                    names,
+                    cert,
+                    key: private,
+                });
+            }
             let files = TlsFiles {
                 cert: base_dir.join(&t.cert),
                 key: base_dir.join(&t.key),
+                by_name,
             };
-            if let Err(e) = check_tls_files(&files) {
+            if let Err(e) = check_tls_pair(&files.cert, &files.key) {
                 return c.fail("server.tls", e);
             }
             Some(files)
@@ -124,17 +159,14 @@ fn listeners_clash(a: &SocketAddr, b: &SocketAddr) -> bool {
 /// missing, unreadable or mismatched file is refused by `check-config` and
 /// before any listener opens (the proxy's own loader panics in a service
 /// thread and leaves a process that serves nothing).
-fn check_tls_files(files: &TlsFiles) -> Result<(), String> {
+fn check_tls_pair(cert: &Path, key: &Path) -> Result<(), String> {
     use pingora::tls::{ServerConfig, install_default_crypto_provider, load_certs_and_key_files};
-    for (what, path) in [("cert", &files.cert), ("key", &files.key)] {
+    for (what, path) in [("cert", cert), ("key", key)] {
         if let Err(e) = std::fs::File::open(path) {
             return Err(format!("{what}: cannot read {}: {e}", path.display()));
         }
     }
-    let (cert, key) = (
-        files.cert.display().to_string(),
-        files.key.display().to_string(),
-    );
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let (chain, private_key) = match load_certs_and_key_files(&cert, &key) {
         Ok(Some(pair)) => pair,
         Ok(None) => {
@@ -150,4 +182,21 @@ fn check_tls_files(files: &TlsFiles) -> Result<(), String> {
         .with_single_cert(chain, private_key)
         .map(|_| ())
         .map_err(|e| format!("the certificate in {cert} and the key in {key} do not fit: {e}"))
+}
+
+/// A name a listener certificate may be chosen by: a host name of letters,
+/// digits, `-` and dots, or `*.` and such a name with at least one dot.
+fn is_certificate_name(name: &str) -> bool {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(label)
+        && (!name.starts_with("*.") || host.contains('.'))
 }
