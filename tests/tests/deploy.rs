@@ -2,9 +2,12 @@
 //! metrics the gateway registers, their gateway configurations pass the real
 //! validation (and the compose one runs a real two-instance Redis fleet), and
 //! the manifests agree with those configurations (ports, secrets, shutdown
-//! timing). Nothing here needs Docker or a cluster; `promtool`, `haproxy` and
-//! `kubectl` checks run when those tools are on PATH and are skipped (with a
-//! message) otherwise.
+//! timing). The Helm chart (`deploy/helm`) is linted and rendered with
+//! `helm` (scripts/bootstrap.sh installs it), and what it renders agrees with
+//! the kustomize manifests. Nothing here needs a cluster; `promtool`,
+//! `haproxy` and `kubectl` checks run when those tools are on PATH and are
+//! skipped (with a message) otherwise, and the image is built and started
+//! only where a container runtime answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -392,7 +395,10 @@ fn check_config(name: &str, text: &str) -> anyhow::Result<String> {
 fn every_yaml_and_json_file_under_deploy_parses() -> anyhow::Result<()> {
     let files = files_under(&repo().join("deploy"))?;
     let mut yaml_files = 0;
-    for path in &files {
+    // The chart's templates are Go templates; `helm template` renders them
+    // (the chart tests below).
+    let templates = deploy("helm/session-gateway/templates");
+    for path in files.iter().filter(|p| !p.starts_with(&templates)) {
         if has_extension(path, &["yml", "yaml"]) {
             let documents = yaml_documents(path)?;
             ensure!(
@@ -1339,5 +1345,299 @@ fn kustomize_renders_the_k8s_manifests() -> anyhow::Result<()> {
             "kustomize rendered no {kind}: {kinds:?}"
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The Helm chart
+
+/// The helm binary: `HELM`, `helm` on PATH, or the one scripts/bootstrap.sh
+/// unpacks into tests/helm/bin. `None` (with a message) only outside CI.
+fn helm() -> anyhow::Result<Option<PathBuf>> {
+    let candidates = [
+        std::env::var_os("HELM").map(PathBuf::from),
+        Some(PathBuf::from("helm")),
+        Some(repo().join("tests/helm/bin/helm")),
+    ];
+    for candidate in candidates.into_iter().flatten() {
+        if Command::new(&candidate)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Ok(Some(candidate));
+        }
+    }
+    ensure!(
+        std::env::var_os("CI").is_none(),
+        "helm is missing in CI: scripts/bootstrap.sh installs it into tests/helm/bin"
+    );
+    eprintln!("skipped: helm is not installed (scripts/bootstrap.sh installs it)");
+    Ok(None)
+}
+
+/// `helm template` of the chart with `--set` values; every rendered document.
+fn render_chart(helm: &Path, sets: &[&str]) -> anyhow::Result<Vec<Yaml>> {
+    let mut command = Command::new(helm);
+    command
+        .args(["template", "sg"])
+        .arg(deploy("helm/session-gateway"))
+        .args(["--namespace", "erp"]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = command.output()?;
+    ensure!(
+        out.status.success(),
+        "helm template {sets:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value = Yaml::deserialize(document)?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
+
+fn kinds(documents: &[Yaml]) -> Vec<String> {
+    let mut kinds: Vec<String> = documents
+        .iter()
+        .filter_map(|d| text_at(d, &["kind"]).map(str::to_string))
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn of_kind<'a>(documents: &'a [Yaml], kind: &str) -> anyhow::Result<&'a Yaml> {
+    documents
+        .iter()
+        .find(|d| text_at(d, &["kind"]) == Some(kind))
+        .with_context(|| format!("the chart renders no {kind}"))
+}
+
+#[test]
+fn the_chart_lints_and_renders_its_toggles() -> anyhow::Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let out = Command::new(&helm)
+        .arg("lint")
+        .arg(deploy("helm/session-gateway"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "helm lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let defaults = render_chart(&helm, &[])?;
+    assert_eq!(
+        kinds(&defaults),
+        [
+            "ConfigMap",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Service",
+            "Service"
+        ]
+    );
+    // With the autoscaler the Deployment leaves the replica count to it.
+    let deployment = of_kind(&defaults, "Deployment")?;
+    assert!(at(deployment, &["spec", "replicas"]).is_err());
+
+    let toggled = render_chart(
+        &helm,
+        &[
+            "autoscaling.enabled=false",
+            "replicaCount=3",
+            "podDisruptionBudget.enabled=false",
+            "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "networkPolicy.enabled=false",
+        ],
+    )?;
+    assert_eq!(
+        kinds(&toggled),
+        [
+            "ConfigMap",
+            "Deployment",
+            "PrometheusRule",
+            "Service",
+            "Service",
+            "ServiceMonitor"
+        ]
+    );
+    let deployment = of_kind(&toggled, "Deployment")?;
+    assert_eq!(at(deployment, &["spec", "replicas"])?.as_u64(), Some(3));
+    // The PrometheusRule carries exactly the rules file's groups.
+    let rule = of_kind(&toggled, "PrometheusRule")?;
+    let alerts = yaml(&deploy("prometheus/alerts.yml"))?;
+    ensure!(
+        at(rule, &["spec", "groups"])? == at(&alerts, &["groups"])?,
+        "the chart's PrometheusRule differs from deploy/prometheus/alerts.yml"
+    );
+    ensure!(
+        read(&deploy("helm/session-gateway/files/alerts.yml"))?
+            == read(&deploy("prometheus/alerts.yml"))?,
+        "deploy/helm/session-gateway/files/alerts.yml differs from deploy/prometheus/alerts.yml"
+    );
+    // The ServiceMonitor scrapes the admin Service's port.
+    let monitor = of_kind(&toggled, "ServiceMonitor")?;
+    assert_eq!(
+        text_at(&seq(monitor, &["spec", "endpoints"])?[0], &["port"]),
+        Some("admin")
+    );
+    Ok(())
+}
+
+#[test]
+fn the_chart_keeps_the_admin_port_inside_the_namespace() -> anyhow::Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let rendered = render_chart(&helm, &[])?;
+    let policy = of_kind(&rendered, "NetworkPolicy")?;
+    let deployment = of_kind(&rendered, "Deployment")?;
+    assert_eq!(
+        at(policy, &["spec", "podSelector", "matchLabels"])?,
+        at(deployment, &["spec", "selector", "matchLabels"])?,
+        "the policy selects the gateway pods"
+    );
+    let rules = seq(policy, &["spec", "ingress"])?;
+    let admin = rules
+        .iter()
+        .find(|r| {
+            seq(r, &["ports"])
+                .is_ok_and(|ports| ports.iter().any(|p| text_at(p, &["port"]) == Some("admin")))
+        })
+        .context("no rule for the admin port")?;
+    let from = seq(admin, &["from"])?;
+    assert_eq!(from.len(), 1, "{from:?}");
+    let same_namespace: Yaml = serde_yaml::from_str("podSelector: {}")?;
+    assert_eq!(from[0], same_namespace, "pods of this namespace only");
+    // Every ingress rule names its port: nothing else is open.
+    for rule in rules {
+        ensure!(
+            seq(rule, &["ports"]).is_ok_and(|p| !p.is_empty()),
+            "{rule:?}"
+        );
+    }
+    // Another namespace is let in only when the values say so.
+    let monitoring = render_chart(
+        &helm,
+        &["networkPolicy.adminFrom[0].namespaceSelector.matchLabels.team=monitoring"],
+    )?;
+    let policy = of_kind(&monitoring, "NetworkPolicy")?;
+    let rules = seq(policy, &["spec", "ingress"])?;
+    assert_eq!(seq(&rules[1], &["from"])?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn the_chart_renders_the_kustomize_configuration_and_it_passes_check_config() -> anyhow::Result<()>
+{
+    let Some(helm) = helm()? else { return Ok(()) };
+    let rendered = render_chart(&helm, &[])?;
+    let configmap = of_kind(&rendered, "ConfigMap")?;
+    let text = text_at(configmap, &["data", "gateway.toml"]).context("no gateway.toml")?;
+    // In-cluster names do not resolve here: loopback stands in for them.
+    check_config(
+        "the chart's gateway.toml",
+        &loopback_hosts(text, &cluster_hosts(text)),
+    )?;
+    let chart = parse_toml(text)?;
+    let kustomize = parse_toml(&k8s_config_text()?)?;
+    assert_eq!(
+        chart, kustomize,
+        "the chart's default configuration differs from deploy/k8s/configmap.yaml's"
+    );
+    // The Redis values reach the [redis] table.
+    let rendered = render_chart(
+        &helm,
+        &["redis.url=redis://redis.erp.svc.cluster.local:6379/1"],
+    )?;
+    let text = text_at(of_kind(&rendered, "ConfigMap")?, &["data", "gateway.toml"])
+        .context("no gateway.toml")?;
+    assert_eq!(
+        toml_str(&parse_toml(text)?, "redis", "url"),
+        Some("redis://redis.erp.svc.cluster.local:6379/1")
+    );
+    // The secrets come from the named Secret, never from the values.
+    let deployment = of_kind(&rendered, "Deployment")?;
+    let env = seq(
+        &seq(deployment, &["spec", "template", "spec", "containers"])?[0],
+        &["env"],
+    )?;
+    for variable in env {
+        assert_eq!(
+            text_at(variable, &["valueFrom", "secretKeyRef", "name"]),
+            Some("session-gateway"),
+            "{variable:?}"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The image
+
+/// A container runtime that answers (`docker` or `podman`), if any.
+fn container_runtime() -> Option<&'static str> {
+    ["docker", "podman"].into_iter().find(|tool| {
+        Command::new(tool)
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[test]
+fn the_image_builds_and_serves_where_a_container_runtime_exists() -> anyhow::Result<()> {
+    let Some(runtime) = container_runtime() else {
+        eprintln!("skipped: no container runtime answers (docker info / podman info)");
+        return Ok(());
+    };
+    let tag = format!("session-gateway-test:{}", std::process::id());
+    let build = Command::new(runtime)
+        .args(["build", "-f"])
+        .arg(deploy("Dockerfile"))
+        .args(["-t", &tag])
+        .arg(repo())
+        .status()?;
+    ensure!(build.success(), "{runtime} build failed");
+    let port = free_port();
+    let run = Command::new(runtime)
+        .args(["run", "--rm", "-d", "-p"])
+        .arg(format!("127.0.0.1:{port}:9190"))
+        .arg(&tag)
+        .args(["dev", "--admin", "0.0.0.0:9190"])
+        .output()?;
+    ensure!(
+        run.status.success(),
+        "{runtime} run: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let id = String::from_utf8(run.stdout)?.trim().to_string();
+    // GET /healthz through the published port, until it answers 200.
+    let healthz = || -> std::io::Result<bool> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
+    };
+    let healthy = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        healthz().unwrap_or(false)
+    });
+    let _ = Command::new(runtime).args(["rm", "-f", &id]).status();
+    let _ = Command::new(runtime).args(["rmi", "-f", &tag]).status();
+    ensure!(healthy, "the container never listened on its admin port");
     Ok(())
 }
