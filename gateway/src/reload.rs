@@ -254,7 +254,7 @@ impl Reloader {
         retarget(&mut self.key_tasks.lock(), issuers.iter(), |keys, stop| {
             tokio::spawn(keep_fresh(keys, Arc::clone(&metrics), stop));
         });
-        let checked = upstreams.iter().filter(|u| u.is_health_checked());
+        let checked = upstreams.iter().filter(|u| u.runs_in_background());
         retarget(&mut self.health_tasks.lock(), checked, |upstream, stop| {
             let balancer = Arc::clone(upstream.balancer());
             tokio::spawn(async move { balancer.start(stop).await });

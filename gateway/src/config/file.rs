@@ -415,6 +415,10 @@ pub struct UpstreamSection {
     pub verify_hostname: bool,
     #[serde(default)]
     pub http2: bool,
+    /// How often host names in `servers` are looked up again (`"0s"`: only
+    /// at start and reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_interval: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -409,6 +409,9 @@ pub struct UpstreamConfig {
     /// Whether HTTP/2 is offered to the servers (ALPN `h2` with TLS,
     /// prior knowledge without).
     pub http2: bool,
+    /// How often the servers' host names are looked up again; `None` when
+    /// every server is an IP address, or with `resolve_interval = "0s"`.
+    pub resolve_interval: Option<Duration>,
 }
 
 /// `[upstreams.health_check]`.

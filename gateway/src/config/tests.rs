@@ -2630,3 +2630,35 @@ fn listener_certificates_by_name_are_checked_with_their_key() {
         assert!(error.to_string().contains(fragment), "{error}");
     }
 }
+
+#[test]
+fn upstream_names_are_looked_up_again_every_30s_unless_set() {
+    let with = |servers: &str, keys: &str| {
+        MINIMAL.replace(
+            "servers = [\"127.0.0.1:9000\"]",
+            &format!("servers = [{servers}]\n{keys}"),
+        )
+    };
+    let interval = |text: &str| valid(text).upstreams[0].resolve_interval;
+    assert_eq!(
+        interval(&with("\"127.0.0.1:9000\", \"[::1]:9000\"", "")),
+        None
+    );
+    assert_eq!(
+        interval(&with("\"localhost:9000\"", "")),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        interval(&with("\"localhost:9000\"", "resolve_interval = \"5s\"")),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        interval(&with("\"localhost:9000\"", "resolve_interval = \"0s\"")),
+        None
+    );
+    refused(
+        &with("\"localhost:9000\"", "resolve_interval = \"500ms\""),
+        "upstreams[0].resolve_interval",
+        "at least 1s",
+    );
+}

@@ -29,6 +29,7 @@ pub mod problem;
 pub mod respond;
 pub mod route_timeouts;
 pub mod routes;
+pub mod server_names;
 pub mod service;
 pub mod table;
 pub mod trace;

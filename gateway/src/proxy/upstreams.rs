@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use pingora::http::RequestHeader;
-use pingora::lb::LoadBalancer;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
+use pingora::lb::{Backends, LoadBalancer};
 use pingora::protocols::ALPN;
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
@@ -15,6 +16,7 @@ use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::server_names::ServerNames;
 use crate::config::UpstreamConfig;
 
 /// One upstream group.
@@ -113,9 +115,26 @@ impl Upstream {
             name: config.name.clone(),
             reason,
         };
-        let mut balancer =
-            LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().map(String::as_str))
-                .map_err(|e| fail(e.to_string()))?;
+        let mut balancer = match config.resolve_interval {
+            None => {
+                LoadBalancer::<RoundRobin>::try_from_iter(config.servers.iter().map(String::as_str))
+                    .map_err(|e| fail(e.to_string()))?
+            }
+            Some(interval) => {
+                let names = ServerNames::new(&config.name, &config.servers).map_err(fail)?;
+                let balancer =
+                    LoadBalancer::<RoundRobin>::from_backends(Backends::new(Box::new(names)));
+                // The first set was found just now: handed over at once.
+                match balancer.update().now_or_never() {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(fail(e.to_string())),
+                    None => return Err(fail("the first lookup did not complete".into())),
+                }
+                let mut balancer = balancer;
+                balancer.update_frequency = Some(interval);
+                balancer
+            }
+        };
         if let Some(hc) = &config.health_check {
             let tls = PeerTls::of(config).map_err(fail)?;
             let mut check = HttpHealthCheck::new(&hc.host, config.tls);
@@ -169,6 +188,12 @@ impl Upstream {
     /// Whether the group has an HTTP health check.
     pub fn is_health_checked(&self) -> bool {
         self.config.health_check.is_some()
+    }
+
+    /// Whether the group's balancer must run as a background task: for its
+    /// health check, or to look its servers' names up again.
+    pub fn runs_in_background(&self) -> bool {
+        self.is_health_checked() || self.config.resolve_interval.is_some()
     }
 
     /// The balancer (run it as a background task when health-checked).

@@ -10,6 +10,11 @@ use super::tls_files::{certificate_ders, client_identity};
 use crate::config::file::UpstreamSection;
 use crate::config::{ClientIdentity, ConfigError, FileConfig, HealthCheckConfig, UpstreamConfig};
 
+/// How often upstream host names are looked up again unless set: often
+/// enough to follow a rescheduled backend within a minute, rarely enough to
+/// cost the resolver nothing.
+const DEFAULT_RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) fn upstreams(
     c: &Check,
     file: &FileConfig,
@@ -71,6 +76,26 @@ pub(super) fn upstreams(
                 })
             }
         };
+        let named = u.servers.iter().any(|s| {
+            let host = s.rsplit_once(':').map_or("", |(h, _)| h);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_err()
+        });
+        let resolve_interval = match &u.resolve_interval {
+            None => named.then_some(DEFAULT_RESOLVE_INTERVAL),
+            Some(text) => {
+                let interval = c.duration(&format!("{key}.resolve_interval"), text)?;
+                if !interval.is_zero() && interval < std::time::Duration::from_secs(1) {
+                    return c.fail(
+                        format!("{key}.resolve_interval"),
+                        "must be at least 1s, or \"0s\" to look names up only at start and reload",
+                    );
+                }
+                (named && !interval.is_zero()).then_some(interval)
+            }
+        };
         let sni = u.sni.clone().unwrap_or(first_host);
         let trust = trust(c, &key, u, &sni, base_dir)?;
         out.push(UpstreamConfig {
@@ -89,6 +114,7 @@ pub(super) fn upstreams(
             verify_cert: u.verify_cert,
             verify_hostname: u.verify_hostname,
             http2: u.http2,
+            resolve_interval,
         });
     }
     Ok(out)
