@@ -127,6 +127,7 @@ const RESTART_ONLY: &[(&str, Setting)] = &[
     }),
     ("redis", |f| json(&f.redis)),
     ("logging", |f| json(&f.logging)),
+    ("tracing", |f| json(&f.tracing)),
     ("admin", |f| json(&f.admin)),
 ];
 

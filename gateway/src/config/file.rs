@@ -35,6 +35,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub logging: LoggingSection,
     #[serde(default)]
+    pub tracing: TracingSection,
+    #[serde(default)]
     pub admin: AdminSection,
     #[serde(default)]
     pub usage: UsageSection,
@@ -581,6 +583,27 @@ impl Default for UsageSection {
             minutes: "2d".into(),
             hours: "90d".into(),
             days: "1096d".into(),
+        }
+    }
+}
+
+/// `[tracing]`: export of the gateway's spans (OTLP over HTTP).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSection {
+    /// Where spans are sent (`…/v1/traces`); none: no export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    pub export_timeout: String,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "session-gateway".into(),
+            export_timeout: "5s".into(),
         }
     }
 }

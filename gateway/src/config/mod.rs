@@ -97,6 +97,8 @@ pub struct Config {
     pub headers: IdentityHeaderNames,
     /// Logging.
     pub logging: LoggingConfig,
+    /// `[tracing]`: span export.
+    pub tracing: TracingConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
     /// `[usage]`: how long the usage history is kept.
@@ -607,6 +609,24 @@ pub struct AdminConfig {
     /// The bearer token of the admin API; `None` disables the API (health,
     /// readiness and metrics stay open).
     pub token: Option<Secret>,
+}
+
+/// `[tracing]`.
+#[derive(Debug, Clone, Default)]
+pub struct TracingConfig {
+    /// OTLP export of the request spans; `None`: off.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Where and how spans are exported (OTLP/HTTP with JSON bodies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The collector's traces URL (`http://collector:4318/v1/traces`).
+    pub endpoint: url::Url,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Bound on one export request.
+    pub timeout: Duration,
 }
 
 /// `[logging]`.

@@ -2662,3 +2662,26 @@ fn upstream_names_are_looked_up_again_every_30s_unless_set() {
         "at least 1s",
     );
 }
+
+#[test]
+fn span_export_is_off_unless_an_otlp_endpoint_is_set() {
+    assert!(valid(MINIMAL).tracing.otlp.is_none());
+    let on = valid(&minimal_with(
+        "[tracing]\notlp_endpoint = \"http://otel-collector.observability:4318/v1/traces\"",
+    ));
+    let otlp = on.tracing.otlp.expect("export on");
+    assert_eq!(otlp.service_name, "session-gateway");
+    assert_eq!(otlp.timeout, Duration::from_secs(5));
+    refused(
+        &minimal_with("[tracing]\notlp_endpoint = \"grpc://collector:4317\""),
+        "tracing.otlp_endpoint",
+        "http:// or https://",
+    );
+    refused(
+        &minimal_with(
+            "[tracing]\notlp_endpoint = \"http://c:4318/v1/traces\"\nservice_name = \" \"",
+        ),
+        "tracing.service_name",
+        "must not be empty",
+    );
+}

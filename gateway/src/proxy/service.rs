@@ -27,11 +27,14 @@ use crate::access::Access;
 use crate::auth::Principal;
 use crate::config::{RouteConfig, RoutePolicy, UpgradePolicy};
 use crate::session::Session;
+use crate::telemetry::spans::{RequestSpan, SpanExport};
 
 /// The proxy service.
 pub struct Gateway {
     pub(super) access: Arc<Access>,
     table: LiveTable,
+    /// Where request spans go (`[tracing] otlp_endpoint`), if anywhere.
+    spans: Option<Arc<SpanExport>>,
 }
 
 /// What one request learned on its way through the hooks.
@@ -76,7 +79,18 @@ impl RequestContext {
 impl Gateway {
     /// The service over the access decision and a (reloadable) routing table.
     pub fn new(access: Arc<Access>, table: LiveTable) -> Self {
-        Self { access, table }
+        Self {
+            access,
+            table,
+            spans: None,
+        }
+    }
+
+    /// The gateway, exporting its request spans; the traces it starts are
+    /// then sampled.
+    pub fn with_span_export(mut self, spans: Arc<SpanExport>) -> Self {
+        self.spans = Some(spans);
+        self
     }
 
     /// Lets a chunk of an upgraded connection through while its session
@@ -240,7 +254,7 @@ impl ProxyHttp for Gateway {
                     .forwarding
                     .origin(peer.ip(), &session.req_header().headers)
             });
-        let hop = TraceHop::of(&session.req_header().headers);
+        let hop = TraceHop::of(&session.req_header().headers, self.spans.is_some());
         ctx.span = tracing::info_span!("request", trace_id = %hop.trace_id, span_id = %hop.span_id);
         ctx.trace = Some(hop);
         let request = session.req_header();
@@ -631,6 +645,21 @@ impl ProxyHttp for Gateway {
             error = error.map(|e| e.etype().as_str()).unwrap_or(""),
             "request"
         );
+        if let (Some(spans), Some(hop)) = (&self.spans, &ctx.trace) {
+            spans.record(&RequestSpan {
+                trace_id: &hop.trace_id,
+                span_id: &hop.span_id,
+                parent_id: hop.parent_id.as_deref(),
+                sampled: hop.is_sampled(),
+                elapsed: ctx.started.elapsed(),
+                method: request.method.as_str(),
+                path: request.uri.path(),
+                route,
+                status,
+                outcome,
+                pool: ctx.session.as_ref().map(|s| s.pool.as_str()),
+            });
+        }
     }
 }
 

@@ -24,8 +24,9 @@ pub struct TraceHop {
 }
 
 impl TraceHop {
-    /// Continues the request's trace, or starts one.
-    pub fn of(headers: &HeaderMap) -> Self {
+    /// Continues the request's trace, or starts one, sampled when the
+    /// gateway exports spans (`sample_new`).
+    pub fn of(headers: &HeaderMap, sample_new: bool) -> Self {
         let span_id = random_hex(8);
         match headers
             .get(&TRACEPARENT)
@@ -38,15 +39,21 @@ impl TraceHop {
                 parent_id: Some(parent_id),
                 flags,
             },
-            // A new trace, not sampled: the gateway records no spans of its
-            // own, so it leaves the sampling decision to those who do.
+            // A new trace. Without span export, not sampled: the gateway
+            // records no spans then, so it leaves the sampling decision to
+            // those who do.
             None => Self {
                 trace_id: random_hex(16),
                 span_id,
                 parent_id: None,
-                flags: "00".into(),
+                flags: if sample_new { "01" } else { "00" }.into(),
             },
         }
+    }
+
+    /// Whether the trace is sampled (flag bit 0).
+    pub fn is_sampled(&self) -> bool {
+        u8::from_str_radix(&self.flags, 16).is_ok_and(|f| f & 1 == 1)
     }
 
     /// The `traceparent` for the backend: the gateway's span as the parent.
@@ -117,9 +124,10 @@ mod tests {
 
     #[test]
     fn a_valid_traceparent_is_continued_with_the_gateways_span() {
-        let hop = TraceHop::of(&with(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ));
+        let hop = TraceHop::of(
+            &with("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            false,
+        );
         assert_eq!(hop.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(hop.parent_id.as_deref(), Some("00f067aa0ba902b7"));
         assert_eq!(hop.flags, "01");
@@ -142,17 +150,22 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
-            let hop = TraceHop::of(&with(bad));
+            let hop = TraceHop::of(&with(bad), false);
             assert_eq!(hop.parent_id, None, "{bad:?}");
             assert_eq!(hop.trace_id.len(), 32);
             assert_ne!(hop.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
             assert_eq!(hop.flags, "00");
         }
         // A later version is read by its first four fields.
-        let hop = TraceHop::of(&with(
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",
-        ));
+        let hop = TraceHop::of(
+            &with("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"),
+            false,
+        );
         assert_eq!(hop.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(TraceHop::of(&HeaderMap::new()).parent_id, None);
+        assert_eq!(TraceHop::of(&HeaderMap::new(), false).parent_id, None);
+        // With span export the gateway samples the traces it starts.
+        let started = TraceHop::of(&HeaderMap::new(), true);
+        assert!(started.is_sampled());
+        assert!(!TraceHop::of(&HeaderMap::new(), false).is_sampled());
     }
 }

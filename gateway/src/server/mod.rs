@@ -128,7 +128,11 @@ fn build(
     let table = Arc::new(ArcSwap::from_pointee(RouteTable::of_config(
         &config, upstreams,
     )));
-    let gateway = Gateway::new(Arc::clone(&access), Arc::clone(&table));
+    let mut gateway = Gateway::new(Arc::clone(&access), Arc::clone(&table));
+    if let Some(otlp) = &config.tracing.otlp {
+        let spans = crate::telemetry::spans::SpanExport::new(otlp).map_err(StartError::Build)?;
+        gateway = gateway.with_span_export(Arc::new(spans));
+    }
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.threads = Some(config.server.threads);
     if config.server.h2c

@@ -1,7 +1,36 @@
-//! `[logging]`: the log filter and output format.
+//! `[logging]`: the log filter and output format; `[tracing]`: span export.
 
 use super::Check;
-use crate::config::{ConfigError, FileConfig, LogFormat, LoggingConfig};
+use crate::config::{ConfigError, FileConfig, LogFormat, LoggingConfig, OtlpConfig, TracingConfig};
+
+pub(super) fn tracing(c: &Check, file: &FileConfig) -> Result<TracingConfig, ConfigError> {
+    let t = &file.tracing;
+    let Some(endpoint) = &t.otlp_endpoint else {
+        return Ok(TracingConfig { otlp: None });
+    };
+    let url = url::Url::parse(endpoint).or_else(|e| {
+        c.fail(
+            "tracing.otlp_endpoint",
+            format!("`{endpoint}` is not a URL ({e})"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return c.fail(
+            "tracing.otlp_endpoint",
+            "must be an http:// or https:// URL of the collector's traces endpoint (…/v1/traces)",
+        );
+    }
+    if t.service_name.trim().is_empty() {
+        return c.fail("tracing.service_name", "must not be empty");
+    }
+    Ok(TracingConfig {
+        otlp: Some(OtlpConfig {
+            endpoint: url,
+            service_name: t.service_name.clone(),
+            timeout: c.positive_duration("tracing.export_timeout", &t.export_timeout)?,
+        }),
+    })
+}
 
 pub(super) fn logging(c: &Check, file: &FileConfig) -> Result<LoggingConfig, ConfigError> {
     let l = &file.logging;

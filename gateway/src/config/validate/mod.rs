@@ -36,7 +36,7 @@ use super::*;
 use admin::admin;
 use headers::headers;
 use issuers::issuer;
-use logging::logging;
+use logging::{logging, tracing};
 use pools::pools;
 use routes::route;
 use server::server;
@@ -153,6 +153,7 @@ pub(super) fn validate(
     }
     let headers = headers(&c, &file)?;
     let logging = logging(&c, &file)?;
+    let tracing = tracing(&c, &file)?;
     let admin = admin(&c, &file, base_dir, env)?;
     let usage = usage(&c, &file)?;
 
@@ -167,6 +168,7 @@ pub(super) fn validate(
         routes,
         headers,
         logging,
+        tracing,
         admin,
         usage,
         effective: file,
