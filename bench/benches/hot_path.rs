@@ -321,7 +321,7 @@ fn request_origin(c: &mut Criterion) {
     group.bench_function("origin_and_trace", |b| {
         b.iter(|| {
             let origin = forwarding.origin(peer, &headers);
-            let hop = TraceHop::of(&headers);
+            let hop = TraceHop::of(&headers, false);
             (origin.upstream_headers(&forwarding), hop.traceparent())
         });
     });
