@@ -212,3 +212,41 @@ impl Upstream {
         Some(peer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tls: bool, http2: bool) -> UpstreamConfig {
+        UpstreamConfig {
+            name: "erp".into(),
+            servers: vec!["127.0.0.1:9000".into()],
+            health_check: None,
+            connect_timeout: std::time::Duration::from_secs(1),
+            read_timeout: std::time::Duration::from_secs(1),
+            write_timeout: std::time::Duration::from_secs(1),
+            tls,
+            sni: "127.0.0.1".into(),
+            ca: None,
+            client_identity: None,
+            verify_cert: true,
+            verify_hostname: false,
+            http2,
+            resolve_interval: None,
+        }
+    }
+
+    #[test]
+    fn http2_is_offered_by_alpn_with_tls_and_by_prior_knowledge_without() {
+        let alpn = |tls, http2| {
+            let upstream = Upstream::build(0, &config(tls, http2)).unwrap();
+            let peer = upstream.peer(b"").unwrap();
+            assert!(!peer.options.verify_hostname);
+            peer.options.alpn
+        };
+        assert_eq!(alpn(true, true), ALPN::H2H1);
+        assert_eq!(alpn(false, true), ALPN::H2);
+        assert_eq!(alpn(true, false), ALPN::H1);
+        assert_eq!(alpn(false, false), ALPN::H1);
+    }
+}
