@@ -69,11 +69,6 @@ impl Waitlists {
             }
         }
     }
-
-    /// Requests waiting here, all pools.
-    pub(super) fn len(&self) -> usize {
-        self.pools.lock().values().map(BTreeMap::len).sum()
-    }
 }
 
 /// One waiting request's place in its pool's local line; leaving it (drop)
@@ -147,11 +142,6 @@ impl Access {
                 access.waitlists.wake_front(pool);
             }
         }));
-    }
-
-    /// Requests of this instance waiting for a seat now.
-    pub fn requests_waiting(&self) -> usize {
-        self.waitlists.len()
     }
 
     /// Holds a request the store put in line until it gets a seat, `max_wait`
