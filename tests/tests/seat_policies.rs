@@ -8,7 +8,7 @@
 
 use reqwest::Method;
 use session_gateway_e2e::admin::{AdminGateway, admin};
-use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, Reply};
+use session_gateway_e2e::{ConfigDoc, Devkit, Gateway, RedisServer, Reply, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -67,15 +67,21 @@ async fn the_overdraft_is_exact_across_a_fleet_and_marked_everywhere() -> anyhow
         None,
         "the first instance opened none"
     );
-    let trail = admin(&first, Method::GET, "/admin/v1/audit?event=session_opened").await?;
-    let trail = trail.json();
-    let overdrafts: Vec<&str> = trail["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["overdraft"] == "true")
-        .filter_map(|e| e["subject"].as_str())
-        .collect();
+    // Each instance appends its events to the shared trail in batches, in
+    // the background: the second instance's event shows once its batch is in.
+    let overdrafts = eventually("bob's session_opened in the trail", || async {
+        let trail = admin(&first, Method::GET, "/admin/v1/audit?event=session_opened").await?;
+        let trail = trail.json();
+        let overdrafts: Vec<String> = trail["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["overdraft"] == "true")
+            .filter_map(|e| e["subject"].as_str().map(str::to_string))
+            .collect();
+        Ok((!overdrafts.is_empty()).then_some(overdrafts))
+    })
+    .await?;
     assert_eq!(overdrafts, vec!["bob"]);
     let usage = admin(
         &first,

@@ -97,16 +97,21 @@ async fn waiting_callers_are_served_first_come_first_served_across_a_fleet() -> 
     let pool = "default";
     assert_eq!(second.metric(&admitted(pool)).await?, Some(1.0));
     assert_eq!(first.metric(&admitted(pool)).await?, Some(1.0));
-    let trail = admin(&first, Method::GET, "/admin/v1/audit?event=session_queued").await?;
-    let mut queued: Vec<String> = trail.json()["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["subject"].as_str().map(str::to_string))
-        .collect();
-    // Each instance appends its events in batches: the trail's order is
-    // the batches', not the fleet's line.
-    queued.sort();
+    // Each instance appends its events to the shared trail in batches, in
+    // the background: the trail's order is the batches', not the line's,
+    // and an event shows once its batch is in.
+    let queued = eventually("three session_queued events in the trail", || async {
+        let trail = admin(&first, Method::GET, "/admin/v1/audit?event=session_queued").await?;
+        let mut queued: Vec<String> = trail.json()["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["subject"].as_str().map(str::to_string))
+            .collect();
+        queued.sort();
+        Ok((queued.len() >= 3).then_some(queued))
+    })
+    .await?;
     assert_eq!(queued, vec!["bob", "carol", "dave"]);
     Ok(())
 }
