@@ -20,6 +20,13 @@ pub fn rfc3339_ms(ms: UnixMillis) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// A duration rounded up to whole seconds, at least one: the `Retry-After`
+/// of every refusal (a hint of zero would invite an immediate retry).
+pub fn whole_seconds(d: Duration) -> Duration {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_secs(ms.div_ceil(1000).max(1))
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Milliseconds since the Unix epoch.

@@ -512,6 +512,16 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// [`client`], speaking HTTP/2 with prior knowledge (h2c) only.
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .timeout(DEADLINE)
+        .build()
+        .expect("an h2c test client builds")
+}
+
 /// A response, read completely.
 #[derive(Debug, Clone)]
 pub struct Reply {

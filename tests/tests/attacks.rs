@@ -108,10 +108,7 @@ impl Target {
         let canary_session = r
             .forwarded_header("x-session-id")
             .ok_or_else(|| anyhow::anyhow!("canary: no X-Session-Id forwarded"))?;
-        let h2 = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .no_proxy()
-            .build()?;
+        let h2 = session_gateway_e2e::h2c_client();
         let target = Self {
             kit,
             gw,

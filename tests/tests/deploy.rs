@@ -18,7 +18,7 @@ use anyhow::{Context, bail, ensure};
 use serde::Deserialize as _;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
-use session_gateway_e2e::{Devkit, Issuer, RedisServer, Reply, client, free_port};
+use session_gateway_e2e::{Devkit, Issuer, RedisServer, Reply, client, eventually, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
@@ -1596,8 +1596,8 @@ fn container_runtime() -> Option<&'static str> {
     })
 }
 
-#[test]
-fn the_image_builds_and_serves_where_a_container_runtime_exists() -> anyhow::Result<()> {
+#[tokio::test]
+async fn the_image_builds_and_serves_where_a_container_runtime_exists() -> anyhow::Result<()> {
     let Some(runtime) = container_runtime() else {
         eprintln!("skipped: no container runtime answers (docker info / podman info)");
         return Ok(());
@@ -1624,20 +1624,14 @@ fn the_image_builds_and_serves_where_a_container_runtime_exists() -> anyhow::Res
     );
     let id = String::from_utf8(run.stdout)?.trim().to_string();
     // GET /healthz through the published port, until it answers 200.
-    let healthz = || -> std::io::Result<bool> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
-    };
-    let healthy = (0..300).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        healthz().unwrap_or(false)
-    });
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let healthy = eventually("the container's /healthz answering 200", || async {
+        let answered = client().get(&url).send().await;
+        Ok(answered.is_ok_and(|r| r.status() == 200).then_some(()))
+    })
+    .await;
     let _ = Command::new(runtime).args(["rm", "-f", &id]).status();
     let _ = Command::new(runtime).args(["rmi", "-f", &tag]).status();
-    ensure!(healthy, "the container never listened on its admin port");
+    healthy?;
     Ok(())
 }

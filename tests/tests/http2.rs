@@ -113,10 +113,7 @@ async fn tls_listeners_negotiate_http2() -> anyhow::Result<()> {
 #[tokio::test]
 async fn h2c_is_a_setting_of_plain_listeners() -> anyhow::Result<()> {
     let kit = Devkit::start().await?;
-    let prior_knowledge = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()?;
+    let prior_knowledge = session_gateway_e2e::h2c_client();
 
     // Off by default: an HTTP/2 preface gets no HTTP/2 answer.
     let plain = Gateway::start(BIN, &kit.config()).await?;

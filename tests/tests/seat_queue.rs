@@ -137,10 +137,7 @@ async fn a_waiter_whose_client_goes_away_leaves_the_line_at_once() -> anyhow::Re
     until_waiting(&gw, 0).await?;
 
     // HTTP/2: the client resets its stream (the request is dropped).
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()?;
+    let h2 = session_gateway_e2e::h2c_client();
     let carol = {
         let request = h2.get(gw.url("/api/x")).bearer_auth(kit.token("carol"));
         tokio::spawn(async move { request.send().await })

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use super::admit::{Seated, Step, Waiting};
 use super::{Access, Denial};
+use crate::clock::whole_seconds;
 use crate::licensing::PoolChoice;
 use crate::session::{AdmitRequest, QueueExit, Refusal, SessionIdentity, Ticket};
 
@@ -234,13 +235,4 @@ impl Access {
             tracing::warn!(%error, pool = %pool.name, "could not leave the seat queue; the ticket lapses by itself");
         }
     }
-}
-
-/// A duration rounded up to whole seconds, at least one (`Retry-After`).
-fn whole_seconds(d: Duration) -> Duration {
-    Duration::from_secs(
-        u64::try_from(d.as_millis().div_ceil(1000))
-            .unwrap_or(u64::MAX)
-            .max(1),
-    )
 }

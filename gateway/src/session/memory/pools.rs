@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::UnixMillis;
+use crate::clock::{UnixMillis, whole_seconds};
 use crate::digest::Digest32;
 use crate::licensing::{Bucket, Pool, SubjectLimitPolicy};
 use crate::session::{
@@ -389,11 +389,13 @@ impl PoolState {
             let earliest = self.earliest_expiry_in(pool.usable_buckets(request.reserved));
             let retry = retry_after(earliest, now, pool.idle_timeout);
             let in_use = self.in_use_at(now);
+            // A waiter's own timer: exact, not rounded like `Retry-After`.
+            let seat_frees_in = earliest.map(|at| Duration::from_millis(at.saturating_sub(now)));
             if let Some(ticket) = request.ticket {
                 return Admission::Queued {
                     ticket: ticket.clone(),
                     ahead,
-                    retry_after: earliest.map(|at| Duration::from_millis(at.saturating_sub(now))),
+                    retry_after: seat_frees_in,
                 };
             }
             return match pool.queue {
@@ -402,8 +404,7 @@ impl PoolState {
                     Admission::Queued {
                         ticket: self.waitline.push(lapse),
                         ahead,
-                        retry_after: earliest
-                            .map(|at| Duration::from_millis(at.saturating_sub(now))),
+                        retry_after: seat_frees_in,
                     }
                 }
                 Some(_) => Admission::Refused(Refusal::QueueFull {
@@ -639,12 +640,6 @@ impl PoolState {
 /// A duration in whole milliseconds, saturating.
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A duration rounded up to whole seconds, at least one.
-pub(super) fn whole_seconds(d: Duration) -> Duration {
-    let ms = millis(d);
-    Duration::from_secs(ms.div_ceil(1000).max(1))
 }
 
 /// Time until `earliest`, in whole seconds rounded up (at least 1 s). When no

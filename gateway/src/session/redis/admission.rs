@@ -8,7 +8,8 @@ use redis::Value;
 
 use super::decode::{array, closed_list, int, protocol, session_of, text};
 use super::layout;
-use super::{LINGER, MAX_LUA_INT, RedisStore, millis, whole_seconds};
+use super::{LINGER, MAX_LUA_INT, RedisStore, millis};
+use crate::clock::whole_seconds;
 use crate::licensing::{Pool, SubjectLimitPolicy};
 use crate::session::{
     Admission, AdmitOutcome, AdmitRequest, AuditSink, CloseReason, ClosedSession, Refusal,

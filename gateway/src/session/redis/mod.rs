@@ -269,7 +269,3 @@ impl RedisStore {
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
-
-pub(super) fn whole_seconds(d: Duration) -> Duration {
-    Duration::from_secs(millis(d).div_ceil(1000).max(1))
-}
